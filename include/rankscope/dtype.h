@@ -1,0 +1,42 @@
+/*
+ * dtype.h — element types of tensor files and their conversion to double.
+ *
+ * The table covers every dtype the safetensors format defines, so any valid
+ * file opens; only the floating types with `is_float` can become layers.
+ */
+#ifndef RANKSCOPE_DTYPE_H
+#define RANKSCOPE_DTYPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum rs_dtype {
+	RS_DTYPE_BOOL, RS_DTYPE_U8, RS_DTYPE_I8, RS_DTYPE_F8_E5M2, RS_DTYPE_F8_E4M3,
+	RS_DTYPE_F8_E8M0, RS_DTYPE_I16, RS_DTYPE_U16, RS_DTYPE_F16, RS_DTYPE_BF16,
+	RS_DTYPE_I32, RS_DTYPE_U32, RS_DTYPE_F32, RS_DTYPE_F64, RS_DTYPE_I64,
+	RS_DTYPE_U64, RS_DTYPE_C64, RS_DTYPE_F4, RS_DTYPE_F6_E2M3, RS_DTYPE_F6_E3M2,
+	RS_DTYPE_COUNT
+} rs_dtype;
+
+typedef struct rs_dtype_info {
+	const char *name;     /* as spelled in safetensors headers */
+	unsigned bits;        /* storage bits per element */
+	bool is_float;        /* convertible to double by rs_dtype_to_double */
+} rs_dtype_info;
+
+const rs_dtype_info *rs_dtype_get(rs_dtype dtype);
+/* Looks a header spelling up; false when unknown. */
+bool rs_dtype_parse(const char *name, rs_dtype *out);
+
+/* IEEE half and bfloat16 to double (exact: every value is representable). */
+double rs_half_to_double(unsigned short bits);
+double rs_bfloat16_to_double(unsigned short bits);
+
+/*
+ * Converts `count` elements starting at `src` (little-endian, any alignment)
+ * to double, writing dst[i * stride].  Only for dtypes with is_float.
+ */
+void rs_dtype_to_double(rs_dtype dtype, const unsigned char *src, size_t count,
+                        double *dst, size_t stride);
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * svd.h — singular values of a dense double matrix (la-svd.c).
+ *
+ * Two methods, chosen per matrix (DESIGN.md §5, HACKING.md "Spectrum engine"):
+ *   RS_SVD_GESDD: LAPACK dgesdd, jobz='N'.  Backward stable; the reference.
+ *   RS_SVD_GRAM:  the Gram matrix of the short side in double (dsyrk), then
+ *                 dsyevd; sigma_i = sqrt(lambda_i).  Fewer flops, mostly
+ *                 level-3; absolute error about eps * sigma_1^2 / sigma_i.
+ * Never single precision: a single-precision Gram loses every sigma below
+ * ~3e-4 sigma_1, and those make up the error tails we report.
+ */
+#ifndef RANKSCOPE_SVD_H
+#define RANKSCOPE_SVD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "rankscope/dtype.h"
+#include "rankscope/error.h"
+
+typedef enum rs_svd_method {
+	RS_SVD_AUTO = 0,
+	RS_SVD_GESDD,
+	RS_SVD_GRAM
+} rs_svd_method;
+
+const char *rs_svd_method_name(rs_svd_method method);
+bool rs_svd_method_parse(const char *name, rs_svd_method *out);
+
+/*
+ * The method AUTO resolves to for a matrix of this shape whose data came
+ * from `source` dtype: dgesdd for float64 sources (their small singular
+ * values are meaningful and Gram would lose those below ~1e-8 sigma_1) and
+ * for small matrices (cost is negligible either way); Gram otherwise.
+ */
+rs_svd_method rs_svd_choose(size_t rows, size_t cols, rs_dtype source);
+
+/* Approximate floating-point operations of a method (for scheduling and
+ * the benchmark's GFLOP/s). */
+double rs_svd_flops(size_t rows, size_t cols, rs_svd_method method);
+
+/*
+ * Computes the min(rows, cols) singular values of the column-major matrix a
+ * (leading dimension lda) in descending order into sigma.  `a` is destroyed.
+ * `method` must not be AUTO.  Returns RS_ENUMERIC if LAPACK does not converge.
+ */
+rs_status rs_svd_values(double *a, size_t rows, size_t cols, size_t lda,
+                        rs_svd_method method, double *sigma, rs_error *err);
+
+#endif

@@ -1,0 +1,42 @@
+/*
+ * util.h — bookkeeping allocation and small string helpers.
+ *
+ * rs_xmalloc and friends abort on failure: they are for small allocations
+ * whose size the program controls.  Anything sized by a user's file must use
+ * plain malloc and report RS_ENOMEM instead (see error.h).
+ */
+#ifndef RANKSCOPE_UTIL_H
+#define RANKSCOPE_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void *rs_xmalloc(size_t size);
+void *rs_xcalloc(size_t count, size_t size);
+void *rs_xrealloc(void *ptr, size_t size);
+void *rs_xreallocarray(void *ptr, size_t count, size_t size);
+char *rs_xstrdup(const char *s);
+char *rs_xstrndup(const char *s, size_t len);
+/* Returns a newly allocated formatted string. */
+char *rs_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* a * b into *out; false on overflow. */
+bool rs_mul_overflows(size_t a, size_t b, size_t *out);
+
+/* Shortens a count for tables: 21793 -> "21.8k", 1204792 -> "1.20M". */
+void rs_format_count(char *buf, size_t len, double value);
+/* Human byte size: 1204792 -> "1.1 MiB". */
+void rs_format_bytes(char *buf, size_t len, uint64_t bytes);
+
+/*
+ * Copies `s` into buf so it can be shown in a one-line message: control
+ * characters and quotes are escaped, long strings are cut with "...".
+ * Tensor names come from untrusted files and end up in terminals.
+ */
+const char *rs_printable(char *buf, size_t len, const char *s);
+
+/* Number of online processors, at least 1. */
+int rs_cpu_count(void);
+
+#endif

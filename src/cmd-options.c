@@ -1,0 +1,232 @@
+/*
+ * cmd-options.c — the option table and the one parser every subcommand
+ * uses.  Help text comes from the same table, so it cannot drift.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "rankscope/util.h"
+
+const cmd_option_info cmd_option_table[OPT_COUNT] = {
+	[OPT_LAYER] = {"layer", 'l', "GLOB",
+	    "only layers whose name matches GLOB (repeatable; '*' matches dots too)"},
+	[OPT_EXCLUDE] = {"exclude", 'x', "GLOB",
+	    "skip layers whose name matches GLOB (repeatable)"},
+	[OPT_FOLD] = {"fold", 0, "N",
+	    "fold scheme for 4-D conv kernels: 0 f x (c kh kw), 1 (f kh) x (c kw), "
+	    "2 (f kw) x (c kh), 3 (f kh kw) x c (default 0)"},
+	[OPT_THREADS] = {"threads", 'j', "N",
+	    "worker threads for spectra (default: number of CPUs)"},
+	[OPT_METHOD] = {"method", 0, "M",
+	    "singular value method: auto (default), gesdd or gram"},
+	[OPT_NO_CACHE] = {"no-cache", 0, NULL,
+	    "neither read nor write the spectrum cache"},
+	[OPT_FORMAT] = {"format", 'f', "FMT", "output format"},
+	[OPT_QUIET] = {"quiet", 'q', NULL, "no progress display"},
+	[OPT_HELP] = {"help", 'h', NULL, "show this help and exit"},
+};
+
+static bool
+parse_int(const char *text, int lo, int hi, int *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(text, &end, 10);
+	if (errno != 0 || end == text || *end != '\0' || v < lo || v > hi)
+		return false;
+	*out = (int)v;
+	return true;
+}
+
+static void
+push(const char ***list, size_t *n, const char *value)
+{
+	*list = rs_xreallocarray(*list, *n + 1, sizeof **list);
+	(*list)[(*n)++] = value;
+}
+
+static bool
+format_allowed(const cmd_entry *entry, const char *format)
+{
+	const char *const *f;
+
+	for (f = entry->formats; f && *f; f++)
+		if (strcmp(*f, format) == 0)
+			return true;
+	return false;
+}
+
+static int usage_error(const cmd_entry *entry, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int
+usage_error(const cmd_entry *entry, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "rankscope %s: ", entry->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'rankscope %s --help'.\n", entry->name);
+	return CMD_EXIT_USAGE;
+}
+
+bool
+cmd_parse(const cmd_entry *entry, int argc, char **argv, cmd_options *opts,
+          int *exit_status)
+{
+	struct option longopts[OPT_COUNT + 1];
+	/* Leading ':' makes getopt report a missing value as ':'.  No '+':
+	 * options may follow the model path, so getopt permutes. */
+	char shortopts[3 * OPT_COUNT + 2] = ":";
+	size_t nlong = 0, ns = 1;
+	int id, c;
+
+	memset(opts, 0, sizeof *opts);
+	opts->method = RS_SVD_AUTO;
+	for (id = 0; id < OPT_COUNT; id++) {
+		const cmd_option_info *o = &cmd_option_table[id];
+		if (!(entry->options & OPT_BIT(id)))
+			continue;
+		longopts[nlong].name = o->long_name;
+		longopts[nlong].has_arg = o->metavar ? required_argument : no_argument;
+		longopts[nlong].flag = NULL;
+		longopts[nlong].val = 256 + id;
+		nlong++;
+		if (o->short_name) {
+			shortopts[ns++] = o->short_name;
+			if (o->metavar)
+				shortopts[ns++] = ':';
+		}
+	}
+	memset(&longopts[nlong], 0, sizeof longopts[nlong]);
+	shortopts[ns] = '\0';
+
+	optind = 0;   /* glibc: full re-initialisation */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		if (c == '?' || c == ':') {
+			char shown[64];
+			const char *what = optopt ? (snprintf(shown, sizeof shown, "-%c", optopt), shown) :
+			    argv[optind - 1];
+			*exit_status = c == '?' ?
+			    usage_error(entry, "unknown option '%s'", what) :
+			    usage_error(entry, "option '%s' needs a value", what);
+			goto fail;
+		}
+		id = c >= 256 ? c - 256 : -1;
+		for (int k = 0; id < 0 && k < OPT_COUNT; k++)
+			if (cmd_option_table[k].short_name == c &&
+			    (entry->options & OPT_BIT(k)))
+				id = k;
+		switch (id) {
+		case OPT_LAYER: push(&opts->include, &opts->ninclude, optarg); break;
+		case OPT_EXCLUDE: push(&opts->exclude, &opts->nexclude, optarg); break;
+		case OPT_FOLD:
+			if (!parse_int(optarg, 0, RS_FOLD_COUNT - 1, &opts->fold)) {
+				*exit_status = usage_error(entry,
+				    "--fold takes a scheme number 0..3, not '%s'", optarg);
+				goto fail;
+			}
+			break;
+		case OPT_THREADS:
+			if (!parse_int(optarg, 1, 256, &opts->threads)) {
+				*exit_status = usage_error(entry,
+				    "--threads takes a number from 1 to 256, not '%s'", optarg);
+				goto fail;
+			}
+			break;
+		case OPT_METHOD:
+			if (!rs_svd_method_parse(optarg, &opts->method)) {
+				*exit_status = usage_error(entry,
+				    "--method takes auto, gesdd or gram, not '%s'", optarg);
+				goto fail;
+			}
+			break;
+		case OPT_NO_CACHE: opts->no_cache = true; break;
+		case OPT_QUIET: opts->quiet = true; break;
+		case OPT_FORMAT:
+			if (!format_allowed(entry, optarg)) {
+				*exit_status = usage_error(entry, "unknown --format '%s'", optarg);
+				goto fail;
+			}
+			opts->format = optarg;
+			break;
+		case OPT_HELP:
+			cmd_print_help(entry, stdout);
+			*exit_status = CMD_EXIT_OK;
+			goto fail;
+		default:
+			*exit_status = usage_error(entry, "unexpected option '%s'",
+			                           argv[optind - 1]);
+			goto fail;
+		}
+	}
+	opts->args = argv + optind;
+	opts->nargs = argc - optind;
+	if (opts->nargs < entry->min_args) {
+		*exit_status = usage_error(entry, "missing %s", entry->usage);
+		goto fail;
+	}
+	if (opts->nargs > entry->max_args) {
+		*exit_status = usage_error(entry, "unexpected argument '%s'",
+		                           opts->args[entry->max_args]);
+		goto fail;
+	}
+	if (opts->format == NULL && entry->formats)
+		opts->format = entry->formats[0];
+	return true;
+fail:
+	cmd_options_free(opts);
+	return false;
+}
+
+void
+cmd_options_free(cmd_options *opts)
+{
+	free(opts->include);
+	free(opts->exclude);
+	opts->include = opts->exclude = NULL;
+	opts->ninclude = opts->nexclude = 0;
+}
+
+void
+cmd_print_help(const cmd_entry *entry, FILE *out)
+{
+	int id;
+
+	fprintf(out, "Usage: rankscope %s [OPTIONS] %s\n%s\n\nOptions:\n",
+	        entry->name, entry->usage, entry->summary);
+	for (id = 0; id < OPT_COUNT; id++) {
+		const cmd_option_info *o = &cmd_option_table[id];
+		char left[64];
+
+		if (!(entry->options & OPT_BIT(id)))
+			continue;
+		if (o->short_name)
+			snprintf(left, sizeof left, "-%c, --%s%s%s", o->short_name,
+			         o->long_name, o->metavar ? " " : "", o->metavar ? o->metavar : "");
+		else
+			snprintf(left, sizeof left, "    --%s%s%s", o->long_name,
+			         o->metavar ? " " : "", o->metavar ? o->metavar : "");
+		fprintf(out, "  %-24s %s", left, o->help);
+		if (id == OPT_FORMAT && entry->formats) {
+			const char *const *f;
+			fprintf(out, ":");
+			for (f = entry->formats; *f; f++)
+				fprintf(out, " %s%s", *f, f == entry->formats ? " (default)" : "");
+		}
+		fputc('\n', out);
+	}
+}

@@ -1,0 +1,90 @@
+/* cmd-session.c — opening a model for a CLI command: load, discover
+ * layers, compute spectra with a progress line; see cmd.h. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "rankscope/cache.h"
+#include "rankscope/util.h"
+
+static void
+show_progress(cmd_session *s, bool live)
+{
+	size_t done = 0, total = 0;
+	struct timespec tick = {0, 100 * 1000 * 1000};
+
+	for (;;) {
+		rs_engine_progress(s->engine, &done, &total);
+		if (live) {
+			fprintf(stderr, "\rspectra %zu/%zu", done, total);
+			fflush(stderr);
+		}
+		if (done >= total)
+			break;
+		nanosleep(&tick, NULL);
+	}
+	if (live)
+		fprintf(stderr, "\r\033[K");
+}
+
+bool
+cmd_session_open(cmd_session *s, const char *path, const cmd_options *opts)
+{
+	rs_layer_filter filter = {
+		.include = opts->include, .ninclude = opts->ninclude,
+		.exclude = opts->exclude, .nexclude = opts->nexclude,
+	};
+	rs_engine_options eo = {
+		.threads = opts->threads, .method = opts->method,
+	};
+	rs_error err;
+
+	*s = (cmd_session){0};
+	s->model = rs_model_open(path, &err);
+	if (s->model == NULL) {
+		fprintf(stderr, "rankscope: %s\n", err.msg);
+		return false;
+	}
+	s->nlayers = rs_layers_discover(s->model, &filter, opts->fold, &s->layers);
+	if (s->nlayers == 0 && opts->ninclude > 0) {
+		fprintf(stderr, "rankscope: %s: no layer matches --layer '%s'%s\n",
+		        path, opts->include[0], opts->ninclude > 1 ? " (or the others)" : "");
+		cmd_session_close(s);
+		return false;
+	}
+	if (!opts->no_cache)
+		s->cache_dir = rs_cache_default_dir();
+	eo.cache_dir = s->cache_dir;
+	s->engine = rs_engine_start(s->layers, s->nlayers, path, &eo);
+	show_progress(s, !opts->quiet && isatty(STDERR_FILENO));
+	return true;
+}
+
+size_t
+cmd_session_report_failures(cmd_session *s)
+{
+	size_t i, failed = 0;
+
+	for (i = 0; i < s->nlayers; i++) {
+		const char *msg = rs_engine_error(s->engine, i);
+		if (msg != NULL) {
+			fprintf(stderr, "rankscope: %s\n", msg);
+			failed++;
+		}
+	}
+	return failed;
+}
+
+void
+cmd_session_close(cmd_session *s)
+{
+	rs_engine_free(s->engine);
+	free(s->layers);
+	rs_model_close(s->model);
+	free(s->cache_dir);
+	*s = (cmd_session){0};
+}

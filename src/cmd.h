@@ -1,0 +1,108 @@
+/*
+ * cmd.h — the command-line front end: one descriptor per subcommand
+ * (cmd-*.c), one table of options (cmd-options.c) from which parsing,
+ * --help and the man page's option list are all derived.
+ */
+#ifndef RANKSCOPE_CMD_H
+#define RANKSCOPE_CMD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "rankscope/engine.h"
+#include "rankscope/layer.h"
+#include "rankscope/model.h"
+
+/* Exit statuses. */
+enum {
+	CMD_EXIT_OK = 0,
+	CMD_EXIT_FAILURE = 1,   /* the work failed: bad file, failed layer, I/O */
+	CMD_EXIT_USAGE = 2      /* the command line was wrong */
+};
+
+/* Option identifiers; a command accepts a set of them (bit mask). */
+typedef enum cmd_option_id {
+	OPT_LAYER, OPT_EXCLUDE, OPT_FOLD, OPT_THREADS, OPT_METHOD, OPT_NO_CACHE,
+	OPT_FORMAT, OPT_QUIET, OPT_HELP,
+	OPT_COUNT
+} cmd_option_id;
+
+#define OPT_BIT(id) (1u << (id))
+#define OPT_ANALYSIS (OPT_BIT(OPT_LAYER) | OPT_BIT(OPT_EXCLUDE) | \
+    OPT_BIT(OPT_FOLD) | OPT_BIT(OPT_THREADS) | OPT_BIT(OPT_METHOD) | \
+    OPT_BIT(OPT_NO_CACHE) | OPT_BIT(OPT_QUIET) | OPT_BIT(OPT_HELP))
+
+typedef struct cmd_option_info {
+	const char *long_name;
+	char short_name;          /* 0 when none */
+	const char *metavar;      /* NULL for a flag */
+	const char *help;
+} cmd_option_info;
+
+extern const cmd_option_info cmd_option_table[OPT_COUNT];
+
+/* Parsed options; the lists are rs_xmalloc'd. */
+typedef struct cmd_options {
+	const char **include;
+	size_t ninclude;
+	const char **exclude;
+	size_t nexclude;
+	int fold;
+	int threads;
+	rs_svd_method method;
+	bool no_cache;
+	bool quiet;
+	const char *format;       /* NULL = the command's default */
+	char **args;              /* positional arguments */
+	int nargs;
+} cmd_options;
+
+typedef struct cmd_entry {
+	const char *name;
+	const char *usage;        /* positional arguments, e.g. "MODEL" */
+	const char *summary;
+	unsigned options;         /* OPT_BIT mask */
+	const char *const *formats;  /* accepted --format values, first is default */
+	int min_args, max_args;
+	int (*run)(const struct cmd_entry *self, cmd_options *opts);
+} cmd_entry;
+
+extern const cmd_entry cmd_info_entry;
+extern const cmd_entry cmd_spectra_entry;
+extern const cmd_entry cmd_open_entry;
+
+/* Parses argv for `entry`; on error prints to stderr and returns false
+ * with *exit_status set (0 after --help). */
+bool cmd_parse(const cmd_entry *entry, int argc, char **argv,
+               cmd_options *opts, int *exit_status);
+void cmd_options_free(cmd_options *opts);
+void cmd_print_help(const cmd_entry *entry, FILE *out);
+
+/*
+ * A model opened for analysis: its layers and the finished spectrum engine.
+ * cmd_session_open prints its own errors (to stderr) and shows progress
+ * while spectra are computed when stderr is a terminal.
+ */
+typedef struct cmd_session {
+	rs_model *model;
+	rs_layer *layers;
+	size_t nlayers;
+	rs_engine *engine;
+	char *cache_dir;
+} cmd_session;
+
+bool cmd_session_open(cmd_session *s, const char *path, const cmd_options *opts);
+/* Prints each failed layer's message to stderr; returns how many failed. */
+size_t cmd_session_report_failures(cmd_session *s);
+void cmd_session_close(cmd_session *s);
+
+/* Output helpers (cmd-output.c). */
+void cmd_csv_field(FILE *out, const char *text);
+json_t *cmd_shape_json(const rs_tensor *t);
+/* Pretty-prints to stdout with 17 significant digits for reals. */
+void cmd_json_print(json_t *root);
+
+#endif

@@ -1,0 +1,388 @@
+/*
+ * engine.c — the spectrum engine's worker pool; see rankscope/engine.h.
+ *
+ * One coordinator thread runs the schedule so that rs_engine_start returns
+ * at once: first the "solo" layers (each too big to share the machine
+ * well) one at a time with all BLAS threads, then everything else on
+ * `threads` workers with one BLAS thread each.  OpenBLAS's thread count is
+ * process-wide, so it is only changed while no BLAS call is in flight:
+ * between the two phases.
+ */
+#include "config.h"
+
+#include <cblas.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rankscope/cache.h"
+#include "rankscope/engine.h"
+#include "rankscope/util.h"
+
+struct rs_engine {
+	const rs_layer *layers;
+	size_t nlayers;
+	char *path;
+	char *cache_dir;
+	rs_svd_method method;
+	int threads;
+	void (*on_layer_done)(void *, size_t);
+	void *userdata;
+
+	size_t *order;              /* layer indices, solo ones first */
+	size_t nsolo;
+	size_t next;                /* next position in order (under lock) */
+	atomic_bool cancel;
+
+	pthread_mutex_t lock;       /* guards everything below */
+	pthread_cond_t finished_cond;
+	rs_job_state *state;
+	rs_spectrum **spectra;
+	char **errors;
+	rs_svd_method *used;
+	size_t finished;
+	size_t cache_hits;
+
+	pthread_t coordinator;
+	bool has_coordinator;
+};
+
+static void
+set_blas_threads(int n)
+{
+#ifdef HAVE_OPENBLAS_SET_NUM_THREADS
+	openblas_set_num_threads(n);
+#else
+	(void)n;
+#endif
+}
+
+static void
+finish_layer(rs_engine *e, size_t i, rs_job_state state, rs_spectrum *spectrum,
+             char *error, bool from_cache)
+{
+	pthread_mutex_lock(&e->lock);
+	e->state[i] = state;
+	e->spectra[i] = spectrum;
+	e->errors[i] = error;
+	e->finished++;
+	if (from_cache)
+		e->cache_hits++;
+	pthread_cond_broadcast(&e->finished_cond);
+	pthread_mutex_unlock(&e->lock);
+	if (e->on_layer_done)
+		e->on_layer_done(e->userdata, i);
+}
+
+static void
+fail_layer(rs_engine *e, size_t i, const rs_error *err)
+{
+	finish_layer(e, i, RS_JOB_FAILED, NULL, rs_xstrdup(err->msg), false);
+}
+
+/* Computes (or fetches from the cache) one layer's singular values. */
+static void
+run_layer(rs_engine *e, size_t i)
+{
+	const rs_layer *layer = &e->layers[i];
+	size_t rows = layer->rows, cols = layer->cols;
+	size_t k = rows < cols ? rows : cols;
+	rs_svd_method method = e->method;
+	rs_cache_key key;
+	rs_spectrum *spectrum;
+	double *a = NULL, *sigma = NULL;
+	rs_error err;
+
+	if (atomic_load(&e->cancel)) {
+		finish_layer(e, i, RS_JOB_CANCELLED, NULL, NULL, false);
+		return;
+	}
+	if (method == RS_SVD_AUTO)
+		method = rs_svd_choose(rows, cols, layer->tensor->dtype);
+	pthread_mutex_lock(&e->lock);
+	e->state[i] = RS_JOB_RUNNING;
+	e->used[i] = method;
+	pthread_mutex_unlock(&e->lock);
+
+	if (e->cache_dir) {
+		rs_cache_key_for(layer, method, &key);
+		if (rs_cache_load(e->cache_dir, &key, rows, cols, &sigma)) {
+			spectrum = rs_spectrum_new(rows, cols, sigma);
+			if (spectrum != NULL) {
+				finish_layer(e, i, RS_JOB_DONE, spectrum, NULL, true);
+				return;
+			}
+			free(sigma);
+			sigma = NULL;
+		}
+	}
+
+	a = malloc(rows * cols * sizeof *a);
+	sigma = malloc((k ? k : 1) * sizeof *sigma);
+	if (a == NULL || sigma == NULL) {
+		rs_error_set(&err, RS_ENOMEM,
+		    "%s: layer '%s': out of memory for its %zux%zu working copy",
+		    e->path, layer->name, rows, cols);
+		goto failed;
+	}
+	if (rs_layer_load(layer, a, rows, e->path, &err) != RS_OK)
+		goto failed;
+	if (atomic_load(&e->cancel)) {
+		free(a);
+		free(sigma);
+		finish_layer(e, i, RS_JOB_CANCELLED, NULL, NULL, false);
+		return;
+	}
+	if (rs_svd_values(a, rows, cols, rows, method, sigma, &err) != RS_OK) {
+		rs_error_prefix(&err, "%s: layer '%s': ", e->path, layer->name);
+		goto failed;
+	}
+	free(a);
+	a = NULL;
+	/* A cache that cannot be written only costs time on the next open. */
+	if (e->cache_dir)
+		rs_cache_store(e->cache_dir, &key, rows, cols, sigma, NULL);
+	spectrum = rs_spectrum_new(rows, cols, sigma);
+	if (spectrum == NULL) {
+		rs_error_set(&err, RS_ENOMEM, "%s: layer '%s': out of memory",
+		             e->path, layer->name);
+		goto failed;
+	}
+	finish_layer(e, i, RS_JOB_DONE, spectrum, NULL, false);
+	return;
+failed:
+	free(a);
+	free(sigma);
+	fail_layer(e, i, &err);
+}
+
+/* Takes the next queued layer of the parallel phase; false when none. */
+static bool
+next_job(rs_engine *e, size_t *index)
+{
+	bool ok = false;
+
+	pthread_mutex_lock(&e->lock);
+	if (e->next < e->nlayers) {
+		*index = e->order[e->next++];
+		ok = true;
+	}
+	pthread_mutex_unlock(&e->lock);
+	return ok;
+}
+
+static void *
+worker_main(void *arg)
+{
+	rs_engine *e = arg;
+	size_t i;
+
+	while (next_job(e, &i))
+		run_layer(e, i);
+	return NULL;
+}
+
+static void *
+coordinator_main(void *arg)
+{
+	rs_engine *e = arg;
+	pthread_t *workers;
+	int started = 0, w;
+
+	set_blas_threads(e->threads);
+	for (; e->next < e->nsolo; e->next++)
+		run_layer(e, e->order[e->next]);
+
+	set_blas_threads(1);
+	workers = rs_xcalloc((size_t)e->threads, sizeof *workers);
+	for (w = 1; w < e->threads; w++)
+		if (pthread_create(&workers[w], NULL, worker_main, e) == 0)
+			started++;
+		else
+			break;
+	worker_main(e);
+	for (w = 1; w <= started; w++)
+		pthread_join(workers[w], NULL);
+	free(workers);
+	set_blas_threads(e->threads);
+	return NULL;
+}
+
+struct scheduled {
+	double cost;
+	size_t layer;
+};
+
+static int
+compare_cost_desc(const void *a, const void *b)
+{
+	const struct scheduled *x = a, *y = b;
+
+	return x->cost < y->cost ? 1 : x->cost > y->cost ? -1 : 0;
+}
+
+/* Orders layers largest first and counts the solo ones (see top). */
+static void
+plan_schedule(rs_engine *e)
+{
+	struct scheduled *jobs = rs_xcalloc(e->nlayers, sizeof *jobs);
+	double total = 0;
+	size_t i;
+
+	for (i = 0; i < e->nlayers; i++) {
+		const rs_layer *l = &e->layers[i];
+		rs_svd_method m = e->method != RS_SVD_AUTO ? e->method :
+		    rs_svd_choose(l->rows, l->cols, l->tensor->dtype);
+		jobs[i].cost = rs_svd_flops(l->rows, l->cols, m);
+		jobs[i].layer = i;
+		total += jobs[i].cost;
+	}
+	qsort(jobs, e->nlayers, sizeof *jobs, compare_cost_desc);
+	e->nsolo = 0;
+	for (i = 0; i < e->nlayers; i++) {
+		e->order[i] = jobs[i].layer;
+		if (e->threads > 1 && e->nsolo == i && jobs[i].cost > total / e->threads)
+			e->nsolo++;
+	}
+	free(jobs);
+}
+
+rs_engine *
+rs_engine_start(const rs_layer *layers, size_t nlayers, const char *path,
+                const rs_engine_options *options)
+{
+	rs_engine *e = rs_xcalloc(1, sizeof *e);
+	size_t i;
+
+	e->layers = layers;
+	e->nlayers = nlayers;
+	e->path = rs_xstrdup(path);
+	e->cache_dir = options->cache_dir ? rs_xstrdup(options->cache_dir) : NULL;
+	e->method = options->method;
+	e->threads = options->threads > 0 ? options->threads : rs_cpu_count();
+	e->on_layer_done = options->on_layer_done;
+	e->userdata = options->userdata;
+	e->order = rs_xcalloc(nlayers, sizeof *e->order);
+	e->state = rs_xcalloc(nlayers, sizeof *e->state);
+	e->spectra = rs_xcalloc(nlayers, sizeof *e->spectra);
+	e->errors = rs_xcalloc(nlayers, sizeof *e->errors);
+	e->used = rs_xcalloc(nlayers, sizeof *e->used);
+	for (i = 0; i < nlayers; i++)
+		e->state[i] = RS_JOB_PENDING;
+	atomic_init(&e->cancel, false);
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_cond_init(&e->finished_cond, NULL);
+	plan_schedule(e);
+	e->has_coordinator = pthread_create(&e->coordinator, NULL,
+	                                    coordinator_main, e) == 0;
+	if (!e->has_coordinator)
+		coordinator_main(e);   /* no thread to be had: do the work now */
+	return e;
+}
+
+void
+rs_engine_wait(rs_engine *e)
+{
+	pthread_mutex_lock(&e->lock);
+	while (e->finished < e->nlayers)
+		pthread_cond_wait(&e->finished_cond, &e->lock);
+	pthread_mutex_unlock(&e->lock);
+}
+
+void
+rs_engine_cancel(rs_engine *e)
+{
+	atomic_store(&e->cancel, true);
+}
+
+void
+rs_engine_free(rs_engine *e)
+{
+	size_t i;
+
+	if (e == NULL)
+		return;
+	rs_engine_cancel(e);
+	rs_engine_wait(e);
+	if (e->has_coordinator)
+		pthread_join(e->coordinator, NULL);
+	for (i = 0; i < e->nlayers; i++) {
+		rs_spectrum_free(e->spectra[i]);
+		free(e->errors[i]);
+	}
+	pthread_mutex_destroy(&e->lock);
+	pthread_cond_destroy(&e->finished_cond);
+	free(e->spectra);
+	free(e->errors);
+	free(e->state);
+	free(e->used);
+	free(e->order);
+	free(e->cache_dir);
+	free(e->path);
+	free(e);
+}
+
+void
+rs_engine_progress(rs_engine *e, size_t *finished, size_t *total)
+{
+	pthread_mutex_lock(&e->lock);
+	*finished = e->finished;
+	*total = e->nlayers;
+	pthread_mutex_unlock(&e->lock);
+}
+
+rs_job_state
+rs_engine_state(rs_engine *e, size_t i)
+{
+	rs_job_state s;
+
+	pthread_mutex_lock(&e->lock);
+	s = e->state[i];
+	pthread_mutex_unlock(&e->lock);
+	return s;
+}
+
+const rs_spectrum *
+rs_engine_spectrum(rs_engine *e, size_t i)
+{
+	const rs_spectrum *s;
+
+	pthread_mutex_lock(&e->lock);
+	s = e->state[i] == RS_JOB_DONE ? e->spectra[i] : NULL;
+	pthread_mutex_unlock(&e->lock);
+	return s;
+}
+
+const char *
+rs_engine_error(rs_engine *e, size_t i)
+{
+	const char *s;
+
+	pthread_mutex_lock(&e->lock);
+	s = e->state[i] == RS_JOB_FAILED ? e->errors[i] : NULL;
+	pthread_mutex_unlock(&e->lock);
+	return s;
+}
+
+rs_svd_method
+rs_engine_method(rs_engine *e, size_t i)
+{
+	rs_svd_method m;
+
+	pthread_mutex_lock(&e->lock);
+	m = e->used[i];
+	pthread_mutex_unlock(&e->lock);
+	return m;
+}
+
+size_t
+rs_engine_cache_hits(rs_engine *e)
+{
+	size_t n;
+
+	pthread_mutex_lock(&e->lock);
+	n = e->cache_hits;
+	pthread_mutex_unlock(&e->lock);
+	return n;
+}

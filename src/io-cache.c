@@ -1,0 +1,166 @@
+/*
+ * io-cache.c — the spectrum cache; see rankscope/cache.h.
+ *
+ * Entry layout (little-endian):
+ *   "RSSPEC\0\1" | key (32) | rows u64 | cols u64 | k u64 | k doubles |
+ *   SHA-256 of everything before it (32)
+ * Entries are written without fsync: a torn entry fails its checksum and is
+ * recomputed, which is all a cache owes its user.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rankscope/cache.h"
+#include "rankscope/file.h"
+#include "rankscope/util.h"
+
+static const unsigned char entry_magic[8] = {'R', 'S', 'S', 'P', 'E', 'C', 0, 1};
+
+#define HEADER_LEN (8 + RS_SHA256_LEN + 3 * 8)
+
+char *
+rs_cache_default_dir(void)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+
+	if (xdg != NULL && xdg[0] == '/')
+		return rs_xasprintf("%s/rankscope/spectra", xdg);
+	if (home != NULL && home[0] != '\0')
+		return rs_xasprintf("%s/.cache/rankscope/spectra", home);
+	return NULL;
+}
+
+static void
+hash_u64(rs_sha256_ctx *ctx, uint64_t v)
+{
+	unsigned char b[8];
+	int i;
+
+	for (i = 0; i < 8; i++)
+		b[i] = (unsigned char)(v >> (8 * i));
+	rs_sha256_update(ctx, b, 8);
+}
+
+void
+rs_cache_key_for(const rs_layer *layer, rs_svd_method method, rs_cache_key *key)
+{
+	const rs_tensor *t = layer->tensor;
+	const char *dtype = rs_dtype_get(t->dtype)->name;
+	const char *mname = rs_svd_method_name(method);
+	rs_sha256_ctx ctx;
+	size_t i;
+
+	rs_sha256_init(&ctx);
+	rs_sha256_update(&ctx, "rankscope-spectrum-1", 21);
+	rs_sha256_update(&ctx, dtype, strlen(dtype) + 1);
+	rs_sha256_update(&ctx, mname, strlen(mname) + 1);
+	hash_u64(&ctx, t->ndim);
+	for (i = 0; i < t->ndim; i++)
+		hash_u64(&ctx, t->shape[i]);
+	hash_u64(&ctx, (uint64_t)(int64_t)layer->fold);
+	hash_u64(&ctx, layer->rows);
+	hash_u64(&ctx, layer->cols);
+	rs_sha256_update(&ctx, t->data, t->nbytes);
+	rs_sha256_final(&ctx, key->digest);
+}
+
+char *
+rs_cache_entry_path(const char *dir, const rs_cache_key *key)
+{
+	char hex[2 * RS_SHA256_LEN + 1];
+
+	rs_sha256_hex(key->digest, hex);
+	return rs_xasprintf("%s/%s.spectrum", dir, hex);
+}
+
+static uint64_t
+get_u64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void
+put_u64(unsigned char *p, uint64_t v)
+{
+	int i;
+
+	for (i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+bool
+rs_cache_load(const char *dir, const rs_cache_key *key, size_t rows,
+              size_t cols, double **sigma_out)
+{
+	size_t k = rows < cols ? rows : cols, expected, len, i;
+	unsigned char *buf = NULL, digest[RS_SHA256_LEN];
+	char *path = rs_cache_entry_path(dir, key);
+	double *sigma = NULL;
+	bool ok = false;
+
+	expected = HEADER_LEN + 8 * k + RS_SHA256_LEN;
+	if (rs_file_read_all(path, expected, &buf, &len, NULL) != RS_OK)
+		goto out;
+	if (len != expected || memcmp(buf, entry_magic, 8) != 0 ||
+	    memcmp(buf + 8, key->digest, RS_SHA256_LEN) != 0 ||
+	    get_u64(buf + 8 + RS_SHA256_LEN) != rows ||
+	    get_u64(buf + 16 + RS_SHA256_LEN) != cols ||
+	    get_u64(buf + 24 + RS_SHA256_LEN) != k)
+		goto out;
+	rs_sha256(buf, len - RS_SHA256_LEN, digest);
+	if (memcmp(digest, buf + len - RS_SHA256_LEN, RS_SHA256_LEN) != 0)
+		goto out;
+	sigma = malloc((k ? k : 1) * sizeof *sigma);
+	if (sigma == NULL)
+		goto out;
+	memcpy(sigma, buf + HEADER_LEN, 8 * k);
+	for (i = 0; i < k; i++)
+		if (!isfinite(sigma[i]) || sigma[i] < 0 ||
+		    (i > 0 && sigma[i] > sigma[i - 1]))
+			goto out;
+	*sigma_out = sigma;
+	sigma = NULL;
+	ok = true;
+out:
+	free(sigma);
+	free(buf);
+	free(path);
+	return ok;
+}
+
+rs_status
+rs_cache_store(const char *dir, const rs_cache_key *key, size_t rows,
+               size_t cols, const double *sigma, rs_error *err)
+{
+	size_t k = rows < cols ? rows : cols;
+	size_t len = HEADER_LEN + 8 * k + RS_SHA256_LEN;
+	unsigned char *buf;
+	char *path;
+	rs_status st;
+
+	if (rs_mkdir_p(dir, err) != RS_OK)
+		return RS_EIO;
+	buf = malloc(len);
+	if (buf == NULL)
+		return rs_error_set(err, RS_ENOMEM, "out of memory for a cache entry");
+	memcpy(buf, entry_magic, 8);
+	memcpy(buf + 8, key->digest, RS_SHA256_LEN);
+	put_u64(buf + 8 + RS_SHA256_LEN, rows);
+	put_u64(buf + 16 + RS_SHA256_LEN, cols);
+	put_u64(buf + 24 + RS_SHA256_LEN, k);
+	memcpy(buf + HEADER_LEN, sigma, 8 * k);
+	rs_sha256(buf, len - RS_SHA256_LEN, buf + len - RS_SHA256_LEN);
+	path = rs_cache_entry_path(dir, key);
+	st = rs_file_write_atomic(path, buf, len, false, err);
+	free(path);
+	free(buf);
+	return st;
+}

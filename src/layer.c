@@ -1,0 +1,179 @@
+/* layer.c — layer discovery, folding and loading; see rankscope/layer.h. */
+#include "config.h"
+
+#include <fnmatch.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "rankscope/layer.h"
+#include "rankscope/util.h"
+
+bool
+rs_layer_filter_match(const rs_layer_filter *filter, const char *name)
+{
+	size_t i;
+	bool included;
+
+	if (filter == NULL)
+		return true;
+	included = filter->ninclude == 0;
+	for (i = 0; i < filter->ninclude && !included; i++)
+		included = fnmatch(filter->include[i], name, 0) == 0;
+	for (i = 0; i < filter->nexclude && included; i++)
+		included = fnmatch(filter->exclude[i], name, 0) != 0;
+	return included;
+}
+
+const char *
+rs_layer_ineligible_reason(const rs_tensor *t)
+{
+	if (!rs_dtype_get(t->dtype)->is_float)
+		return "not a floating-point dtype";
+	if (t->ndim == 0)
+		return "scalar";
+	if (t->ndim == 1)
+		return "1-D";
+	if (t->ndim != 2 && t->ndim != 4)
+		return t->ndim == 3 ? "3-D" : "more than 4-D";
+	if (t->count == 0)
+		return "empty";
+	return NULL;
+}
+
+void
+rs_fold_shape(const size_t shape[4], int fold, size_t *rows, size_t *cols)
+{
+	size_t f = shape[0], c = shape[1], kh = shape[2], kw = shape[3];
+
+	switch (fold) {
+	case 1: *rows = f * kh; *cols = c * kw; break;
+	case 2: *rows = f * kw; *cols = c * kh; break;
+	case 3: *rows = f * kh * kw; *cols = c; break;
+	default: *rows = f; *cols = c * kh * kw; break;
+	}
+}
+
+rs_status
+rs_layer_set_fold(rs_layer *layer, int fold, rs_error *err)
+{
+	if (layer->kind != RS_LAYER_CONV)
+		return fold == RS_FOLD_NONE ? RS_OK :
+		    rs_error_set(err, RS_EINVAL,
+		        "layer '%s' is not a convolution kernel: it has no fold scheme",
+		        layer->name);
+	if (fold < 0 || fold >= RS_FOLD_COUNT)
+		return rs_error_set(err, RS_EINVAL,
+		    "layer '%s': fold scheme %d out of range 0..%d", layer->name,
+		    fold, RS_FOLD_COUNT - 1);
+	layer->fold = fold;
+	rs_fold_shape(layer->tensor->shape, fold, &layer->rows, &layer->cols);
+	return RS_OK;
+}
+
+size_t
+rs_layers_discover(const rs_model *model, const rs_layer_filter *filter,
+                   int fold, rs_layer **out)
+{
+	rs_layer *layers = rs_xcalloc(model->ntensors, sizeof *layers);
+	size_t i, n = 0;
+
+	for (i = 0; i < model->ntensors; i++) {
+		const rs_tensor *t = &model->tensors[i];
+		rs_layer *l = &layers[n];
+
+		if (rs_layer_ineligible_reason(t) != NULL ||
+		    !rs_layer_filter_match(filter, t->name))
+			continue;
+		l->tensor = t;
+		l->name = t->name;
+		if (t->ndim == 2) {
+			l->kind = RS_LAYER_LINEAR;
+			l->fold = RS_FOLD_NONE;
+			l->rows = t->shape[0];
+			l->cols = t->shape[1];
+		} else {
+			l->kind = RS_LAYER_CONV;
+			l->fold = fold >= 0 && fold < RS_FOLD_COUNT ? fold : 0;
+			rs_fold_shape(t->shape, l->fold, &l->rows, &l->cols);
+		}
+		n++;
+	}
+	*out = layers;
+	return n;
+}
+
+size_t
+rs_layer_params(const rs_layer *layer)
+{
+	return layer->rows * layer->cols;
+}
+
+/*
+ * Where the run of kw consecutive kernel elements (fi, ci, hi, 0..kw-1)
+ * lands in the folded matrix: its first (row, col) and the step between
+ * successive elements (ld for a step along a row, 1 for a step down a
+ * column).
+ */
+static void
+conv_run_target(const size_t shape[4], int fold, size_t fi, size_t ci,
+                size_t hi, size_t ld, size_t *start, size_t *step)
+{
+	size_t kh = shape[2], kw = shape[3], row, col;
+
+	switch (fold) {
+	case 1:
+		row = fi * kh + hi; col = ci * kw;
+		*step = ld;
+		break;
+	case 2:
+		row = fi * kw; col = ci * kh + hi;
+		*step = 1;
+		break;
+	case 3:
+		row = (fi * kh + hi) * kw; col = ci;
+		*step = 1;
+		break;
+	default:
+		row = fi; col = (ci * kh + hi) * kw;
+		*step = ld;
+		break;
+	}
+	*start = row + col * ld;
+}
+
+rs_status
+rs_layer_load(const rs_layer *layer, double *dst, size_t ld, const char *path,
+              rs_error *err)
+{
+	const rs_tensor *t = layer->tensor;
+	size_t esize = rs_dtype_get(t->dtype)->bits / 8, i, j;
+
+	if (layer->kind == RS_LAYER_LINEAR) {
+		/* Row i of the row-major tensor is row i of W. */
+		for (i = 0; i < layer->rows; i++)
+			rs_dtype_to_double(t->dtype, t->data + i * layer->cols * esize,
+			                   layer->cols, dst + i, ld);
+	} else {
+		const size_t *s = t->shape;
+		size_t fi, ci, hi, src = 0;
+
+		for (fi = 0; fi < s[0]; fi++)
+			for (ci = 0; ci < s[1]; ci++)
+				for (hi = 0; hi < s[2]; hi++, src += s[3]) {
+					size_t start, step;
+					conv_run_target(s, layer->fold, fi, ci, hi, ld,
+					                &start, &step);
+					rs_dtype_to_double(t->dtype, t->data + src * esize,
+					                   s[3], dst + start, step);
+				}
+	}
+	for (j = 0; j < layer->cols; j++)
+		for (i = 0; i < layer->rows; i++)
+			if (!isfinite(dst[i + j * ld]))
+				return rs_error_set(err, RS_ENUMERIC,
+				    "%s: layer '%s': element (%zu, %zu) of the %zux%zu "
+				    "matrix is %s; spectra need finite weights", path,
+				    layer->name, i, j, layer->rows, layer->cols,
+				    isnan(dst[i + j * ld]) ? "NaN" : "infinite");
+	return RS_OK;
+}
