@@ -69,8 +69,9 @@ print_table(const cmd_session *s, const layer_row *rows)
 			name_w = n > 48 ? 48 : n;
 	}
 	rs_format_bytes(bytes, sizeof bytes, s->model->file_size);
-	printf("model %s: %s, %zu tensors, %zu layers\n", s->model->path, bytes,
-	       s->model->ntensors, s->nlayers);
+	printf("model %s: %s, %zu tensors, %zu layers; spectra: %zu from cache\n",
+	       s->model->path, bytes, s->model->ntensors, s->nlayers,
+	       rs_engine_cache_hits(s->engine));
 	printf("%-*s %-14s %4s %-11s %8s %9s %9s %7s %7s %5s %5s %6s\n", (int)name_w,
 	       "layer", "shape", "fold", "matrix", "params", "fro_norm", "spec_norm",
 	       "stable", "eff", "r90", "r99", "breakeven");

@@ -58,6 +58,8 @@ set_blas_threads(int n)
 #endif
 }
 
+/* Publishes a layer's outcome.  The callback runs before the layer counts
+ * as finished, so rs_engine_wait returns only after every callback. */
 static void
 finish_layer(rs_engine *e, size_t i, rs_job_state state, rs_spectrum *spectrum,
              char *error, bool from_cache)
@@ -66,13 +68,15 @@ finish_layer(rs_engine *e, size_t i, rs_job_state state, rs_spectrum *spectrum,
 	e->state[i] = state;
 	e->spectra[i] = spectrum;
 	e->errors[i] = error;
-	e->finished++;
 	if (from_cache)
 		e->cache_hits++;
-	pthread_cond_broadcast(&e->finished_cond);
 	pthread_mutex_unlock(&e->lock);
 	if (e->on_layer_done)
 		e->on_layer_done(e->userdata, i);
+	pthread_mutex_lock(&e->lock);
+	e->finished++;
+	pthread_cond_broadcast(&e->finished_cond);
+	pthread_mutex_unlock(&e->lock);
 }
 
 static void

@@ -1,0 +1,59 @@
+# lib.sh — shared by the shell tests: a private scratch directory and
+# cache, and checks that count failures.  Sourced, not run.
+set -u
+: "${RANKSCOPE:?RANKSCOPE must point at the binary (make check sets it)}"
+: "${SAMPLES:?SAMPLES must point at samples/}"
+
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/rankscope-cli-XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+XDG_CACHE_HOME=$scratch/cache
+export XDG_CACHE_HOME
+failures=0
+checks=0
+
+fail() {
+	failures=$((failures + 1))
+	echo "FAIL: $*" >&2
+}
+
+# run EXPECTED_STATUS CMD... : runs CMD, keeping stdout in $out and stderr
+# in $err, and checks its exit status.
+run() {
+	expected=$1
+	shift
+	checks=$((checks + 1))
+	"$@" >"$scratch/out" 2>"$scratch/err"
+	status=$?
+	out=$(cat "$scratch/out")
+	err=$(cat "$scratch/err")
+	[ "$status" -eq "$expected" ] ||
+		fail "exit $status, expected $expected: $*
+stdout: $(head -c 600 "$scratch/out")
+stderr: $(head -c 600 "$scratch/err")"
+}
+
+# contains HAYSTACK NEEDLE WHAT
+contains() {
+	checks=$((checks + 1))
+	case "$1" in
+	*"$2"*) ;;
+	*) fail "$3: expected '$2' in: $(printf '%s' "$1" | head -c 300)" ;;
+	esac
+}
+
+lacks() {
+	checks=$((checks + 1))
+	case "$1" in
+	*"$2"*) fail "$3: did not expect '$2' in: $(printf '%s' "$1" | head -c 600)" ;;
+	esac
+}
+
+equals() {
+	checks=$((checks + 1))
+	[ "$1" = "$2" ] || fail "$3: got '$1', expected '$2'"
+}
+
+finish() {
+	echo "$(basename "$0"): $checks checks, $failures failed"
+	[ "$failures" -eq 0 ]
+}
