@@ -8,10 +8,10 @@
  * loop of LAPACKE_sgesdd (jobz='N') with OpenBLAS at its default thread
  * count.  So this program
  *   1. writes a synthetic float32 safetensors model with the shapes of a
- *      small transformer and a convolutional stem (several 1024x1024,
- *      4096x1024 and 1024x4096 weights, 256x256x3x3 and 128x128x3x3
- *      kernels folded f x (c kh kw)), whose spectra decay like trained
- *      weights' rather than being i.i.d. noise; deterministic seed;
+ *      small transformer and a convolutional network (several 1024x1024,
+ *      4096x1024 and 1024x4096 weights; 128x128x3x3, 256x256x3x3 and
+ *      512x512x3x3 kernels folded f x (c kh kw)), whose spectra decay like
+ *      trained weights' rather than being i.i.d. noise; deterministic seed;
  *   2. times the sgesdd loop over the layers rs_layers_discover finds
  *      (loading each into double, converting to float, sgesdd);
  *   3. times the engine from rs_engine_start to rs_engine_wait, cache off,
@@ -74,8 +74,9 @@ static const shape_spec model_shapes[] = {
 	{ "blocks.", "attn.out_proj", 2, { 1024, 1024 }, true },
 	{ "blocks.", "mlp.fc1", 2, { 4096, 1024 }, true },
 	{ "blocks.", "mlp.fc2", 2, { 1024, 4096 }, true },
-	{ "stem.", "conv1", 4, { 256, 256, 3, 3 }, false },
-	{ "stem.", "conv2", 4, { 128, 128, 3, 3 }, false },
+	{ "stem.", "conv1", 4, { 128, 128, 3, 3 }, false },
+	{ "stem.", "conv2", 4, { 256, 256, 3, 3 }, false },
+	{ "stem.", "conv3", 4, { 512, 512, 3, 3 }, false },
 };
 #define NSHAPES (sizeof model_shapes / sizeof model_shapes[0])
 
@@ -90,6 +91,7 @@ typedef struct synth_tensor {
 typedef struct options {
 	int count;                 /* tensors of each shape */
 	int scale;                 /* divides the two leading sides */
+	int big;                   /* side of one extra square layer, or 0 */
 	bool extra;                /* also the diagnostic engine configurations */
 	bool verbose;
 	unsigned long long seed;
@@ -138,13 +140,16 @@ synth_matrix(float *w, size_t m, size_t n, uint64_t *rng)
 	size_t k = m < n ? m : n, i, j;
 	float *x = rs_xmalloc(m * k * sizeof *x);
 	float *y = rs_xmalloc(k * n * sizeof *y);
+	float *d = rs_xmalloc(k * sizeof *d);
 	double sumsq = 0, scale;
 
 	rng_gaussian(rng, x, m * k);
 	rng_gaussian(rng, y, k * n);
+	for (j = 0; j < k; j++)
+		d[j] = (float)pow(1.0 + (double)j, -SPECTRUM_DECAY);
 	for (i = 0; i < m; i++)
 		for (j = 0; j < k; j++)
-			x[i * k + j] *= (float)pow(1.0 + (double)j, -SPECTRUM_DECAY);
+			x[i * k + j] *= d[j];
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)m,
 	            (blasint)n, (blasint)k, 1.0f, x, (blasint)k, y, (blasint)n,
 	            0.0f, w, (blasint)n);
@@ -155,6 +160,7 @@ synth_matrix(float *w, size_t m, size_t n, uint64_t *rng)
 		w[i] = (float)(w[i] * scale);
 	free(x);
 	free(y);
+	free(d);
 }
 
 static void
@@ -174,7 +180,7 @@ put_le32(unsigned char *dst, float f)
 static synth_tensor *
 plan_tensors(const options *opt, size_t *ntensors)
 {
-	size_t cap = (size_t)opt->count * NSHAPES * 2, n = 0, s, d;
+	size_t cap = (size_t)opt->count * NSHAPES * 2 + 1, n = 0, s, d;
 	synth_tensor *t = rs_xcalloc(cap, sizeof *t);
 	uint64_t offset = 0;
 	int i;
@@ -206,6 +212,16 @@ plan_tensors(const options *opt, size_t *ntensors)
 				b->count = w->shape[0];
 			}
 		}
+	if (opt->big > 0) {
+		/* One layer big enough to be scheduled alone ("solo"), as an
+		 * output head or embedding is. */
+		synth_tensor *h = &t[n++];
+
+		h->name = rs_xstrdup("head.weight");
+		h->ndim = 2;
+		h->shape[0] = h->shape[1] = (size_t)opt->big;
+		h->count = h->shape[0] * h->shape[1];
+	}
 	for (s = 0; s < n; s++) {
 		t[s].begin = offset;
 		offset += (uint64_t)t[s].count * 4;
@@ -736,11 +752,12 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: bench-spectra [--quick] [--count N] [--scale D] [--no-extra]\n"
-	    "                     [--seed N] [--keep PATH] [--verbose]\n"
+	    "usage: bench-spectra [--quick] [--count N] [--scale D] [--big N]\n"
+	    "                     [--no-extra] [--seed N] [--keep PATH] [--verbose]\n"
 	    "  --quick      small model (--scale 4 --count 2): a smoke test, seconds\n"
-	    "  --count N    tensors of each shape (default 4)\n"
+	    "  --count N    tensors of each shape (default 8)\n"
 	    "  --scale D    divide the two leading sides of every shape by D\n"
+	    "  --big N      add one NxN layer (e.g. 4096), which the engine runs alone\n"
 	    "  --no-extra   only the baseline and the default engine\n"
 	    "  --seed N     seed of the synthetic weights (default 1)\n"
 	    "  --keep PATH  write the model to PATH and keep it\n"
@@ -768,6 +785,7 @@ parse_options(int argc, char **argv, options *opt)
 		{ "quick", no_argument, NULL, 'q' },
 		{ "count", required_argument, NULL, 'n' },
 		{ "scale", required_argument, NULL, 's' },
+		{ "big", required_argument, NULL, 'b' },
 		{ "no-extra", no_argument, NULL, 'x' },
 		{ "seed", required_argument, NULL, 'S' },
 		{ "keep", required_argument, NULL, 'k' },
@@ -777,13 +795,14 @@ parse_options(int argc, char **argv, options *opt)
 	};
 	int c, seed;
 
-	opt->count = 4;
+	opt->count = 8;
 	opt->scale = 1;
+	opt->big = 0;
 	opt->extra = true;
 	opt->verbose = false;
 	opt->seed = 1;
 	opt->out = NULL;
-	while ((c = getopt_long(argc, argv, "qn:s:xS:k:vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "qn:s:b:xS:k:vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'q':
 			opt->scale = 4;
@@ -795,6 +814,10 @@ parse_options(int argc, char **argv, options *opt)
 			break;
 		case 's':
 			if (!parse_int(optarg, 1, 1024, &opt->scale))
+				goto bad;
+			break;
+		case 'b':
+			if (!parse_int(optarg, 0, 32768, &opt->big))
 				goto bad;
 			break;
 		case 'x':
@@ -925,8 +948,11 @@ main(int argc, char **argv)
 	       "(generated in %.1f s, untimed)\n", path, b.model->ntensors,
 	       b.nlayers, size_buf, gen_seconds);
 	printf("          %d of each: 1024x1024, 4096x1024, 1024x4096 linear; "
-	       "256x256x3x3, 128x128x3x3 conv folded f x (c kh kw)%s\n",
-	       opt.count, opt.scale > 1 ? " (sides divided by --scale)" : "");
+	       "128x128x3x3, 256x256x3x3, 512x512x3x3 conv\n"
+	       "          (conv folded f x (c kh kw))%s\n", opt.count,
+	       opt.scale > 1 ? "; leading sides divided by --scale" : "");
+	if (opt.big > 0)
+		printf("          and one %dx%d layer (--big)\n", opt.big, opt.big);
 	b.sigma_s = rs_xcalloc(b.nlayers ? b.nlayers : 1, sizeof *b.sigma_s);
 	b.seconds_s = rs_xcalloc(b.nlayers ? b.nlayers : 1, sizeof *b.seconds_s);
 	fflush(stdout);

@@ -32,14 +32,11 @@ show_progress(cmd_session *s, bool live)
 }
 
 bool
-cmd_session_open(cmd_session *s, const char *path, const cmd_options *opts)
+cmd_session_load(cmd_session *s, const char *path, const cmd_options *opts)
 {
 	rs_layer_filter filter = {
 		.include = opts->include, .ninclude = opts->ninclude,
 		.exclude = opts->exclude, .nexclude = opts->nexclude,
-	};
-	rs_engine_options eo = {
-		.threads = opts->threads, .method = opts->method,
 	};
 	rs_error err;
 
@@ -58,7 +55,27 @@ cmd_session_open(cmd_session *s, const char *path, const cmd_options *opts)
 	}
 	if (!opts->no_cache)
 		s->cache_dir = rs_cache_default_dir();
-	eo.cache_dir = s->cache_dir;
+	return true;
+}
+
+rs_engine_options
+cmd_session_engine_options(const cmd_session *s, const cmd_options *opts)
+{
+	rs_engine_options eo = {
+		.threads = opts->threads, .method = opts->method,
+		.cache_dir = s->cache_dir,
+	};
+	return eo;
+}
+
+bool
+cmd_session_open(cmd_session *s, const char *path, const cmd_options *opts)
+{
+	rs_engine_options eo;
+
+	if (!cmd_session_load(s, path, opts))
+		return false;
+	eo = cmd_session_engine_options(s, opts);
 	s->engine = rs_engine_start(s->layers, s->nlayers, path, &eo);
 	show_progress(s, !opts->quiet && isatty(STDERR_FILENO));
 	return true;

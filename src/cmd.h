@@ -94,6 +94,12 @@ typedef struct cmd_session {
 	char *cache_dir;
 } cmd_session;
 
+/* Loads the model and its layers (no spectra yet). */
+bool cmd_session_load(cmd_session *s, const char *path, const cmd_options *opts);
+/* The engine options the command line asks for (cache dir from s). */
+rs_engine_options cmd_session_engine_options(const cmd_session *s,
+                                             const cmd_options *opts);
+/* cmd_session_load, then every spectrum, waiting with a progress line. */
 bool cmd_session_open(cmd_session *s, const char *path, const cmd_options *opts);
 /* Prints each failed layer's message to stderr; returns how many failed. */
 size_t cmd_session_report_failures(cmd_session *s);

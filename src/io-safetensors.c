@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -230,12 +231,32 @@ check_tiling(rs_model *m, uint64_t data_start, uint64_t data_len, rs_error *err)
 	return RS_OK;
 }
 
+/* jansson quotes the input near an error, control bytes included. */
+static const char *
+escape_controls(char *buf, size_t len, const char *s)
+{
+	size_t o = 0;
+
+	for (; *s != '\0' && o + 5 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c < 0x20 || c == 0x7f)
+			o += (size_t)snprintf(buf + o, len - o, "\\x%02x", c);
+		else
+			buf[o++] = (char)c;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
 static rs_status
 parse_header(rs_model *m, const unsigned char *bytes, size_t len, rs_error *err)
 {
 	json_error_t jerr;
 	json_t *root, *value;
 	const char *key;
+	const unsigned char *nul;
+	char shown[4 * JSON_ERROR_TEXT_LENGTH];
 	uint64_t n;
 	rs_status st = RS_OK;
 
@@ -255,6 +276,13 @@ parse_header(rs_model *m, const unsigned char *bytes, size_t len, rs_error *err)
 	if (n == 0 || bytes[8] != '{')
 		return rs_error_set(err, RS_EFORMAT,
 		    "%s: header does not start with '{'", m->path);
+	/* JSON text never holds a raw NUL, but jansson skips one that follows
+	 * a number or literal, so {"a":1<NUL>} would parse */
+	nul = memchr(bytes + 8, '\0', (size_t)n);
+	if (nul != NULL)
+		return rs_error_set(err, RS_EFORMAT,
+		    "%s: header is not valid JSON: NUL byte at byte %zu of the header",
+		    m->path, (size_t)(nul - bytes - 8));
 	m->header_len = n;
 	rs_sha256(bytes + 8, (size_t)n, m->header_sha256);
 
@@ -263,7 +291,8 @@ parse_header(rs_model *m, const unsigned char *bytes, size_t len, rs_error *err)
 	if (root == NULL)
 		return rs_error_set(err, RS_EFORMAT,
 		    "%s: header is not valid JSON: %s (line %d, column %d)", m->path,
-		    jerr.text, jerr.line, jerr.column);
+		    escape_controls(shown, sizeof shown, jerr.text), jerr.line,
+		    jerr.column);
 	if (!json_is_object(root)) {
 		json_decref(root);
 		return rs_error_set(err, RS_EFORMAT,

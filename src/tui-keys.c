@@ -1,0 +1,215 @@
+/*
+ * tui-keys.c — the key table.  Every binding is one row: the keys, how the
+ * help screen names them, what they do.  Dispatch and the `?` screen are
+ * both generated from it, so the help can never disagree with the keys.
+ */
+#include "config.h"
+
+#include <curses.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tui.h"
+
+#define CTRL(c) ((c) & 0x1f)
+
+typedef struct tui_binding {
+	int keys[4];              /* 0-terminated */
+	const char *names;        /* as shown in help */
+	const char *help;
+	void (*action)(tui *t);
+} tui_binding;
+
+static void key_up(tui *t) { tui_table_move(t, -1); }
+static void key_down(tui *t) { tui_table_move(t, 1); }
+static void key_page_up(tui *t) { tui_table_move(t, -(long)(t->table_rect.h > 2 ? t->table_rect.h - 2 : 1)); }
+static void key_page_down(tui *t) { tui_table_move(t, t->table_rect.h > 2 ? t->table_rect.h - 2 : 1); }
+static void key_first(tui *t) { tui_table_move_to(t, 0); }
+static void key_last(tui *t) { tui_table_move_to(t, SIZE_MAX); }
+static void key_rank_down(tui *t) { tui_edit_nudge_rank(t, -1); }
+static void key_rank_up(tui *t) { tui_edit_nudge_rank(t, 1); }
+
+/* A coarse step: a twentieth of the full rank. */
+static long
+coarse_step(const tui *t)
+{
+	size_t layer = tui_selected_layer(t);
+	const rs_spectrum *s = layer == SIZE_MAX ? NULL : t->spectra[layer];
+	long step = s ? (long)(s->k / 20) : 1;
+
+	return step < 1 ? 1 : step;
+}
+
+static void key_rank_down_more(tui *t) { tui_edit_nudge_rank(t, -coarse_step(t)); }
+static void key_rank_up_more(tui *t) { tui_edit_nudge_rank(t, coarse_step(t)); }
+
+static void
+key_type_rank(tui *t)
+{
+	size_t layer = tui_selected_layer(t);
+
+	if (layer == SIZE_MAX || t->spectra[layer] == NULL) {
+		tui_message(t, false, "no spectrum to set a rank on yet");
+		return;
+	}
+	tui_start_prompt(t, TUI_PROMPT_RANK, "");
+}
+
+static void
+key_make_dense(tui *t)
+{
+	size_t layer = tui_selected_layer(t);
+
+	if (layer == SIZE_MAX)
+		return;
+	tui_edit_begin(t);
+	tui_edit_set_dense(t, layer);
+}
+
+static void
+key_cycle_global(tui *t)
+{
+	tui_edit_begin(t);
+	t->global_mode = (t->global_mode + 1) % TUI_GLOBAL_COUNT;
+	t->global_value = t->global_mode == TUI_GLOBAL_ENERGY ? 0.99 : 0.5;
+	tui_edit_apply_global(t);
+	tui_message(t, false, "global mode: %s", tui_global_mode_name(t->global_mode));
+}
+
+static void
+global_step(tui *t, int direction)
+{
+	double v = t->global_value;
+
+	if (t->global_mode == TUI_GLOBAL_OFF) {
+		tui_message(t, false, "global mode is off: press m to choose one");
+		return;
+	}
+	tui_edit_begin(t);
+	if (t->global_mode == TUI_GLOBAL_KEEP) {
+		v += 0.05 * direction;
+		v = v < 0.01 ? 0.01 : v > 1 ? 1 : v;
+	} else {
+		/* energy: scale what is discarded, 1 - e, by 1.5 */
+		double loss = (1 - v) * (direction > 0 ? 1 / 1.5 : 1.5);
+		v = 1 - (loss > 0.5 ? 0.5 : loss < 1e-5 ? 1e-5 : loss);
+	}
+	t->global_value = v;
+	tui_edit_apply_global(t);
+}
+
+static void key_global_less(tui *t) { global_step(t, -1); }
+static void key_global_more(tui *t) { global_step(t, 1); }
+
+static void
+key_cycle_sort(tui *t)
+{
+	t->sort = (t->sort + 1) % TUI_SORT_COUNT;
+	tui_table_refresh(t);
+	tui_message(t, false, "sorted by %s", tui_sort_name(t->sort));
+}
+
+static void
+key_reverse_sort(tui *t)
+{
+	t->sort_reverse = !t->sort_reverse;
+	tui_table_refresh(t);
+}
+
+static void key_filter(tui *t) { tui_start_prompt(t, TUI_PROMPT_FILTER, t->filter); }
+static void key_undo(tui *t) { tui_edit_undo(t); }
+static void key_help(tui *t) { t->show_help = true; }
+static void key_redraw(tui *t) { (void)t; clearok(curscr, TRUE); }
+
+static void
+key_quit(tui *t)
+{
+	if (tui_edit_dirty(t))
+		tui_start_prompt(t, TUI_PROMPT_QUIT, "");
+	else
+		t->quit = true;
+}
+
+static const tui_binding bindings[] = {
+	{{KEY_UP, 'k', 0}, "Up k", "previous layer", key_up},
+	{{KEY_DOWN, 'j', 0}, "Down j", "next layer", key_down},
+	{{KEY_PPAGE, CTRL('b'), 0}, "PgUp ^B", "page up", key_page_up},
+	{{KEY_NPAGE, CTRL('f'), 0}, "PgDn ^F", "page down", key_page_down},
+	{{KEY_HOME, 'g', 0}, "Home g", "first layer", key_first},
+	{{KEY_END, 'G', 0}, "End G", "last layer", key_last},
+	{{KEY_LEFT, 'h', 0}, "Left h", "rank - 1 for this layer", key_rank_down},
+	{{KEY_RIGHT, 'l', 0}, "Right l", "rank + 1 for this layer", key_rank_up},
+	{{KEY_SLEFT, 'H', 0}, "S-Left H", "rank - k/20", key_rank_down_more},
+	{{KEY_SRIGHT, 'L', 0}, "S-Right L", "rank + k/20", key_rank_up_more},
+	{{'r', 0}, "r", "type a rank for this layer", key_type_rank},
+	{{'d', 0}, "d", "keep this layer dense", key_make_dense},
+	{{'m', 0}, "m", "global mode: off, keep ratio, energy threshold", key_cycle_global},
+	{{'-', '_', 0}, "- +", "lower / raise the global value", key_global_less},
+	{{'+', '=', 0}, NULL, NULL, key_global_more},
+	{{'o', 0}, "o", "sort: file order, name, size, error, compressibility", key_cycle_sort},
+	{{'O', 0}, "O", "reverse the sort", key_reverse_sort},
+	{{'/', 0}, "/", "filter layers by name (substring or glob)", key_filter},
+	{{'u', 0}, "u", "undo the last plan edit", key_undo},
+	{{'?', KEY_F(1), 0}, "? F1", "this help", key_help},
+	{{CTRL('l'), 0}, "^L", "redraw the screen", key_redraw},
+	{{'q', 0}, "q", "quit (asks when there are plan edits)", key_quit},
+};
+
+bool
+tui_keys_dispatch(tui *t, int key)
+{
+	size_t i, j;
+
+	for (i = 0; i < sizeof bindings / sizeof bindings[0]; i++)
+		for (j = 0; bindings[i].keys[j] != 0; j++)
+			if (bindings[i].keys[j] == key) {
+				bindings[i].action(t);
+				return true;
+			}
+	return false;
+}
+
+void
+tui_keys_draw_help(tui *t, int lines, int cols)
+{
+	int n = 0, h, w = 74, y0, x0, y;
+	size_t i;
+
+	for (i = 0; i < sizeof bindings / sizeof bindings[0]; i++)
+		n += bindings[i].names != NULL;
+	h = n + 6;
+	if (w > cols)
+		w = cols;
+	if (h > lines)
+		h = lines;
+	y0 = (lines - h) / 2;
+	x0 = (cols - w) / 2;
+	for (y = 0; y < h; y++)
+		mvprintw(y0 + y, x0, "%*s", w, "");
+	/* a frame one cell outside the text */
+	if (y0 > 0 && x0 > 0 && y0 + h < lines && x0 + w < cols) {
+		mvhline(y0 - 1, x0 - 1, 0, w + 2);
+		mvhline(y0 + h, x0 - 1, 0, w + 2);
+		mvvline(y0, x0 - 1, 0, h);
+		mvvline(y0, x0 + w, 0, h);
+		mvaddch(y0 - 1, x0 - 1, ACS_ULCORNER);
+		mvaddch(y0 - 1, x0 + w, ACS_URCORNER);
+		mvaddch(y0 + h, x0 - 1, ACS_LLCORNER);
+		mvaddch(y0 + h, x0 + w, ACS_LRCORNER);
+	}
+	attron(A_BOLD);
+	mvprintw(y0, x0, "%.*s", w, " rankscope keys");
+	attroff(A_BOLD);
+	y = 2;
+	for (i = 0; i < sizeof bindings / sizeof bindings[0] && y < h - 2; i++) {
+		if (bindings[i].names == NULL)
+			continue;
+		mvprintw(y0 + y++, x0, " %-10s %.*s", bindings[i].names, w - 13,
+		         bindings[i].help);
+	}
+	mvprintw(y0 + h - 2, x0, "%.*s", w,
+	         " mouse: click a row; click or drag a slider; wheel scrolls");
+	attron(tui_attr(t, TUI_PAIR_DIM));
+	mvprintw(y0 + h - 1, x0, "%.*s", w, " any key closes this help");
+	attroff(tui_attr(t, TUI_PAIR_DIM));
+}

@@ -1,0 +1,220 @@
+/*
+ * tui-sliders.c — slider rows and the totals line.
+ *
+ * A slider is a row: a label, a track the mouse can click or drag, and the
+ * figures the value implies.  The rank slider acts on the selected layer;
+ * the global slider sets every layer at once by a keep ratio or an energy
+ * threshold.  Further rows (sparsity, bits) slot into slider_rows[].
+ */
+#include "config.h"
+
+#include <curses.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "rankscope/util.h"
+#include "tui.h"
+
+#define LABEL_W 8
+
+static const char *const global_names[TUI_GLOBAL_COUNT] = {
+	[TUI_GLOBAL_OFF] = "off",
+	[TUI_GLOBAL_KEEP] = "keep",
+	[TUI_GLOBAL_ENERGY] = "energy",
+};
+
+const char *
+tui_global_mode_name(tui_global_mode mode)
+{
+	return global_names[mode];
+}
+
+/*
+ * Slider positions are fractions 0..1 of the track.  The energy threshold
+ * moves on a log scale of what is discarded (1 - e, from 50 % down to
+ * 0.001 %), where the interesting values are.
+ */
+#define ENERGY_LOSS_MAX 0.5
+#define ENERGY_LOSS_MIN 1e-5
+
+static double
+global_to_position(tui_global_mode mode, double value)
+{
+	if (mode == TUI_GLOBAL_ENERGY)
+		return log((1 - value) / ENERGY_LOSS_MAX) /
+		       log(ENERGY_LOSS_MIN / ENERGY_LOSS_MAX);
+	return value;
+}
+
+static double
+position_to_global(tui_global_mode mode, double pos)
+{
+	if (mode == TUI_GLOBAL_ENERGY)
+		return 1 - ENERGY_LOSS_MAX * exp(pos * log(ENERGY_LOSS_MIN / ENERGY_LOSS_MAX));
+	return pos < 0.01 ? 0.01 : pos;
+}
+
+static void
+draw_track(tui *t, int y, int x, int w, double pos, bool active)
+{
+	int knob = (int)lround(pos * (w - 1)), i;
+
+	for (i = 0; i < w; i++) {
+		const char *glyph;
+		int attr;
+		if (i == knob) {
+			glyph = t->utf8 ? "\u25cf" : "O";
+			attr = tui_attr(t, TUI_PAIR_MARK) | A_BOLD;
+		} else if (i < knob) {
+			glyph = t->utf8 ? "\u2501" : "=";
+			attr = tui_attr(t, active ? TUI_PAIR_BAR : TUI_PAIR_DIM);
+		} else {
+			glyph = t->utf8 ? "\u2500" : "-";
+			attr = tui_attr(t, TUI_PAIR_DIM);
+		}
+		attron(attr);
+		mvaddstr(y, x + i, glyph);
+		attroff(attr);
+	}
+}
+
+/* Track geometry of a slider row: starts after the label, leaves room for
+ * the figures on the right. */
+static void
+track_geometry(int cols, int *x, int *w)
+{
+	*x = LABEL_W;
+	*w = cols - LABEL_W - 58;
+	if (*w < 10)
+		*w = cols - LABEL_W - 2 > 10 ? 10 : cols - LABEL_W - 2;
+}
+
+static void
+draw_rank_slider(tui *t, int y, int cols)
+{
+	size_t layer = tui_selected_layer(t), k, rank;
+	int x, w;
+	char info[160], params[16], dense[16];
+	rs_plan_figures f;
+	const rs_layer *l;
+
+	track_geometry(cols, &x, &w);
+	t->rank_slider = (tui_rect){y, x, 1, w};
+	mvaddstr(y, 0, "rank");
+	if (layer == SIZE_MAX)
+		return;
+	l = &t->layers[layer];
+	if (t->spectra[layer] == NULL) {
+		mvprintw(y, x, "%.*s", cols - x, "(waiting for the spectrum)");
+		return;
+	}
+	k = t->spectra[layer]->k;
+	rank = tui_edit_current_rank(t, layer);
+	draw_track(t, y, x, w, k > 1 ? (double)(rank - 1) / (double)(k - 1) : 1.0, true);
+	rs_plan_figures_for(l, t->spectra[layer], &t->plan.entries[layer], &f);
+	rs_format_count(params, sizeof params, (double)f.params);
+	rs_format_count(dense, sizeof dense, (double)(l->rows * l->cols));
+	if (f.method == RS_METHOD_LOWRANK)
+		snprintf(info, sizeof info, " %zu/%zu err_F %.4f err_2 %.4f params %s of %s",
+		         rank, k, f.err_fro, f.err_spec, params, dense);
+	else if (rank < k)
+		snprintf(info, sizeof info, " %zu/%zu costs more than dense (break-even %zu): dense",
+		         rank, k, rs_lowrank_breakeven(l->rows, l->cols));
+	else
+		snprintf(info, sizeof info, " %zu/%zu dense, exact", rank, k);
+	mvprintw(y, x + w, "%.*s", cols - x - w > 0 ? cols - x - w : 0, info);
+}
+
+static void
+draw_global_slider(tui *t, int y, int cols)
+{
+	int x, w;
+	char info[64];
+
+	track_geometry(cols, &x, &w);
+	t->global_slider = (tui_rect){y, x, 1, w};
+	mvaddstr(y, 0, "global");
+	if (t->global_mode == TUI_GLOBAL_OFF) {
+		draw_track(t, y, x, w, 0, false);
+		snprintf(info, sizeof info, " off (m: keep ratio / energy threshold)");
+	} else {
+		draw_track(t, y, x, w, global_to_position(t->global_mode, t->global_value), true);
+		if (t->global_mode == TUI_GLOBAL_KEEP)
+			snprintf(info, sizeof info, " keep %.0f%% of each rank", 100 * t->global_value);
+		else
+			snprintf(info, sizeof info, " keep %.3f%% of each layer's energy",
+			         100 * t->global_value);
+	}
+	mvprintw(y, x + w, "%.*s", cols - x - w > 0 ? cols - x - w : 0, info);
+}
+
+void
+tui_sliders_draw(tui *t)
+{
+	draw_rank_slider(t, t->rank_slider.y, COLS);
+	draw_global_slider(t, t->global_slider.y, COLS);
+}
+
+void
+tui_totals_draw(tui *t, int y, int w)
+{
+	rs_plan_totals tot;
+	char before[16], after[16], fb[16], fa[16], line[320];
+
+	rs_plan_totals_compute(&t->plan, t->layers, t->spectra, &tot);
+	rs_format_count(before, sizeof before, (double)tot.params_before);
+	rs_format_count(after, sizeof after, (double)tot.params_after);
+	rs_format_count(fb, sizeof fb, (double)tot.flops_before);
+	rs_format_count(fa, sizeof fa, (double)tot.flops_after);
+	snprintf(line, sizeof line,
+	         "params %s -> %s (%.2fx)  flops %s -> %s  worst err_2 %.4f%s%s  "
+	         "network bound %.4f%s%s",
+	         before, after, tot.ratio, fb, fa, tot.worst_err_spec,
+	         tot.worst_err_spec > 0 ? " " : "",
+	         tot.worst_err_spec > 0 ? t->layers[tot.worst_layer].name : "",
+	         tot.net_bound, tot.pending ? " (pending layers count dense)" : "",
+	         tui_edit_dirty(t) ? "  [edited]" : "");
+	attron(A_BOLD);
+	mvprintw(y, 0, "%.*s", w, line);
+	attroff(A_BOLD);
+}
+
+bool
+tui_sliders_mouse(tui *t, int y, int x, bool press)
+{
+	tui_drag which = TUI_DRAG_NONE;
+	tui_rect r;
+	double pos;
+
+	if (press) {
+		if (y == t->rank_slider.y && x >= t->rank_slider.x &&
+		    x < t->rank_slider.x + t->rank_slider.w)
+			which = TUI_DRAG_RANK;
+		else if (y == t->global_slider.y && x >= t->global_slider.x &&
+		         x < t->global_slider.x + t->global_slider.w)
+			which = TUI_DRAG_GLOBAL;
+		if (which == TUI_DRAG_NONE)
+			return false;
+		t->drag = which;
+		tui_edit_begin(t);         /* one drag is one undo step */
+	} else if (t->drag == TUI_DRAG_NONE) {
+		return false;
+	}
+	r = t->drag == TUI_DRAG_RANK ? t->rank_slider : t->global_slider;
+	pos = (double)(x - r.x) / (double)(r.w > 1 ? r.w - 1 : 1);
+	pos = pos < 0 ? 0 : pos > 1 ? 1 : pos;
+	if (t->drag == TUI_DRAG_RANK) {
+		size_t layer = tui_selected_layer(t);
+		if (layer != SIZE_MAX && t->spectra[layer] != NULL) {
+			size_t k = t->spectra[layer]->k;
+			tui_edit_set_rank(t, layer, 1 + (size_t)lround(pos * (double)(k - 1)));
+		}
+	} else {
+		if (t->global_mode == TUI_GLOBAL_OFF)
+			t->global_mode = TUI_GLOBAL_KEEP;
+		t->global_value = position_to_global(t->global_mode, pos);
+		tui_edit_apply_global(t);
+	}
+	return true;
+}

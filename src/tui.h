@@ -1,0 +1,157 @@
+/*
+ * tui.h — the interactive workbench (issue: "Explore").  Internal to the
+ * tui-*.c files; only tui.c includes curses' lifecycle calls.
+ *
+ *   tui.c          curses set-up and restore, signals, the event loop, prompts
+ *   tui-keys.c     the key table: bindings, actions, the generated help screen
+ *   tui-table.c    the layer table: ordering, filtering, drawing, scrolling
+ *   tui-plot.c     the spectrum view of the selected layer
+ *   tui-sliders.c  slider rows (rank, global mode) and the totals line
+ *   tui-edit.c     plan edits and their undo history
+ *
+ * Views draw into rectangles of stdscr; one loop owns input and redraw.
+ * Nothing numeric is computed here beyond calls into the core's O(1)
+ * queries.
+ */
+#ifndef RANKSCOPE_TUI_H
+#define RANKSCOPE_TUI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "rankscope/engine.h"
+#include "rankscope/layer.h"
+#include "rankscope/model.h"
+#include "rankscope/plan.h"
+
+typedef struct tui_rect {
+	int y, x, h, w;
+} tui_rect;
+
+typedef enum tui_sort {
+	TUI_SORT_FILE,          /* file order */
+	TUI_SORT_NAME,
+	TUI_SORT_SIZE,          /* params, largest first */
+	TUI_SORT_ERROR,         /* Frobenius error of the plan, largest first */
+	TUI_SORT_COMPRESSIBLE,  /* rank for 99% energy / k, most compressible first */
+	TUI_SORT_COUNT
+} tui_sort;
+
+typedef enum tui_global_mode {
+	TUI_GLOBAL_OFF,
+	TUI_GLOBAL_KEEP,        /* keep a fraction of every layer's rank */
+	TUI_GLOBAL_ENERGY,      /* smallest rank keeping a fraction of energy */
+	TUI_GLOBAL_COUNT
+} tui_global_mode;
+
+typedef enum tui_prompt_kind {
+	TUI_PROMPT_NONE,
+	TUI_PROMPT_FILTER,
+	TUI_PROMPT_RANK,
+	TUI_PROMPT_QUIT
+} tui_prompt_kind;
+
+/* Which slider a mouse drag holds, if any. */
+typedef enum tui_drag {
+	TUI_DRAG_NONE,
+	TUI_DRAG_RANK,
+	TUI_DRAG_GLOBAL
+} tui_drag;
+
+#define TUI_UNDO_MAX 256
+
+typedef struct tui {
+	/* what is open */
+	const char *path;
+	rs_model *model;
+	rs_layer *layers;
+	size_t nlayers;
+	rs_engine *engine;
+	const rs_spectrum **spectra;   /* snapshot of finished spectra, NULL = pending */
+	size_t finished;               /* layers finished (done or failed) */
+
+	/* the plan and its history */
+	rs_plan plan;
+	rs_plan saved;                 /* what "unsaved edits" is measured against */
+	rs_plan undo[TUI_UNDO_MAX];
+	size_t nundo;
+	size_t nudge_layer;            /* layer of the last nudge, to coalesce undo */
+	tui_global_mode global_mode;
+	double global_value;           /* fraction in (0, 1] */
+
+	/* the table */
+	size_t *order;                 /* visible layers, in display order */
+	size_t nvisible;
+	size_t selected;               /* position in order */
+	size_t top;                    /* first visible position */
+	tui_sort sort;
+	bool sort_reverse;
+	char filter[128];
+
+	/* screen */
+	bool utf8, colour;
+	bool show_help;
+	tui_prompt_kind prompt;
+	char input[128];
+	char message[256];
+	bool message_is_error;
+	tui_drag drag;
+	tui_rect table_rect, plot_rect, rank_slider, global_slider;
+	bool quit;
+	int wake_fd[2];                /* engine callbacks write here */
+} tui;
+
+/* Colour pairs (tui.c sets them up; with no colour they map to attributes). */
+enum {
+	TUI_PAIR_TITLE = 1, TUI_PAIR_BAR, TUI_PAIR_MARK, TUI_PAIR_DIM,
+	TUI_PAIR_ERROR, TUI_PAIR_ENERGY, TUI_PAIR_SELECTED
+};
+int tui_attr(const tui *t, int pair);
+
+/* tui.c */
+/* Runs the workbench on a loaded model until the user quits; starts and
+ * frees the spectrum engine itself.  Returns the exit status. */
+int tui_run(const char *path, rs_model *model, rs_layer *layers, size_t nlayers,
+            const rs_engine_options *engine_options);
+void tui_message(tui *t, bool error, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void tui_start_prompt(tui *t, tui_prompt_kind kind, const char *initial);
+
+/* tui-keys.c */
+/* Runs the action bound to key; false when the key is unbound. */
+bool tui_keys_dispatch(tui *t, int key);
+void tui_keys_draw_help(tui *t, int lines, int cols);
+
+/* tui-table.c */
+void tui_table_refresh(tui *t);      /* re-sort and re-filter, keep selection */
+void tui_table_draw(tui *t, tui_rect r);
+void tui_table_move(tui *t, long delta);
+void tui_table_move_to(tui *t, size_t position);
+/* Selects the row shown at screen line y, if any; true when one was hit. */
+bool tui_table_click(tui *t, int y);
+/* The selected layer index, or (size_t)-1 when nothing is visible. */
+size_t tui_selected_layer(const tui *t);
+const char *tui_sort_name(tui_sort sort);
+
+/* tui-plot.c */
+void tui_plot_draw(tui *t, tui_rect r);
+
+/* tui-sliders.c */
+void tui_sliders_draw(tui *t);
+void tui_totals_draw(tui *t, int y, int w);
+/* Mouse on a slider row: sets the value at column x; true when handled. */
+bool tui_sliders_mouse(tui *t, int y, int x, bool press);
+const char *tui_global_mode_name(tui_global_mode mode);
+
+/* tui-edit.c */
+void tui_edit_begin(tui *t);                  /* records an undo point */
+void tui_edit_set_rank(tui *t, size_t layer, size_t rank);
+void tui_edit_set_dense(tui *t, size_t layer);
+void tui_edit_nudge_rank(tui *t, long delta); /* selected layer, coalesced */
+void tui_edit_apply_global(tui *t);           /* (re)applies the global mode */
+void tui_edit_undo(tui *t);
+bool tui_edit_dirty(const tui *t);
+/* The rank the selected layer's slider shows (k when dense). */
+size_t tui_edit_current_rank(const tui *t, size_t layer);
+
+#endif
