@@ -2,9 +2,12 @@
  * engine.c — the spectrum engine's worker pool; see rankscope/engine.h.
  *
  * One coordinator thread runs the schedule so that rs_engine_start returns
- * at once: first the "solo" layers (each too big to share the machine
- * well) one at a time with all BLAS threads, then everything else on
- * `threads` workers with one BLAS thread each.  OpenBLAS's thread count is
+ * at once: first every ordinary layer on `threads` workers with one BLAS
+ * thread each (largest first, so the pool balances), then the "solo"
+ * layers (each too big to share the machine well) one at a time with all
+ * BLAS threads.  Ordinary layers go first so that a front end has most
+ * layers live within moments, even when one huge layer takes minutes; the
+ * total time is the same either way.  OpenBLAS's thread count is
  * process-wide, so it is only changed while no BLAS call is in flight:
  * between the two phases.
  */
@@ -193,12 +196,11 @@ coordinator_main(void *arg)
 	rs_engine *e = arg;
 	pthread_t *workers;
 	int started = 0, w;
+	size_t i;
 
-	set_blas_threads(e->threads);
-	for (; e->next < e->nsolo; e->next++)
-		run_layer(e, e->order[e->next]);
-
+	/* Phase 1: ordinary layers, order[nsolo..], in parallel. */
 	set_blas_threads(1);
+	e->next = e->nsolo;
 	workers = rs_xcalloc((size_t)e->threads, sizeof *workers);
 	for (w = 1; w < e->threads; w++)
 		if (pthread_create(&workers[w], NULL, worker_main, e) == 0)
@@ -209,7 +211,11 @@ coordinator_main(void *arg)
 	for (w = 1; w <= started; w++)
 		pthread_join(workers[w], NULL);
 	free(workers);
+
+	/* Phase 2: solo layers, order[0..nsolo), each with every thread. */
 	set_blas_threads(e->threads);
+	for (i = 0; i < e->nsolo; i++)
+		run_layer(e, e->order[i]);
 	return NULL;
 }
 

@@ -103,8 +103,9 @@ tui_plot_draw(tui *t, tui_rect r)
 	axis.k = s->k;
 	axis.width = r.w - MARGIN;
 	axis.cell = s->k <= (size_t)axis.width ? axis.width / (int)s->k : 0;
-	sh = (r.h - 3) * 3 / 5;
-	eh = r.h - 3 - sh;
+	/* rows: title, sigma plot, marker row, energy plot, two legend rows */
+	sh = (r.h - 4) * 3 / 5;
+	eh = r.h - 4 - sh;
 	hi = s->sigma[0];
 	lo = hi;
 	for (i = 0; i < s->k; i++)
@@ -164,9 +165,11 @@ tui_plot_draw(tui *t, tui_rect r)
 		         tui_attr(t, idx < rank ? TUI_PAIR_ENERGY : TUI_PAIR_DIM));
 	}
 
-	/* legend, cut to the panel (the marker glyph is one column wide) */
-	snprintf(legend, sizeof legend, "rank %zu (%.1f%% energy)  9 90%%:%zu  # 99%%:%zu  "
-	         "B break-even:%zu", rank, 100.0 * rs_spectrum_energy(s, rank), r90, r99, be);
-	put_marker(t, y0 + r.h - 1, r.x, "\u25b2", "^", tui_attr(t, TUI_PAIR_MARK) | A_BOLD);
-	mvprintw(y0 + r.h - 1, r.x + 2, "%.*s", r.w - 2, legend);
+	/* legend, two rows cut to the panel */
+	put_marker(t, y0 + r.h - 2, r.x, "\u25b2", "^", tui_attr(t, TUI_PAIR_MARK) | A_BOLD);
+	snprintf(legend, sizeof legend, "rank %zu keeps %.2f%% of the energy", rank,
+	         100.0 * rs_spectrum_energy(s, rank));
+	mvprintw(y0 + r.h - 2, r.x + 2, "%.*s", r.w - 2, legend);
+	snprintf(legend, sizeof legend, "9 90%%:%zu  # 99%%:%zu  B break-even:%zu", r90, r99, be);
+	mvprintw(y0 + r.h - 1, r.x, "%.*s", r.w, legend);
 }

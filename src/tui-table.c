@@ -136,57 +136,93 @@ tui_table_click(tui *t, int y)
 	return true;
 }
 
-/* Widths of the fixed columns after the name. */
-#define COLS_FIXED " %11s %6s %7s %7s %7s %6s"
-#define COLS_WIDTH (12 + 7 + 8 + 8 + 8 + 7)
+/*
+ * The columns after the name, in the order they are dropped from the right
+ * when the terminal is narrow; the name keeps at least NAME_MIN cells.
+ */
+enum { COL_MATRIX, COL_RANK, COL_ERR_F, COL_ERR_2, COL_PARAMS, COL_RATIO, NCOLS };
+static const struct { const char *title; int width; } columns[NCOLS] = {
+	{"matrix", 11}, {"rank", 6}, {"err_F", 7}, {"err_2", 7}, {"params", 7}, {"ratio", 6},
+};
+#define NAME_MIN 12
+
+/* How many columns fit in w cells, and the name width that leaves. */
+static int
+fit_columns(int w, int *name_w)
+{
+	int n = NCOLS, used;
+
+	for (;;) {
+		int i;
+		used = 1;                          /* selection marker */
+		for (i = 0; i < n; i++)
+			used += 1 + columns[i].width;
+		if (w - used >= NAME_MIN || n == 1)
+			break;
+		n--;
+	}
+	*name_w = w - used > NAME_MIN ? w - used : NAME_MIN;
+	return n;
+}
 
 static void
-draw_row(tui *t, int y, int x, int name_w, size_t i, bool selected)
+print_cells(int y, int x, int name_w, int ncols, char marker, const char *name,
+            char cells[NCOLS][24])
+{
+	int i, cx = x + 1 + name_w;
+
+	mvprintw(y, x, "%c%-*.*s", marker, name_w, name_w, name);
+	for (i = 0; i < ncols; i++) {
+		mvprintw(y, cx, " %*.*s", columns[i].width, columns[i].width, cells[i]);
+		cx += 1 + columns[i].width;
+	}
+}
+
+static void
+draw_row(tui *t, int y, int x, int name_w, int ncols, size_t i, bool selected)
 {
 	const rs_layer *l = &t->layers[i];
 	const rs_spectrum *s = t->spectra[i];
-	char matrix[24], rank[16], ef[16], e2[16], params[16], ratio[16];
+	char cells[NCOLS][24];
 	rs_plan_figures f;
 	const char *failed = rs_engine_error(t->engine, i);
-	int attr = selected ? tui_attr(t, TUI_PAIR_SELECTED) : 0;
+	int attr = selected ? tui_attr(t, TUI_PAIR_SELECTED) :
+	           failed ? tui_attr(t, TUI_PAIR_ERROR) : 0;
 
-	snprintf(matrix, sizeof matrix, "%zux%zu", l->rows, l->cols);
+	memset(cells, 0, sizeof cells);
+	snprintf(cells[COL_MATRIX], 24, "%zux%zu", l->rows, l->cols);
 	rs_plan_figures_for(l, s, &t->plan.entries[i], &f);
-	rs_format_count(params, sizeof params, (double)f.params);
+	rs_format_count(cells[COL_PARAMS], 24, (double)f.params);
 	if (s == NULL) {
-		snprintf(rank, sizeof rank, "%s", failed ? "failed" : "...");
-		snprintf(ef, sizeof ef, "%s", failed ? "" : "pending");
-		e2[0] = ratio[0] = '\0';
+		snprintf(cells[COL_RANK], 24, "%s", failed ? "failed" : "...");
+		snprintf(cells[COL_ERR_F], 24, "%s", failed ? "" : "pending");
 	} else {
 		if (f.method == RS_METHOD_LOWRANK)
-			snprintf(rank, sizeof rank, "%zu", f.rank);
+			snprintf(cells[COL_RANK], 24, "%zu", f.rank);
 		else
-			snprintf(rank, sizeof rank, "dense");
-		snprintf(ef, sizeof ef, "%.4f", f.err_fro);
-		snprintf(e2, sizeof e2, "%.4f", f.err_spec);
-		snprintf(ratio, sizeof ratio, "%.2fx",
+			snprintf(cells[COL_RANK], 24, "dense");
+		snprintf(cells[COL_ERR_F], 24, "%.4f", f.err_fro);
+		snprintf(cells[COL_ERR_2], 24, "%.4f", f.err_spec);
+		snprintf(cells[COL_RATIO], 24, "%.2fx",
 		         (double)(l->rows * l->cols) / (double)f.params);
 	}
 	attron(attr);
-	mvprintw(y, x, "%c%-*.*s" COLS_FIXED, selected ? '>' : ' ', name_w, name_w,
-	         l->name, matrix, rank, ef, e2, params, ratio);
+	print_cells(y, x, name_w, ncols, selected ? '>' : ' ', l->name, cells);
 	attroff(attr);
-	if (failed && !selected)
-		mvchgat(y, x + name_w + 14, 6, 0, TUI_PAIR_ERROR, NULL);
 }
 
 void
 tui_table_draw(tui *t, tui_rect r)
 {
-	int name_w = r.w - 1 - COLS_WIDTH, rows = r.h - 1, y;
+	int name_w, ncols = fit_columns(r.w, &name_w), rows = r.h - 1, y, c;
+	char titles[NCOLS][24];
 	size_t p;
 
 	t->table_rect = r;
-	if (name_w < 8)
-		name_w = 8;
+	for (c = 0; c < NCOLS; c++)
+		snprintf(titles[c], sizeof titles[c], "%s", columns[c].title);
 	attron(A_BOLD);
-	mvprintw(r.y, r.x, " %-*.*s" COLS_FIXED, name_w, name_w, "layer", "matrix",
-	         "rank", "err_F", "err_2", "params", "ratio");
+	print_cells(r.y, r.x, name_w, ncols, ' ', "layer", titles);
 	attroff(A_BOLD);
 	if (t->nvisible == 0) {
 		mvprintw(r.y + 1, r.x + 1, "no layer matches '%s'", t->filter);
@@ -200,5 +236,5 @@ tui_table_draw(tui *t, tui_rect r)
 	if (t->top + (size_t)rows > t->nvisible)
 		t->top = t->nvisible > (size_t)rows ? t->nvisible - (size_t)rows : 0;
 	for (y = 0, p = t->top; y < rows && p < t->nvisible; y++, p++)
-		draw_row(t, r.y + 1 + y, r.x, name_w, t->order[p], p == t->selected);
+		draw_row(t, r.y + 1 + y, r.x, name_w, ncols, t->order[p], p == t->selected);
 }

@@ -184,15 +184,16 @@ draw_title(tui *t)
 	static const char spinner[] = "|/-\\";
 	static unsigned tick;
 	char params[16], line[512];
+	const char *dash = t->utf8 ? "\u2014" : "-";
 	size_t total = 0, i;
 
 	for (i = 0; i < t->nlayers; i++)
 		total += t->layers[i].rows * t->layers[i].cols;
 	rs_format_count(params, sizeof params, (double)total);
-	snprintf(line, sizeof line, " rankscope %s %s %s %zu layers %s %s params %s spectra %zu/%zu %c",
-	         t->utf8 ? "\u2014" : "-", t->path, t->utf8 ? "\u2014" : "-", t->nlayers,
-	         t->utf8 ? "\u2014" : "-", params, t->utf8 ? "\u2014" : "-", t->finished,
-	         t->nlayers, t->finished < t->nlayers ? spinner[tick++ % 4] : ' ');
+	/* the path last: it is the part a narrow terminal can best lose */
+	snprintf(line, sizeof line, " rankscope %c spectra %zu/%zu %s %zu layers %s %s params %s %s",
+	         t->finished < t->nlayers ? spinner[tick++ % 4] : ' ', t->finished,
+	         t->nlayers, dash, t->nlayers, dash, params, dash, t->path);
 	attron(tui_attr(t, TUI_PAIR_TITLE));
 	mvprintw(0, 0, "%-*.*s", COLS, COLS, line);
 	attroff(tui_attr(t, TUI_PAIR_TITLE));

@@ -77,15 +77,7 @@ contains "$err" "no layer matches --layer 'nomatch*'" "filter matching nothing"
 
 # A NaN in one layer: the others are still reported, the bad one is named,
 # and the exit status says something failed.
-header='{"good":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"bad":{"dtype":"F32","shape":[2,2],"data_offsets":[16,32]}}'
-while [ $((${#header} % 8)) -ne 0 ]; do header="$header "; done
-{
-	printf "\\$(printf %03o ${#header})\0\0\0\0\0\0\0"
-	printf '%s' "$header"
-	# good = [[1, 0], [0, 2]], bad = [[1, NaN], [0, 0]] (little-endian float32)
-	printf '\0\0\200\77\0\0\0\0\0\0\0\0\0\0\0\100'
-	printf '\0\0\200\77\0\0\300\177\0\0\0\0\0\0\0\0'
-} >"$scratch/nan.safetensors"
+make_nan_model "$scratch/nan.safetensors"
 run 1 "$RANKSCOPE" info "$scratch/nan.safetensors"
 contains "$err" "nan.safetensors: layer 'bad': element (0, 1)" "NaN layer named"
 contains "$out" "good" "the good layer is still reported"

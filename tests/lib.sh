@@ -53,6 +53,19 @@ equals() {
 	[ "$1" = "$2" ] || fail "$3: got '$1', expected '$2'"
 }
 
+# make_nan_model FILE: layer "good" = [[1, 0], [0, 2]] and layer "bad" =
+# [[1, NaN], [0, 0]], float32, written byte by byte.
+make_nan_model() {
+	header='{"good":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"bad":{"dtype":"F32","shape":[2,2],"data_offsets":[16,32]}}'
+	while [ $((${#header} % 8)) -ne 0 ]; do header="$header "; done
+	{
+		printf "\\$(printf %03o ${#header})\0\0\0\0\0\0\0"
+		printf '%s' "$header"
+		printf '\0\0\200\77\0\0\0\0\0\0\0\0\0\0\0\100'
+		printf '\0\0\200\77\0\0\300\177\0\0\0\0\0\0\0\0'
+	} >"$1"
+}
+
 finish() {
 	echo "$(basename "$0"): $checks checks, $failures failed"
 	[ "$failures" -eq 0 ]

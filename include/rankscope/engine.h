@@ -3,9 +3,9 @@
  * worker pool, in the background, with progress and cancellation.
  *
  * Scheduling (why, in HACKING.md): layers are ordered by estimated cost,
- * largest first.  A layer that alone costs at least 1/threads of all the
- * work runs first, by itself, with every BLAS thread; the rest then run
- * concurrently, one layer per worker with one BLAS thread each.  Each job
+ * largest first, and run concurrently, one layer per worker with one BLAS
+ * thread each.  A layer that alone costs more than 1/threads of all the
+ * work ("solo") runs afterwards, by itself, with every BLAS thread.  Each job
  * converts one layer into a private double buffer, so peak memory is the
  * mapped pages plus the working sets of the layers in flight.
  *

@@ -1,0 +1,78 @@
+# tui-lib.sh — drives the real binary inside a private tmux server and
+# reads the screen back.  Sourced after lib.sh; skips (77) without tmux.
+command -v tmux >/dev/null 2>&1 || { echo "tmux not installed: skipped"; exit 77; }
+
+printf 'set -g remain-on-exit on\nset -g history-limit 0\n' >"$scratch/tmux.conf"
+nsession=0
+sock=$scratch/tmux.0
+trap 'for s in "$scratch"/tmux.[0-9]*; do tmux -S "$s" kill-server 2>/dev/null; done; rm -rf "$scratch"' EXIT
+
+# tui_start COLS LINES CMD... : a fresh server (its own socket, so a server
+# still shutting down cannot interfere) running CMD in a UTF-8 locale.
+tui_start() {
+	w=$1 h=$2
+	shift 2
+	tmux -S "$sock" kill-server 2>/dev/null
+	nsession=$((nsession + 1))
+	sock=$scratch/tmux.$nsession
+	tmux -S "$sock" -f "$scratch/tmux.conf" new-session -d -x "$w" -y "$h" \
+		"env LANG=C.UTF-8 LC_ALL=${TUI_LC_ALL:-C.UTF-8} XDG_CACHE_HOME=$XDG_CACHE_HOME $*"
+}
+
+screen() {
+	tmux -S "$sock" capture-pane -p
+}
+
+keys() {
+	tmux -S "$sock" send-keys "$@"
+}
+
+# wait_for TEXT [TENTHS]: until TEXT is on screen (default 10 s).
+wait_for() {
+	n=0
+	while [ "$n" -lt "${2:-100}" ]; do
+		case "$(screen)" in *"$1"*) return 0 ;; esac
+		sleep 0.1
+		n=$((n + 1))
+	done
+	return 1
+}
+
+# see TEXT WHAT: a check that TEXT appears (waiting up to 5 s).
+see() {
+	checks=$((checks + 1))
+	wait_for "$1" 50 || fail "$2: '$1' not on screen:
+$(screen)"
+}
+
+# row NAME: the table row of a layer (the first screen line starting with
+# it, after the selection marker).
+row() {
+	screen | grep -E "^[> ]$1 " | head -1
+}
+
+# tui_pid: the program's pid (the pane's process, or its child when tmux
+# ran the command through a shell).
+tui_pid() {
+	pane=$(tmux -S "$sock" display-message -p '#{pane_pid}')
+	for stat in /proc/[0-9]*/stat; do
+		read -r pid comm state ppid rest <"$stat" 2>/dev/null || continue
+		[ "$ppid" = "$pane" ] && { echo "$pid"; return; }
+	done
+	echo "$pane"
+}
+
+# pane_state: "0 " while running, "1 STATUS" once the program has exited.
+pane_state() {
+	tmux -S "$sock" display-message -p '#{pane_dead} #{pane_dead_status}'
+}
+
+wait_exit() {
+	n=0
+	while [ "$n" -lt 100 ]; do
+		case "$(pane_state)" in "1 "[0-9]*) return 0 ;; esac
+		sleep 0.1
+		n=$((n + 1))
+	done
+	return 1
+}
