@@ -9,14 +9,20 @@ trap 'for s in "$scratch"/tmux.[0-9]*; do tmux -S "$s" kill-server 2>/dev/null; 
 
 # tui_start COLS LINES CMD... : a fresh server (its own socket, so a server
 # still shutting down cannot interfere) running CMD in a UTF-8 locale.
+# CMD runs as the child of a shell, as from a user's prompt; the shell
+# records its exit status in $status_file and ignores SIGINT itself, so a
+# Ctrl-C reaches only the program (which installs its own handler).  (Run
+# directly as the session leader, a sanitizer build's exit-time leak check
+# is killed by the terminal's hangup, hiding the real status.)
 tui_start() {
 	w=$1 h=$2
 	shift 2
 	tmux -S "$sock" kill-server 2>/dev/null
 	nsession=$((nsession + 1))
 	sock=$scratch/tmux.$nsession
+	status_file=$scratch/status.$nsession
 	tmux -S "$sock" -f "$scratch/tmux.conf" new-session -d -x "$w" -y "$h" \
-		"env LANG=C.UTF-8 LC_ALL=${TUI_LC_ALL:-C.UTF-8} XDG_CACHE_HOME=$XDG_CACHE_HOME $*"
+		"trap '' INT; env LANG=C.UTF-8 LC_ALL=${TUI_LC_ALL:-C.UTF-8} XDG_CACHE_HOME=$XDG_CACHE_HOME $*; echo \$? >$status_file"
 }
 
 screen() {
@@ -64,7 +70,7 @@ tui_pid() {
 
 # pane_state: "0 " while running, "1 STATUS" once the program has exited.
 pane_state() {
-	tmux -S "$sock" display-message -p '#{pane_dead} #{pane_dead_status}'
+	if [ -s "$status_file" ]; then echo "1 $(cat "$status_file")"; else echo "0 "; fi
 }
 
 wait_exit() {
