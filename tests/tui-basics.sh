@@ -84,6 +84,19 @@ equals "$first" "fc3.weight" "reversed: smallest first"
 keys '?'
 see "rankscope keys" "help screen"
 contains "$(screen)" "type a rank for this layer" "help lists r"
+# The man page lists every binding the help screen shows.
+man=$(sed 's/\\-/-/g' "$TESTS_SRCDIR/../man/rankscope.1")
+# The box is 74 columns wide, centred: key names at columns 29-39 and
+# descriptions from column 41 (the table left of it is ASCII, so bytes
+# are columns there).
+screen | awk '/rankscope keys/ { on = 1; next } /mouse: click/ { on = 0 } on' |
+	cut -c29-101 | awk 'substr($0, 2, 10) ~ /[^ ]/ && substr($0, 13) ~ /[a-z]/ {
+	d = substr($0, 13); sub(/ +$/, "", d); print d }' >"$scratch/help-lines"
+checks=$((checks + 1))
+[ "$(wc -l <"$scratch/help-lines")" -ge 20 ] || fail "read the help lines: $(cat "$scratch/help-lines")"
+while read -r line; do
+	contains "$man" "$line" "man page documents the key for '$line'"
+done <"$scratch/help-lines"
 keys x
 checks=$((checks + 1))
 sleep 0.3
