@@ -503,6 +503,11 @@ tui_run(const char *path, rs_model *model, rs_layer *layers, size_t nlayers,
 	}
 	end_curses();
 	restore_signals();
+	/* A LAPACK call cannot be interrupted: say why exiting may take a
+	 * moment rather than look hung. */
+	sync_spectra(&t);
+	if (t.finished < t.nlayers)
+		fprintf(stderr, "rankscope: waiting for the spectrum in progress to finish\n");
 	if (stop_signal) {
 		fprintf(stderr, "rankscope: interrupted by signal %d\n", (int)stop_signal);
 		status = 128 + stop_signal;

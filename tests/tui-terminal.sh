@@ -40,15 +40,21 @@ wait_exit
 # --- resizing
 tui_start 130 36 "$RANKSCOPE" "$mlp"
 see "spectra 3/3" "spectra computed"
-tmux -S "$sock" resize-window -x 80 -y 30
+# resize COLS LINES: resize, then give the program a moment to redraw (the
+# old screen may satisfy a check that the new one should).
+resize() {
+	tmux -S "$sock" resize-window -x "$1" -y "$2"
+	sleep 1
+}
+resize 80 30
+see "sigma" "80x30 stacks the spectrum under the table"
 see "rank " "80x30 still shows the rank slider"
-contains "$(screen)" "sigma" "80x30 stacks the spectrum under the table"
-tmux -S "$sock" resize-window -x 60 -y 16
+resize 60 16
 see "fc2.weight" "60x16 keeps the table"
 lacks "$(screen)" "sigma" "60x16 has no room for the plot"
-tmux -S "$sock" resize-window -x 40 -y 10
+resize 40 10
 see "terminal too small (40x10)" "40x10 says the terminal is too small"
-tmux -S "$sock" resize-window -x 120 -y 40
+resize 120 40
 see "B break-even:56" "growing again brings everything back"
 keys q
 wait_exit
