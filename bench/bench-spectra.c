@@ -742,7 +742,7 @@ print_shapes(const bench *b, int repeat)
 
 	printf("\nLayers by shape (sequential sgesdd, %d BLAS threads; seconds per "
 	       "layer include loading%s)\n", b->default_blas_threads,
-	       repeat > 1 ? "; first round" : "");
+	       repeat > 1 ? "; fastest round" : "");
 	printf("  %-22s %-6s %3s  %-6s %10s %8s %10s %10s\n",
 	       "matrix (rows x cols)", "kind", "n", "auto", "sgesdd s", "GFLOP/s",
 	       "on W^T s", "gesdd/auto");
@@ -1105,17 +1105,15 @@ main(int argc, char **argv)
 			}
 			nout++;
 		}
-		if (round == 0) {
-			print_shapes(&b, opt.repeat);
-			printf("  baseline total %.2f s, of which LAPACK %.2f s (the rest: "
-			       "loading and conversion)\n", out[0].wall, out[0].lapack);
-		}
 		if (opt.repeat > 1)
 			printf("  round %d of %d done\n", round + 1, opt.repeat);
 		fflush(stdout);
 	}
 	set_blas_threads(b.default_blas_threads);
 
+	print_shapes(&b, opt.repeat);
+	printf("  baseline total %.2f s, of which LAPACK %.2f s (the rest: "
+	       "loading and conversion)\n", out[0].wall, out[0].lapack);
 	printf("\nResults");
 	if (opt.repeat > 1)
 		printf(", fastest of %d rounds per configuration", opt.repeat);

@@ -31,6 +31,10 @@ const cmd_option_info cmd_option_table[OPT_COUNT] = {
 	    "neither read nor write the spectrum cache"},
 	[OPT_FORMAT] = {"format", 'f', "FMT", "output format"},
 	[OPT_QUIET] = {"quiet", 'q', NULL, "no progress display"},
+	[OPT_PARAM] = {"param", 'p', "NAME=VALUE",
+	    "set a strategy parameter (repeatable)"},
+	[OPT_STRATEGY_PATH] = {"strategy-path", 'S', "DIR",
+	    "also look for strategies in DIR, before the others (repeatable)"},
 	[OPT_HELP] = {"help", 'h', NULL, "show this help and exit"},
 };
 
@@ -155,6 +159,10 @@ cmd_parse(const cmd_entry *entry, int argc, char **argv, cmd_options *opts,
 			}
 			break;
 		case OPT_NO_CACHE: opts->no_cache = true; break;
+		case OPT_PARAM: push(&opts->params, &opts->nparams, optarg); break;
+		case OPT_STRATEGY_PATH:
+			push(&opts->strategy_dirs, &opts->nstrategy_dirs, optarg);
+			break;
 		case OPT_QUIET: opts->quiet = true; break;
 		case OPT_FORMAT:
 			if (!format_allowed(entry, optarg)) {
@@ -197,8 +205,10 @@ cmd_options_free(cmd_options *opts)
 {
 	free(opts->include);
 	free(opts->exclude);
-	opts->include = opts->exclude = NULL;
-	opts->ninclude = opts->nexclude = 0;
+	free(opts->params);
+	free(opts->strategy_dirs);
+	opts->include = opts->exclude = opts->params = opts->strategy_dirs = NULL;
+	opts->ninclude = opts->nexclude = opts->nparams = opts->nstrategy_dirs = 0;
 }
 
 void

@@ -15,6 +15,7 @@
 #include "rankscope/engine.h"
 #include "rankscope/layer.h"
 #include "rankscope/model.h"
+#include "rankscope/plan.h"
 
 /* Exit statuses. */
 enum {
@@ -26,7 +27,7 @@ enum {
 /* Option identifiers; a command accepts a set of them (bit mask). */
 typedef enum cmd_option_id {
 	OPT_LAYER, OPT_EXCLUDE, OPT_FOLD, OPT_THREADS, OPT_METHOD, OPT_NO_CACHE,
-	OPT_FORMAT, OPT_QUIET, OPT_HELP,
+	OPT_FORMAT, OPT_QUIET, OPT_PARAM, OPT_STRATEGY_PATH, OPT_HELP,
 	OPT_COUNT
 } cmd_option_id;
 
@@ -56,6 +57,10 @@ typedef struct cmd_options {
 	bool no_cache;
 	bool quiet;
 	const char *format;       /* NULL = the command's default */
+	const char **params;      /* --param name=value */
+	size_t nparams;
+	const char **strategy_dirs;
+	size_t nstrategy_dirs;
 	char **args;              /* positional arguments */
 	int nargs;
 } cmd_options;
@@ -73,6 +78,8 @@ typedef struct cmd_entry {
 extern const cmd_entry cmd_info_entry;
 extern const cmd_entry cmd_spectra_entry;
 extern const cmd_entry cmd_open_entry;
+extern const cmd_entry cmd_run_entry;
+extern const cmd_entry cmd_strategies_entry;
 
 /* Parses argv for `entry`; on error prints to stderr and returns false
  * with *exit_status set (0 after --help). */
@@ -105,7 +112,16 @@ bool cmd_session_open(cmd_session *s, const char *path, const cmd_options *opts)
 size_t cmd_session_report_failures(cmd_session *s);
 void cmd_session_close(cmd_session *s);
 
+/* A Lua runtime over a session whose spectra are computed (cmd-run.c);
+ * fills spectra[] from the engine.  Prints its own errors. */
+struct rs_script;
+struct rs_script *cmd_script_new(cmd_session *s, const cmd_options *opts,
+                                 const rs_spectrum **spectra, rs_plan *plan);
+
 /* Output helpers (cmd-output.c). */
+/* The per-layer table of a plan and its totals line, for people. */
+void cmd_print_plan(const rs_layer *layers, size_t nlayers,
+                    const rs_spectrum *const *spectra, const rs_plan *plan);
 void cmd_csv_field(FILE *out, const char *text);
 json_t *cmd_shape_json(const rs_tensor *t);
 /* Pretty-prints to stdout with 17 significant digits for reals. */

@@ -14,6 +14,8 @@
 static const cmd_entry *const commands[] = {
 	&cmd_info_entry,
 	&cmd_spectra_entry,
+	&cmd_run_entry,
+	&cmd_strategies_entry,
 	NULL,
 };
 
@@ -23,7 +25,7 @@ print_usage(FILE *out)
 	const cmd_entry *const *c;
 
 	fprintf(out,
-	    "Usage: rankscope MODEL            open a model\n"
+	    "Usage: rankscope MODEL            open a model in the workbench\n"
 	    "       rankscope COMMAND [OPTIONS] ARGS\n"
 	    "       rankscope --help | --version\n\n"
 	    "Commands:\n");

@@ -1,0 +1,120 @@
+/*
+ * cmd-run.c — `rankscope run STRATEGY MODEL`: compute every spectrum, run
+ * a Lua strategy (a shipped or user one by name, or a .lua file) on a
+ * fresh plan, and print the resulting per-layer table and totals.
+ */
+#include "config.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "rankscope/script.h"
+#include "rankscope/util.h"
+
+static rs_script *running;
+
+static void
+on_interrupt(int sig)
+{
+	(void)sig;
+	if (running != NULL)
+		rs_script_interrupt(running);
+}
+
+static void
+to_stdout(void *userdata, const char *text, size_t len)
+{
+	(void)userdata;
+	fwrite(text, 1, len, stdout);
+}
+
+/* Sets up a runtime on a session whose spectra are all computed. */
+rs_script *
+cmd_script_new(cmd_session *s, const cmd_options *opts, const rs_spectrum **spectra,
+               rs_plan *plan)
+{
+	rs_script_host host = {
+		.model = s->model, .layers = s->layers, .nlayers = s->nlayers,
+		.spectra = spectra, .plan = plan, .output = to_stdout,
+	};
+	size_t ndirs, i;
+	char **dirs = rs_script_default_dirs(opts->strategy_dirs, opts->nstrategy_dirs, &ndirs);
+	rs_script *script;
+	rs_error err;
+
+	for (i = 0; i < s->nlayers; i++)
+		spectra[i] = rs_engine_spectrum(s->engine, i);
+	script = rs_script_new(&host, (const char *const *)dirs, ndirs, &err);
+	rs_script_free_dirs(dirs, ndirs);
+	if (script == NULL)
+		fprintf(stderr, "rankscope: %s\n", err.msg);
+	return script;
+}
+
+static int
+run_run(const cmd_entry *self, cmd_options *opts)
+{
+	const char *what = opts->args[0], *path = opts->args[1];
+	const rs_spectrum **spectra;
+	struct sigaction sa, old;
+	rs_script *script;
+	char *summary = NULL;
+	cmd_session s;
+	rs_plan plan;
+	rs_error err;
+	rs_status st;
+
+	(void)self;
+	if (!cmd_session_open(&s, path, opts))
+		return CMD_EXIT_FAILURE;
+	if (cmd_session_report_failures(&s) > 0) {
+		fprintf(stderr, "rankscope: %s: cannot run a strategy while layers lack "
+		        "spectra (leave them out with --exclude)\n", path);
+		cmd_session_close(&s);
+		return CMD_EXIT_FAILURE;
+	}
+	spectra = rs_xcalloc(s.nlayers ? s.nlayers : 1, sizeof *spectra);
+	rs_plan_init(&plan, s.nlayers);
+	script = cmd_script_new(&s, opts, spectra, &plan);
+	if (script == NULL) {
+		st = RS_EINVAL;
+		goto out;
+	}
+	/* Ctrl-C stops the script (and only the script). */
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_interrupt;
+	sigemptyset(&sa.sa_mask);
+	running = script;
+	sigaction(SIGINT, &sa, &old);
+	st = rs_script_run(script, what, opts->params, opts->nparams, &summary, &err);
+	sigaction(SIGINT, &old, NULL);
+	running = NULL;
+	fflush(stdout);
+	if (st != RS_OK) {
+		fprintf(stderr, "rankscope: %s\n", err.msg);
+	} else {
+		cmd_print_plan(s.layers, s.nlayers, spectra, &plan);
+		if (summary)
+			printf("%s\n", summary);
+	}
+	free(summary);
+	rs_script_free(script);
+out:
+	rs_plan_free(&plan);
+	free(spectra);
+	cmd_session_close(&s);
+	return st == RS_OK ? CMD_EXIT_OK : CMD_EXIT_FAILURE;
+}
+
+const cmd_entry cmd_run_entry = {
+	.name = "run",
+	.usage = "STRATEGY MODEL",
+	.summary = "Run a compression strategy (a name from 'rankscope strategies', or a "
+	           ".lua file) and print the plan it makes.",
+	.options = OPT_ANALYSIS | OPT_BIT(OPT_PARAM) | OPT_BIT(OPT_STRATEGY_PATH),
+	.min_args = 2, .max_args = 2,
+	.run = run_run,
+};

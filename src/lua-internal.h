@@ -1,0 +1,30 @@
+/*
+ * lua-internal.h — shared by lua-runtime.c (the state, the sandbox, calls
+ * into Lua) and lua-model.c (the `rankscope` module's userdata).
+ */
+#ifndef RANKSCOPE_LUA_INTERNAL_H
+#define RANKSCOPE_LUA_INTERNAL_H
+
+#include <lua.h>
+#include <signal.h>
+
+#include "rankscope/script.h"
+
+struct rs_script {
+	lua_State *L;
+	rs_script_host host;
+	char **dirs;
+	size_t ndirs;
+	volatile sig_atomic_t stop;  /* set by rs_script_interrupt */
+};
+
+/* The runtime a state belongs to (kept in the state's extra space). */
+rs_script *rsl_script(lua_State *L);
+
+/* luaopen_rankscope: the module table (lua-model.c). */
+int rsl_open(lua_State *L);
+/* Pushes the model and plan userdata (one of each per state). */
+void rsl_push_model(lua_State *L);
+void rsl_push_plan(lua_State *L);
+
+#endif

@@ -1,0 +1,685 @@
+/*
+ * lua-model.c — the `rankscope` module: model, layer and plan as userdata.
+ *
+ * Userdata hold only an index into the host's arrays, never copies, so a
+ * spectrum that arrives later is seen at once, and numeric work stays in C:
+ * every method is one O(1) or O(log k) query.
+ *
+ * Conventions (as liolib): a type-checked accessor per type; misuse (wrong
+ * types, out-of-range ranks) raises an error naming the argument; expected
+ * failures (no such layer, spectrum still pending) return nil, message.
+ * Indices and ranks are 1-based in Lua, as everywhere in Lua.
+ */
+#include "config.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <math.h>
+#include <string.h>
+
+#include "lua-internal.h"
+#include "rankscope/util.h"
+
+#define MODEL_TYPE "rankscope.model"
+#define LAYER_TYPE "rankscope.layer"
+#define PLAN_TYPE "rankscope.plan"
+
+typedef struct layer_ud {
+	size_t index;   /* 0-based into host.layers */
+} layer_ud;
+
+/* ---- layers ---- */
+
+static size_t
+check_layer(lua_State *L, int arg)
+{
+	return ((layer_ud *)luaL_checkudata(L, arg, LAYER_TYPE))->index;
+}
+
+static void
+push_layer(lua_State *L, size_t index)
+{
+	layer_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+
+	u->index = index;
+	luaL_setmetatable(L, LAYER_TYPE);
+}
+
+/* The layer's spectrum, or a Lua error saying it is not ready. */
+static const rs_spectrum *
+need_spectrum(lua_State *L, size_t index)
+{
+	rs_script *s = rsl_script(L);
+	const rs_spectrum *sp = s->host.spectra[index];
+
+	if (sp == NULL)
+		luaL_error(L, "layer '%s': spectrum not computed yet",
+		           s->host.layers[index].name);
+	return sp;
+}
+
+/* A rank argument: an integer 0..k. */
+static size_t
+check_rank(lua_State *L, int arg, const rs_spectrum *sp)
+{
+	lua_Integer r = luaL_checkinteger(L, arg);
+
+	luaL_argcheck(L, r >= 0 && (size_t)r <= sp->k, arg, "rank out of range 0..k");
+	return (size_t)r;
+}
+
+static double
+check_fraction(lua_State *L, int arg)
+{
+	lua_Number f = luaL_checknumber(L, arg);
+
+	luaL_argcheck(L, f >= 0 && f <= 1, arg, "must be between 0 and 1");
+	return f;
+}
+
+static int
+layer_sigma(lua_State *L)
+{
+	size_t i = check_layer(L, 1);
+	const rs_spectrum *sp = need_spectrum(L, i);
+	lua_Integer n = luaL_checkinteger(L, 2);
+
+	luaL_argcheck(L, n >= 1 && (size_t)n <= sp->k, 2, "index out of range 1..k");
+	lua_pushnumber(L, sp->sigma[n - 1]);
+	return 1;
+}
+
+static int
+layer_sigmas(lua_State *L)
+{
+	size_t i = check_layer(L, 1), j;
+	const rs_spectrum *sp = need_spectrum(L, i);
+
+	lua_createtable(L, (int)sp->k, 0);
+	for (j = 0; j < sp->k; j++) {
+		lua_pushnumber(L, sp->sigma[j]);
+		lua_rawseti(L, -2, (lua_Integer)j + 1);
+	}
+	return 1;
+}
+
+/* Methods f(layer, rank) -> number, from one spectrum query each. */
+#define RANK_QUERY(lname, query) \
+	static int lname(lua_State *L) { \
+		size_t i = check_layer(L, 1); \
+		const rs_spectrum *sp = need_spectrum(L, i); \
+		lua_pushnumber(L, query(sp, check_rank(L, 2, sp))); \
+		return 1; \
+	}
+RANK_QUERY(layer_err_fro, rs_spectrum_err_fro)
+RANK_QUERY(layer_err_spec, rs_spectrum_err_spec)
+RANK_QUERY(layer_energy, rs_spectrum_energy)
+
+/* Costs do not need the spectrum: any rank >= 0. */
+static size_t
+check_cost_rank(lua_State *L, int arg)
+{
+	lua_Integer r = luaL_checkinteger(L, arg);
+
+	luaL_argcheck(L, r >= 0, arg, "rank must be >= 0");
+	return (size_t)r;
+}
+
+static int
+layer_params(lua_State *L)
+{
+	const rs_layer *l = &rsl_script(L)->host.layers[check_layer(L, 1)];
+
+	if (lua_isnoneornil(L, 2))
+		lua_pushinteger(L, (lua_Integer)(l->rows * l->cols));
+	else
+		lua_pushinteger(L, (lua_Integer)rs_lowrank_params(l->rows, l->cols,
+		                                                  check_cost_rank(L, 2)));
+	return 1;
+}
+
+static int
+layer_flops(lua_State *L)
+{
+	const rs_layer *l = &rsl_script(L)->host.layers[check_layer(L, 1)];
+
+	if (lua_isnoneornil(L, 2))
+		lua_pushinteger(L, (lua_Integer)(2 * l->rows * l->cols));
+	else
+		lua_pushinteger(L, (lua_Integer)rs_lowrank_flops(l->rows, l->cols,
+		                                                 check_cost_rank(L, 2)));
+	return 1;
+}
+
+static int
+layer_pays(lua_State *L)
+{
+	const rs_layer *l = &rsl_script(L)->host.layers[check_layer(L, 1)];
+
+	lua_pushboolean(L, rs_lowrank_pays(l->rows, l->cols, check_cost_rank(L, 2)));
+	return 1;
+}
+
+static int
+layer_breakeven(lua_State *L)
+{
+	const rs_layer *l = &rsl_script(L)->host.layers[check_layer(L, 1)];
+
+	lua_pushinteger(L, (lua_Integer)rs_lowrank_breakeven(l->rows, l->cols));
+	return 1;
+}
+
+static int
+layer_rank_for_energy(lua_State *L)
+{
+	size_t i = check_layer(L, 1);
+	const rs_spectrum *sp = need_spectrum(L, i);
+
+	lua_pushinteger(L, (lua_Integer)rs_spectrum_rank_for_energy(sp, check_fraction(L, 2)));
+	return 1;
+}
+
+/* Smallest rank whose error (by `query`, non-increasing in r) is <= eps. */
+static size_t
+rank_for_error(const rs_spectrum *sp, double eps,
+               double (*query)(const rs_spectrum *, size_t))
+{
+	size_t lo = 0, hi = sp->k;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (query(sp, mid) <= eps)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}
+
+static int
+layer_rank_for_err_fro(lua_State *L)
+{
+	size_t i = check_layer(L, 1);
+	const rs_spectrum *sp = need_spectrum(L, i);
+
+	lua_pushinteger(L, (lua_Integer)rank_for_error(sp, luaL_checknumber(L, 2),
+	                                               rs_spectrum_err_fro));
+	return 1;
+}
+
+static int
+layer_rank_for_err_spec(lua_State *L)
+{
+	size_t i = check_layer(L, 1);
+	const rs_spectrum *sp = need_spectrum(L, i);
+
+	lua_pushinteger(L, (lua_Integer)rank_for_error(sp, luaL_checknumber(L, 2),
+	                                               rs_spectrum_err_spec));
+	return 1;
+}
+
+#define SPECTRUM_SCALAR(lname, query) \
+	static int lname(lua_State *L) { \
+		size_t i = check_layer(L, 1); \
+		lua_pushnumber(L, query(need_spectrum(L, i))); \
+		return 1; \
+	}
+SPECTRUM_SCALAR(layer_stable_rank, rs_spectrum_stable_rank)
+SPECTRUM_SCALAR(layer_effective_rank, rs_spectrum_effective_rank)
+SPECTRUM_SCALAR(layer_fro_norm, rs_spectrum_fro_norm)
+SPECTRUM_SCALAR(layer_spec_norm, rs_spectrum_spec_norm)
+
+static int
+layer_ready(lua_State *L)
+{
+	lua_pushboolean(L, rsl_script(L)->host.spectra[check_layer(L, 1)] != NULL);
+	return 1;
+}
+
+static const luaL_Reg layer_methods[] = {
+	{"sigma", layer_sigma},
+	{"sigmas", layer_sigmas},
+	{"err_fro", layer_err_fro},
+	{"err_spec", layer_err_spec},
+	{"energy", layer_energy},
+	{"params", layer_params},
+	{"flops", layer_flops},
+	{"pays", layer_pays},
+	{"breakeven", layer_breakeven},
+	{"rank_for_energy", layer_rank_for_energy},
+	{"rank_for_err_fro", layer_rank_for_err_fro},
+	{"rank_for_err_spec", layer_rank_for_err_spec},
+	{"stable_rank", layer_stable_rank},
+	{"effective_rank", layer_effective_rank},
+	{"fro_norm", layer_fro_norm},
+	{"spec_norm", layer_spec_norm},
+	{"ready", layer_ready},
+	{NULL, NULL},
+};
+
+/* layer.field: data fields first, then methods. */
+static int
+layer_index(lua_State *L)
+{
+	rs_script *s = rsl_script(L);
+	size_t i = check_layer(L, 1), d;
+	const rs_layer *l = &s->host.layers[i];
+	const char *key = luaL_checkstring(L, 2);
+
+	if (strcmp(key, "name") == 0)
+		lua_pushstring(L, l->name);
+	else if (strcmp(key, "rows") == 0)
+		lua_pushinteger(L, (lua_Integer)l->rows);
+	else if (strcmp(key, "cols") == 0)
+		lua_pushinteger(L, (lua_Integer)l->cols);
+	else if (strcmp(key, "k") == 0)
+		lua_pushinteger(L, (lua_Integer)(l->rows < l->cols ? l->rows : l->cols));
+	else if (strcmp(key, "index") == 0)
+		lua_pushinteger(L, (lua_Integer)i + 1);
+	else if (strcmp(key, "kind") == 0)
+		lua_pushstring(L, l->kind == RS_LAYER_CONV ? "conv" : "linear");
+	else if (strcmp(key, "fold") == 0) {
+		if (l->fold == RS_FOLD_NONE)
+			lua_pushnil(L);
+		else
+			lua_pushinteger(L, l->fold);
+	} else if (strcmp(key, "dtype") == 0)
+		lua_pushstring(L, rs_dtype_get(l->tensor->dtype)->name);
+	else if (strcmp(key, "shape") == 0) {
+		lua_createtable(L, (int)l->tensor->ndim, 0);
+		for (d = 0; d < l->tensor->ndim; d++) {
+			lua_pushinteger(L, (lua_Integer)l->tensor->shape[d]);
+			lua_rawseti(L, -2, (lua_Integer)d + 1);
+		}
+	} else {
+		luaL_getmetafield(L, 1, "methods");
+		lua_getfield(L, -1, key);
+	}
+	return 1;
+}
+
+static int
+layer_tostring(lua_State *L)
+{
+	const rs_layer *l = &rsl_script(L)->host.layers[check_layer(L, 1)];
+
+	lua_pushfstring(L, "layer %s (%dx%d)", l->name, (int)l->rows, (int)l->cols);
+	return 1;
+}
+
+static int
+layer_eq(lua_State *L)
+{
+	lua_pushboolean(L, check_layer(L, 1) == check_layer(L, 2));
+	return 1;
+}
+
+/* ---- model ---- */
+
+static void
+check_model(lua_State *L, int arg)
+{
+	luaL_checkudata(L, arg, MODEL_TYPE);
+}
+
+/* A layer given as userdata or by name; raises when unknown. */
+static size_t
+layer_arg(lua_State *L, int arg)
+{
+	rs_script *s = rsl_script(L);
+	const char *name;
+	size_t i;
+
+	if (lua_type(L, arg) != LUA_TSTRING)
+		return check_layer(L, arg);
+	name = lua_tostring(L, arg);
+	for (i = 0; i < s->host.nlayers; i++)
+		if (strcmp(s->host.layers[i].name, name) == 0)
+			return i;
+	return (size_t)luaL_argerror(L, arg, lua_pushfstring(L, "no layer named '%s'", name));
+}
+
+static int
+model_layers(lua_State *L)
+{
+	rs_script *s = rsl_script(L);
+	size_t i;
+
+	check_model(L, 1);
+	lua_createtable(L, (int)s->host.nlayers, 0);
+	for (i = 0; i < s->host.nlayers; i++) {
+		push_layer(L, i);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	return 1;
+}
+
+static int
+model_layer(lua_State *L)
+{
+	rs_script *s = rsl_script(L);
+	const char *name;
+	size_t i;
+
+	check_model(L, 1);
+	name = luaL_checkstring(L, 2);
+	for (i = 0; i < s->host.nlayers; i++)
+		if (strcmp(s->host.layers[i].name, name) == 0) {
+			push_layer(L, i);
+			return 1;
+		}
+	lua_pushnil(L);
+	lua_pushfstring(L, "no layer named '%s'", name);
+	return 2;
+}
+
+static int
+model_params(lua_State *L)
+{
+	rs_script *s = rsl_script(L);
+	size_t i, total = 0;
+
+	check_model(L, 1);
+	for (i = 0; i < s->host.nlayers; i++)
+		total += s->host.layers[i].rows * s->host.layers[i].cols;
+	lua_pushinteger(L, (lua_Integer)total);
+	return 1;
+}
+
+static int
+model_metadata(lua_State *L)
+{
+	const rs_model *m = rsl_script(L)->host.model;
+	const char *v;
+
+	check_model(L, 1);
+	v = rs_model_metadata(m, luaL_checkstring(L, 2));
+	if (v == NULL)
+		lua_pushnil(L);
+	else
+		lua_pushstring(L, v);
+	return 1;
+}
+
+static const luaL_Reg model_methods[] = {
+	{"layers", model_layers},
+	{"layer", model_layer},
+	{"params", model_params},
+	{"metadata", model_metadata},
+	{NULL, NULL},
+};
+
+static int
+model_index(lua_State *L)
+{
+	rs_script *s = rsl_script(L);
+	const char *key = luaL_checkstring(L, 2);
+
+	check_model(L, 1);
+	if (strcmp(key, "path") == 0)
+		lua_pushstring(L, s->host.model->path);
+	else if (strcmp(key, "nlayers") == 0)
+		lua_pushinteger(L, (lua_Integer)s->host.nlayers);
+	else {
+		luaL_getmetafield(L, 1, "methods");
+		lua_getfield(L, -1, key);
+	}
+	return 1;
+}
+
+static int
+model_len(lua_State *L)
+{
+	check_model(L, 1);
+	lua_pushinteger(L, (lua_Integer)rsl_script(L)->host.nlayers);
+	return 1;
+}
+
+static int
+model_tostring(lua_State *L)
+{
+	rs_script *s = rsl_script(L);
+
+	check_model(L, 1);
+	lua_pushfstring(L, "model %s (%d layers)", s->host.model->path,
+	                (int)s->host.nlayers);
+	return 1;
+}
+
+/* ---- plan ---- */
+
+static void
+check_plan(lua_State *L, int arg)
+{
+	luaL_checkudata(L, arg, PLAN_TYPE);
+}
+
+static void
+push_figures(lua_State *L, size_t i)
+{
+	rs_script *s = rsl_script(L);
+	const rs_plan_entry *e = &s->host.plan->entries[i];
+	rs_plan_figures f;
+
+	rs_plan_figures_for(&s->host.layers[i], s->host.spectra[i], e, &f);
+	lua_createtable(L, 0, 9);
+	lua_pushstring(L, rs_method_name(f.method));
+	lua_setfield(L, -2, "method");
+	lua_pushinteger(L, (lua_Integer)f.rank);
+	lua_setfield(L, -2, "rank");
+	if (e->method == RS_METHOD_LOWRANK) {
+		lua_pushinteger(L, (lua_Integer)e->rank);
+		lua_setfield(L, -2, "requested_rank");
+	}
+	lua_pushboolean(L, f.known);
+	lua_setfield(L, -2, "known");
+	lua_pushnumber(L, f.err_fro);
+	lua_setfield(L, -2, "err_fro");
+	lua_pushnumber(L, f.err_spec);
+	lua_setfield(L, -2, "err_spec");
+	lua_pushnumber(L, f.energy);
+	lua_setfield(L, -2, "energy");
+	lua_pushinteger(L, (lua_Integer)f.params);
+	lua_setfield(L, -2, "params");
+	lua_pushinteger(L, (lua_Integer)f.flops);
+	lua_setfield(L, -2, "flops");
+}
+
+/* plan:set(layer, {rank = r}) or {method = "dense"} or a bare rank. */
+static int
+plan_set(lua_State *L)
+{
+	rs_script *s = rsl_script(L);
+	size_t i, k;
+	rs_plan_entry e = {RS_METHOD_LOWRANK, 0};
+	const char *method = "lowrank";
+	lua_Integer rank = -1;
+
+	check_plan(L, 1);
+	i = layer_arg(L, 2);
+	k = s->host.layers[i].rows < s->host.layers[i].cols ?
+	    s->host.layers[i].rows : s->host.layers[i].cols;
+	if (lua_isinteger(L, 3)) {
+		rank = lua_tointeger(L, 3);
+	} else {
+		luaL_checktype(L, 3, LUA_TTABLE);
+		if (lua_getfield(L, 3, "method") != LUA_TNIL)
+			method = luaL_checkstring(L, -1);
+		if (lua_getfield(L, 3, "rank") != LUA_TNIL) {
+			luaL_argcheck(L, lua_isinteger(L, -1), 3, "rank must be an integer");
+			rank = lua_tointeger(L, -1);
+		}
+		lua_pop(L, 2);
+	}
+	if (strcmp(method, "dense") == 0) {
+		e.method = RS_METHOD_DENSE;
+	} else if (strcmp(method, "lowrank") == 0) {
+		luaL_argcheck(L, rank >= 1 && (size_t)rank <= k, 3,
+		              lua_pushfstring(L, "rank must be 1..%d for layer '%s'", (int)k,
+		                              s->host.layers[i].name));
+		e.rank = (size_t)rank;
+		if (e.rank == k)
+			e.method = RS_METHOD_DENSE;
+	} else {
+		return luaL_argerror(L, 3, lua_pushfstring(L, "unknown method '%s' "
+		                     "(expected 'lowrank' or 'dense')", method));
+	}
+	s->host.plan->entries[i] = e;
+	push_figures(L, i);
+	return 1;
+}
+
+static int
+plan_get(lua_State *L)
+{
+	check_plan(L, 1);
+	push_figures(L, layer_arg(L, 2));
+	return 1;
+}
+
+static int
+plan_reset(lua_State *L)
+{
+	rs_script *s = rsl_script(L);
+	size_t i;
+
+	check_plan(L, 1);
+	for (i = 0; i < s->host.nlayers; i++)
+		s->host.plan->entries[i] = (rs_plan_entry){RS_METHOD_DENSE, 0};
+	return 0;
+}
+
+static int
+plan_totals(lua_State *L)
+{
+	rs_script *s = rsl_script(L);
+	rs_plan_totals t;
+
+	check_plan(L, 1);
+	rs_plan_totals_compute(s->host.plan, s->host.layers, s->host.spectra, &t);
+	lua_createtable(L, 0, 12);
+#define FIELD_INT(name) lua_pushinteger(L, (lua_Integer)t.name); lua_setfield(L, -2, #name)
+#define FIELD_NUM(name) lua_pushnumber(L, t.name); lua_setfield(L, -2, #name)
+	FIELD_INT(layers);
+	FIELD_INT(pending);
+	FIELD_INT(compressed);
+	FIELD_INT(params_before);
+	FIELD_INT(params_after);
+	FIELD_INT(flops_before);
+	FIELD_INT(flops_after);
+	FIELD_NUM(ratio);
+	FIELD_NUM(worst_err_spec);
+	FIELD_NUM(worst_err_fro);
+	FIELD_NUM(net_bound);
+#undef FIELD_INT
+#undef FIELD_NUM
+	if (t.layers > 0) {
+		lua_pushstring(L, s->host.layers[t.worst_layer].name);
+		lua_setfield(L, -2, "worst_layer");
+	}
+	return 1;
+}
+
+static const luaL_Reg plan_methods[] = {
+	{"set", plan_set},
+	{"get", plan_get},
+	{"reset", plan_reset},
+	{"totals", plan_totals},
+	{NULL, NULL},
+};
+
+static int
+plan_tostring(lua_State *L)
+{
+	check_plan(L, 1);
+	lua_pushfstring(L, "plan (%d layers)", (int)rsl_script(L)->host.nlayers);
+	return 1;
+}
+
+/* ---- registration ---- */
+
+static void
+new_type(lua_State *L, const char *name, const luaL_Reg *methods,
+         lua_CFunction index, lua_CFunction tostring)
+{
+	luaL_newmetatable(L, name);
+	lua_newtable(L);
+	luaL_setfuncs(L, methods, 0);
+	lua_setfield(L, -2, "methods");
+	if (index != NULL) {
+		lua_pushcfunction(L, index);
+	} else {
+		lua_getfield(L, -1, "methods");
+	}
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, tostring);
+	lua_setfield(L, -2, "__tostring");
+	lua_pushliteral(L, "locked");   /* getmetatable() cannot reach the internals */
+	lua_setfield(L, -2, "__metatable");
+	lua_pop(L, 1);
+}
+
+void
+rsl_push_model(lua_State *L)
+{
+	if (lua_getfield(L, LUA_REGISTRYINDEX, "rankscope.model.instance") == LUA_TNIL) {
+		lua_pop(L, 1);
+		lua_newuserdatauv(L, 1, 0);
+		luaL_setmetatable(L, MODEL_TYPE);
+		lua_pushvalue(L, -1);
+		lua_setfield(L, LUA_REGISTRYINDEX, "rankscope.model.instance");
+	}
+}
+
+void
+rsl_push_plan(lua_State *L)
+{
+	if (lua_getfield(L, LUA_REGISTRYINDEX, "rankscope.plan.instance") == LUA_TNIL) {
+		lua_pop(L, 1);
+		lua_newuserdatauv(L, 1, 0);
+		luaL_setmetatable(L, PLAN_TYPE);
+		lua_pushvalue(L, -1);
+		lua_setfield(L, LUA_REGISTRYINDEX, "rankscope.plan.instance");
+	}
+}
+
+static int
+module_model(lua_State *L)
+{
+	rsl_push_model(L);
+	return 1;
+}
+
+static int
+module_plan(lua_State *L)
+{
+	rsl_push_plan(L);
+	return 1;
+}
+
+int
+rsl_open(lua_State *L)
+{
+	static const luaL_Reg functions[] = {
+		{"model", module_model},
+		{"plan", module_plan},
+		{NULL, NULL},
+	};
+
+	new_type(L, LAYER_TYPE, layer_methods, layer_index, layer_tostring);
+	luaL_getmetatable(L, LAYER_TYPE);
+	lua_pushcfunction(L, layer_eq);
+	lua_setfield(L, -2, "__eq");
+	lua_pop(L, 1);
+	new_type(L, MODEL_TYPE, model_methods, model_index, model_tostring);
+	luaL_getmetatable(L, MODEL_TYPE);
+	lua_pushcfunction(L, model_len);
+	lua_setfield(L, -2, "__len");
+	lua_pop(L, 1);
+	new_type(L, PLAN_TYPE, plan_methods, NULL, plan_tostring);
+
+	luaL_newlib(L, functions);
+	lua_pushliteral(L, PACKAGE_VERSION);
+	lua_setfield(L, -2, "version");
+	return 1;
+}
