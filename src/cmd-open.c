@@ -25,7 +25,8 @@ open_run(const cmd_entry *self, cmd_options *opts)
 	if (!cmd_session_load(&s, opts->args[0], opts))
 		return CMD_EXIT_FAILURE;
 	eo = cmd_session_engine_options(&s, opts);
-	status = tui_run(opts->args[0], s.model, s.layers, s.nlayers, &eo);
+	status = tui_run(opts->args[0], s.model, s.layers, s.nlayers, &eo,
+	                 opts->strategy_dirs, opts->nstrategy_dirs);
 	cmd_session_close(&s);
 	return status;
 }
@@ -35,7 +36,7 @@ const cmd_entry cmd_open_entry = {
 	.usage = "MODEL",
 	.summary = "Open a model in the interactive workbench (on a terminal), "
 	           "else print its layer table.",
-	.options = OPT_ANALYSIS,
+	.options = OPT_ANALYSIS | OPT_BIT(OPT_STRATEGY_PATH),
 	.min_args = 1, .max_args = 1,
 	.run = open_run,
 };

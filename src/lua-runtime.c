@@ -222,12 +222,23 @@ message_handler(lua_State *L)
 	return 1;
 }
 
+/* Raises "FILE:LINE: interrupted" at the Lua code that was running (a
+ * hook runs without a call frame of its own, so that is level 0). */
+static int
+raise_interrupted(lua_State *L)
+{
+	luaL_where(L, 0);
+	lua_pushliteral(L, "interrupted");
+	lua_concat(L, 2);
+	return lua_error(L);
+}
+
 static void
 stop_hook(lua_State *L, lua_Debug *ar)
 {
 	(void)ar;
 	lua_sethook(L, NULL, 0, 0);
-	luaL_error(L, "interrupted");
+	raise_interrupted(L);
 }
 
 static void
@@ -238,7 +249,7 @@ poll_hook(lua_State *L, lua_Debug *ar)
 	(void)ar;
 	if (s->stop || (s->host.should_stop && s->host.should_stop(s->host.userdata))) {
 		s->stop = 0;
-		luaL_error(L, "interrupted");
+		raise_interrupted(L);
 	}
 }
 

@@ -118,3 +118,15 @@ tui_edit_dirty(const tui *t)
 {
 	return !rs_plan_equal(&t->plan, &t->saved);
 }
+
+void
+tui_edit_drop_unchanged(tui *t)
+{
+	if (t->nundo == 0)
+		return;
+	/* Drop the undo point if nothing changed, else keep it. */
+	if (rs_plan_equal(&t->undo[t->nundo - 1], &t->plan)) {
+		rs_plan_free(&t->undo[--t->nundo]);
+		t->nudge_layer = SIZE_MAX;
+	}
+}

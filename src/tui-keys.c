@@ -118,6 +118,8 @@ key_reverse_sort(tui *t)
 
 static void key_filter(tui *t) { tui_start_prompt(t, TUI_PROMPT_FILTER, t->filter); }
 static void key_undo(tui *t) { tui_edit_undo(t); }
+static void key_strategies(tui *t) { tui_strategy_open_menu(t); }
+static void key_console(tui *t) { tui_start_prompt(t, TUI_PROMPT_LUA, ""); }
 static void key_help(tui *t) { t->show_help = true; }
 static void key_redraw(tui *t) { (void)t; clearok(curscr, TRUE); }
 
@@ -150,6 +152,8 @@ static const tui_binding bindings[] = {
 	{{'O', 0}, "O", "reverse the sort", key_reverse_sort},
 	{{'/', 0}, "/", "filter layers by name (substring or glob)", key_filter},
 	{{'u', 0}, "u", "undo the last plan edit", key_undo},
+	{{'s', 0}, "s", "strategies: choose one, set its parameters, run it", key_strategies},
+	{{':', 0}, ":", "Lua console (model, plan; Esc stops a script)", key_console},
 	{{'?', KEY_F(1), 0}, "? F1", "this help", key_help},
 	{{CTRL('l'), 0}, "^L", "redraw the screen", key_redraw},
 	{{'q', 0}, "q", "quit (asks when there are plan edits)", key_quit},

@@ -215,6 +215,13 @@ draw_message_line(tui *t, int y)
 	case TUI_PROMPT_QUIT:
 		mvprintw(y, 0, "The plan has edits that are not saved. Quit anyway? (y/N) ");
 		break;
+	case TUI_PROMPT_LUA:
+		mvprintw(y, 0, "lua> %s", t->input);
+		break;
+	case TUI_PROMPT_PARAM:
+		mvprintw(y, 0, "%s = %s",
+		         t->strategies[t->menu_selected].params[t->form_selected].name, t->input);
+		break;
 	default:
 		if (t->message_is_error)
 			attron(tui_attr(t, TUI_PAIR_ERROR));
@@ -229,9 +236,9 @@ draw(tui *t)
 {
 	int main_h = LINES - 6, table_w, plot_w;
 	static const char hints[] =
-	    " \u2190/\u2192 rank  r type  d dense  m global  -/+ value  o sort  / filter  u undo  ? help  q quit";
+	    " \u2190/\u2192 rank  r type  d dense  m global  -/+ value  s strategy  : lua  o sort  / filter  u undo  ? help  q quit";
 	static const char hints_ascii[] =
-	    " <-/-> rank  r type  d dense  m global  -/+ value  o sort  / filter  u undo  ? help  q quit";
+	    " <-/-> rank  r type  d dense  m global  -/+ value  s strategy  : lua  o sort  / filter  u undo  ? help  q quit";
 
 	erase();
 	if (LINES < 12 || COLS < 50) {
@@ -264,9 +271,11 @@ draw(tui *t)
 	mvprintw(LINES - 1, 0, "%-*s", COLS, "");
 	mvaddnstr(LINES - 1, 0, t->utf8 ? hints : hints_ascii, -1);
 	attroff(tui_attr(t, TUI_PAIR_TITLE));
+	if (t->menu)
+		tui_strategy_draw(t, LINES, COLS);
 	if (t->show_help)
 		tui_keys_draw_help(t, LINES, COLS);
-	curs_set(t->prompt == TUI_PROMPT_FILTER || t->prompt == TUI_PROMPT_RANK ? 1 : 0);
+	curs_set(t->prompt != TUI_PROMPT_NONE && t->prompt != TUI_PROMPT_QUIT ? 1 : 0);
 	refresh();
 }
 
@@ -298,6 +307,14 @@ commit_prompt(tui *t)
 		}
 		tui_edit_begin(t);
 		tui_edit_set_rank(t, layer, v);
+		break;
+	case TUI_PROMPT_LUA:
+		t->prompt = TUI_PROMPT_NONE;   /* the script may print a message */
+		if (t->input[0] != '\0')
+			tui_strategy_eval(t, t->input);
+		break;
+	case TUI_PROMPT_PARAM:
+		tui_strategy_commit_param(t);
 		break;
 	default:
 		break;
@@ -362,6 +379,10 @@ handle_key(tui *t, int ch)
 		prompt_key(t, ch);
 		return;
 	}
+	if (t->menu) {
+		tui_strategy_key(t, ch);
+		return;
+	}
 	if (ch == KEY_MOUSE) {
 		mouse_event(t);
 		return;
@@ -390,7 +411,10 @@ start_curses(tui *t, rs_error *err)
 		             getenv("TERM") ? getenv("TERM") : "unset");
 		return false;
 	}
-	set_escdelay(25);
+	/* Esc should feel immediate; ESCDELAY in the environment (ms) still
+	 * wins, for slow links where escape sequences arrive in pieces. */
+	if (getenv("ESCDELAY") == NULL)
+		set_escdelay(25);
 	cbreak();
 	noecho();
 	nonl();
@@ -430,6 +454,7 @@ tui_free(tui *t)
 {
 	size_t i;
 
+	tui_strategy_free(t);
 	rs_engine_free(t->engine);
 	for (i = 0; i < t->nundo; i++)
 		rs_plan_free(&t->undo[i]);
@@ -446,7 +471,8 @@ tui_free(tui *t)
 
 int
 tui_run(const char *path, rs_model *model, rs_layer *layers, size_t nlayers,
-        const rs_engine_options *engine_options)
+        const rs_engine_options *engine_options,
+        const char *const *strategy_dirs, size_t nstrategy_dirs)
 {
 	tui t;
 	rs_engine_options eo = *engine_options;
@@ -481,6 +507,7 @@ tui_run(const char *path, rs_model *model, rs_layer *layers, size_t nlayers,
 		return 1;
 	}
 	install_signals();
+	tui_strategy_init(&t, strategy_dirs, nstrategy_dirs);
 	eo.on_layer_done = on_engine_layer;
 	eo.userdata = &t;
 	t.engine = rs_engine_start(layers, nlayers, path, &eo);

@@ -8,6 +8,7 @@
  *   tui-plot.c     the spectrum view of the selected layer
  *   tui-sliders.c  slider rows (rank, global mode) and the totals line
  *   tui-edit.c     plan edits and their undo history
+ *   tui-strategy.c the strategy menu, its parameter form, the Lua console
  *
  * Views draw into rectangles of stdscr; one loop owns input and redraw.
  * Nothing numeric is computed here beyond calls into the core's O(1)
@@ -23,6 +24,7 @@
 #include "rankscope/layer.h"
 #include "rankscope/model.h"
 #include "rankscope/plan.h"
+#include "rankscope/script.h"
 
 typedef struct tui_rect {
 	int y, x, h, w;
@@ -48,7 +50,9 @@ typedef enum tui_prompt_kind {
 	TUI_PROMPT_NONE,
 	TUI_PROMPT_FILTER,
 	TUI_PROMPT_RANK,
-	TUI_PROMPT_QUIT
+	TUI_PROMPT_QUIT,
+	TUI_PROMPT_LUA,          /* the : console */
+	TUI_PROMPT_PARAM         /* a value in the strategy form */
 } tui_prompt_kind;
 
 /* Which slider a mouse drag holds, if any. */
@@ -99,6 +103,17 @@ typedef struct tui {
 	tui_rect table_rect, plot_rect, rank_slider, global_slider;
 	bool quit;
 	int wake_fd[2];                /* engine callbacks write here */
+
+	/* strategies */
+	rs_script *script;             /* NULL when Lua could not start */
+	char **script_dirs;
+	size_t nscript_dirs;
+	rs_strategy_info *strategies;
+	size_t nstrategies;
+	int menu;                      /* 0 closed, 1 strategy list, 2 parameter form */
+	size_t menu_selected;          /* strategy in the list */
+	size_t form_selected;          /* row in the form (nparams = the run row) */
+	char **form_values;            /* one per parameter of the chosen strategy */
 } tui;
 
 /* Colour pairs (tui.c sets them up; with no colour they map to attributes). */
@@ -112,7 +127,8 @@ int tui_attr(const tui *t, int pair);
 /* Runs the workbench on a loaded model until the user quits; starts and
  * frees the spectrum engine itself.  Returns the exit status. */
 int tui_run(const char *path, rs_model *model, rs_layer *layers, size_t nlayers,
-            const rs_engine_options *engine_options);
+            const rs_engine_options *engine_options,
+            const char *const *strategy_dirs, size_t nstrategy_dirs);
 void tui_message(tui *t, bool error, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void tui_start_prompt(tui *t, tui_prompt_kind kind, const char *initial);
@@ -143,6 +159,15 @@ void tui_totals_draw(tui *t, int y, int w);
 bool tui_sliders_mouse(tui *t, int y, int x, bool press);
 const char *tui_global_mode_name(tui_global_mode mode);
 
+/* tui-strategy.c */
+void tui_strategy_init(tui *t, const char *const *extra_dirs, size_t nextra);
+void tui_strategy_free(tui *t);
+void tui_strategy_open_menu(tui *t);
+void tui_strategy_draw(tui *t, int lines, int cols);
+void tui_strategy_key(tui *t, int ch);         /* while the menu is open */
+void tui_strategy_commit_param(tui *t);        /* TUI_PROMPT_PARAM entered */
+void tui_strategy_eval(tui *t, const char *code);
+
 /* tui-edit.c */
 void tui_edit_begin(tui *t);                  /* records an undo point */
 void tui_edit_set_rank(tui *t, size_t layer, size_t rank);
@@ -150,6 +175,8 @@ void tui_edit_set_dense(tui *t, size_t layer);
 void tui_edit_nudge_rank(tui *t, long delta); /* selected layer, coalesced */
 void tui_edit_apply_global(tui *t);           /* (re)applies the global mode */
 void tui_edit_undo(tui *t);
+/* Forgets the last undo point when the plan has not changed since. */
+void tui_edit_drop_unchanged(tui *t);
 bool tui_edit_dirty(const tui *t);
 /* The rank the selected layer's slider shows (k when dense). */
 size_t tui_edit_current_rank(const tui *t, size_t layer);

@@ -13,7 +13,9 @@ trap 'for s in "$scratch"/tmux.[0-9]*; do tmux -S "$s" kill-server 2>/dev/null; 
 # records its exit status in $status_file and ignores SIGINT itself, so a
 # Ctrl-C reaches only the program (which installs its own handler).  (Run
 # directly as the session leader, a sanitizer build's exit-time leak check
-# is killed by the terminal's hangup, hiding the real status.)
+# is killed by the terminal's hangup, hiding the real status.)  ESCDELAY is
+# long so that a loaded machine delivering a mouse report in pieces does
+# not turn its leading ESC into an Esc key press.
 tui_start() {
 	w=$1 h=$2
 	shift 2
@@ -22,7 +24,7 @@ tui_start() {
 	sock=$scratch/tmux.$nsession
 	status_file=$scratch/status.$nsession
 	tmux -S "$sock" -f "$scratch/tmux.conf" new-session -d -x "$w" -y "$h" \
-		"trap '' INT; env LANG=C.UTF-8 LC_ALL=${TUI_LC_ALL:-C.UTF-8} XDG_CACHE_HOME=$XDG_CACHE_HOME $*; echo \$? >$status_file"
+		"trap '' INT; env ESCDELAY=500 LANG=C.UTF-8 LC_ALL=${TUI_LC_ALL:-C.UTF-8} XDG_CACHE_HOME=$XDG_CACHE_HOME $*; echo \$? >$status_file"
 }
 
 screen() {
