@@ -35,6 +35,8 @@ const cmd_option_info cmd_option_table[OPT_COUNT] = {
 	    "set a strategy parameter (repeatable)"},
 	[OPT_STRATEGY_PATH] = {"strategy-path", 'S', "DIR",
 	    "also look for strategies in DIR, before the others (repeatable)"},
+	[OPT_OUTPUT] = {"output", 'o', "FILE", "write the result to FILE (replacing it)"},
+	[OPT_PLAN] = {"plan", 0, "FILE", "start from the plan in FILE"},
 	[OPT_HELP] = {"help", 'h', NULL, "show this help and exit"},
 };
 
@@ -159,6 +161,8 @@ cmd_parse(const cmd_entry *entry, int argc, char **argv, cmd_options *opts,
 			}
 			break;
 		case OPT_NO_CACHE: opts->no_cache = true; break;
+		case OPT_OUTPUT: opts->output = optarg; break;
+		case OPT_PLAN: opts->plan = optarg; break;
 		case OPT_PARAM: push(&opts->params, &opts->nparams, optarg); break;
 		case OPT_STRATEGY_PATH:
 			push(&opts->strategy_dirs, &opts->nstrategy_dirs, optarg);

@@ -76,3 +76,28 @@ cmd_print_plan(const rs_layer *layers, size_t nlayers,
 	       t.worst_err_spec, t.worst_err_spec > 0 ? " in " : "",
 	       t.worst_err_spec > 0 ? layers[t.worst_layer].name : "", t.net_bound);
 }
+
+void
+cmd_print_plan_csv(const rs_layer *layers, size_t nlayers,
+                   const rs_spectrum *const *spectra, const rs_plan *plan)
+{
+	size_t i;
+
+	printf("layer,rows,cols,fold,method,rank,err_fro,err_spec,energy,params,flops,"
+	       "params_dense\n");
+	for (i = 0; i < nlayers; i++) {
+		const rs_layer *l = &layers[i];
+		rs_plan_figures f;
+
+		rs_plan_figures_for(l, spectra[i], &plan->entries[i], &f);
+		cmd_csv_field(stdout, l->name);
+		printf(",%zu,%zu,", l->rows, l->cols);
+		if (l->fold != RS_FOLD_NONE)
+			printf("%d", l->fold);
+		printf(",%s,", rs_method_name(f.method));
+		if (f.method == RS_METHOD_LOWRANK)
+			printf("%zu", f.rank);
+		printf(",%.17g,%.17g,%.17g,%zu,%zu,%zu\n", f.err_fro, f.err_spec, f.energy,
+		       f.params, f.flops, l->rows * l->cols);
+	}
+}

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "rankscope/planfile.h"
 #include "rankscope/script.h"
 #include "rankscope/util.h"
 
@@ -77,7 +78,16 @@ run_run(const cmd_entry *self, cmd_options *opts)
 		return CMD_EXIT_FAILURE;
 	}
 	spectra = rs_xcalloc(s.nlayers ? s.nlayers : 1, sizeof *spectra);
-	rs_plan_init(&plan, s.nlayers);
+	if (opts->plan != NULL) {
+		if (rs_plan_load(opts->plan, s.model, s.layers, s.nlayers, &plan, NULL, &err) != RS_OK) {
+			fprintf(stderr, "rankscope: %s\n", err.msg);
+			free(spectra);
+			cmd_session_close(&s);
+			return CMD_EXIT_FAILURE;
+		}
+	} else {
+		rs_plan_init(&plan, s.nlayers);
+	}
 	script = cmd_script_new(&s, opts, spectra, &plan);
 	if (script == NULL) {
 		st = RS_EINVAL;
@@ -96,9 +106,26 @@ run_run(const cmd_entry *self, cmd_options *opts)
 	if (st != RS_OK) {
 		fprintf(stderr, "rankscope: %s\n", err.msg);
 	} else {
-		cmd_print_plan(s.layers, s.nlayers, spectra, &plan);
-		if (summary)
-			printf("%s\n", summary);
+		rs_plan_origin origin;
+		rs_plan_origin_set(&origin, what, opts->params, opts->nparams);
+		if (opts->output != NULL &&
+		    (st = rs_plan_save(opts->output, s.model, s.layers, s.nlayers, spectra,
+		                       &plan, &origin, &err)) != RS_OK)
+			fprintf(stderr, "rankscope: %s\n", err.msg);
+		if (st == RS_OK && strcmp(opts->format, "json") == 0) {
+			char *json = rs_plan_to_json(s.model, s.layers, s.nlayers, spectra, &plan,
+			                             &origin, 2);
+			fputs(json, stdout);
+			free(json);
+		} else if (st == RS_OK && strcmp(opts->format, "csv") == 0) {
+			cmd_print_plan_csv(s.layers, s.nlayers, spectra, &plan);
+		} else if (st == RS_OK) {
+			cmd_print_plan(s.layers, s.nlayers, spectra, &plan);
+		}
+		/* the summary is for people: on stderr when stdout is data */
+		if (st == RS_OK && summary)
+			fprintf(strcmp(opts->format, "table") == 0 ? stdout : stderr, "%s\n", summary);
+		rs_plan_origin_free(&origin);
 	}
 	free(summary);
 	rs_script_free(script);
@@ -109,12 +136,16 @@ out:
 	return st == RS_OK ? CMD_EXIT_OK : CMD_EXIT_FAILURE;
 }
 
+static const char *const run_formats[] = {"table", "csv", "json", NULL};
+
 const cmd_entry cmd_run_entry = {
 	.name = "run",
 	.usage = "STRATEGY MODEL",
 	.summary = "Run a compression strategy (a name from 'rankscope strategies', or a "
 	           ".lua file) and print the plan it makes.",
-	.options = OPT_ANALYSIS | OPT_BIT(OPT_PARAM) | OPT_BIT(OPT_STRATEGY_PATH),
+	.options = OPT_ANALYSIS | OPT_BIT(OPT_PARAM) | OPT_BIT(OPT_STRATEGY_PATH) |
+	           OPT_BIT(OPT_OUTPUT) | OPT_BIT(OPT_PLAN) | OPT_BIT(OPT_FORMAT),
+	.formats = run_formats,
 	.min_args = 2, .max_args = 2,
 	.run = run_run,
 };

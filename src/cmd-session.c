@@ -105,3 +105,14 @@ cmd_session_close(cmd_session *s)
 	free(s->cache_dir);
 	*s = (cmd_session){0};
 }
+
+const rs_spectrum **
+cmd_session_spectra(const cmd_session *s)
+{
+	const rs_spectrum **spectra = rs_xcalloc(s->nlayers ? s->nlayers : 1, sizeof *spectra);
+	size_t i;
+
+	for (i = 0; i < s->nlayers; i++)
+		spectra[i] = rs_engine_spectrum(s->engine, i);
+	return spectra;
+}

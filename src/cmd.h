@@ -27,7 +27,8 @@ enum {
 /* Option identifiers; a command accepts a set of them (bit mask). */
 typedef enum cmd_option_id {
 	OPT_LAYER, OPT_EXCLUDE, OPT_FOLD, OPT_THREADS, OPT_METHOD, OPT_NO_CACHE,
-	OPT_FORMAT, OPT_QUIET, OPT_PARAM, OPT_STRATEGY_PATH, OPT_HELP,
+	OPT_FORMAT, OPT_QUIET, OPT_PARAM, OPT_STRATEGY_PATH, OPT_OUTPUT, OPT_PLAN,
+	OPT_HELP,
 	OPT_COUNT
 } cmd_option_id;
 
@@ -61,6 +62,8 @@ typedef struct cmd_options {
 	size_t nparams;
 	const char **strategy_dirs;
 	size_t nstrategy_dirs;
+	const char *output;       /* -o FILE */
+	const char *plan;         /* --plan FILE */
 	char **args;              /* positional arguments */
 	int nargs;
 } cmd_options;
@@ -80,6 +83,9 @@ extern const cmd_entry cmd_spectra_entry;
 extern const cmd_entry cmd_open_entry;
 extern const cmd_entry cmd_run_entry;
 extern const cmd_entry cmd_strategies_entry;
+extern const cmd_entry cmd_show_entry;
+extern const cmd_entry cmd_diff_entry;
+extern const cmd_entry cmd_apply_entry;
 
 /* Parses argv for `entry`; on error prints to stderr and returns false
  * with *exit_status set (0 after --help). */
@@ -122,6 +128,11 @@ struct rs_script *cmd_script_new(cmd_session *s, const cmd_options *opts,
 /* The per-layer table of a plan and its totals line, for people. */
 void cmd_print_plan(const rs_layer *layers, size_t nlayers,
                     const rs_spectrum *const *spectra, const rs_plan *plan);
+/* The same as CSV, one row per layer. */
+void cmd_print_plan_csv(const rs_layer *layers, size_t nlayers,
+                        const rs_spectrum *const *spectra, const rs_plan *plan);
+/* All spectra of a finished session (malloc'd array, entries borrowed). */
+const rs_spectrum **cmd_session_spectra(const cmd_session *s);
 void cmd_csv_field(FILE *out, const char *text);
 json_t *cmd_shape_json(const rs_tensor *t);
 /* Pretty-prints to stdout with 17 significant digits for reals. */

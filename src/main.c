@@ -16,6 +16,9 @@ static const cmd_entry *const commands[] = {
 	&cmd_spectra_entry,
 	&cmd_run_entry,
 	&cmd_strategies_entry,
+	&cmd_show_entry,
+	&cmd_diff_entry,
+	&cmd_apply_entry,
 	NULL,
 };
 

@@ -119,6 +119,8 @@ key_reverse_sort(tui *t)
 static void key_filter(tui *t) { tui_start_prompt(t, TUI_PROMPT_FILTER, t->filter); }
 static void key_undo(tui *t) { tui_edit_undo(t); }
 static void key_strategies(tui *t) { tui_strategy_open_menu(t); }
+static void key_save(tui *t) { tui_planfile_save_prompt(t); }
+static void key_load(tui *t) { tui_start_prompt(t, TUI_PROMPT_LOAD, t->plan_path); }
 static void key_console(tui *t) { tui_start_prompt(t, TUI_PROMPT_LUA, ""); }
 static void key_help(tui *t) { t->show_help = true; }
 static void key_redraw(tui *t) { (void)t; clearok(curscr, TRUE); }
@@ -154,6 +156,8 @@ static const tui_binding bindings[] = {
 	{{'u', 0}, "u", "undo the last plan edit", key_undo},
 	{{'s', 0}, "s", "strategies: choose one, set its parameters, run it", key_strategies},
 	{{':', 0}, ":", "Lua console (model, plan; Esc stops a script)", key_console},
+	{{'w', 0}, "w", "save the plan (asks before replacing a file)", key_save},
+	{{'e', 0}, "e", "load a plan from a file", key_load},
 	{{'?', KEY_F(1), 0}, "? F1", "this help", key_help},
 	{{CTRL('l'), 0}, "^L", "redraw the screen", key_redraw},
 	{{'q', 0}, "q", "quit (asks when there are plan edits)", key_quit},

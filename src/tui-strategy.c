@@ -147,6 +147,8 @@ run_selected(tui *t)
 	refresh();
 	if (rs_script_run(t->script, s->path, (const char *const *)params, s->nparams,
 	                  &summary, &err) == RS_OK) {
+		rs_plan_origin_free(&t->origin);
+		rs_plan_origin_set(&t->origin, s->name, (const char *const *)params, s->nparams);
 		tui_message(t, false, "%s", summary ? summary : "done");
 		t->menu = 0;
 		tui_table_refresh(t);

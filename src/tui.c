@@ -218,6 +218,15 @@ draw_message_line(tui *t, int y)
 	case TUI_PROMPT_LUA:
 		mvprintw(y, 0, "lua> %s", t->input);
 		break;
+	case TUI_PROMPT_SAVE:
+		mvprintw(y, 0, "save plan to: %s", t->input);
+		break;
+	case TUI_PROMPT_OVERWRITE:
+		mvprintw(y, 0, "%s exists. Replace it? (y/N) ", t->input);
+		break;
+	case TUI_PROMPT_LOAD:
+		mvprintw(y, 0, "load plan from: %s", t->input);
+		break;
 	case TUI_PROMPT_PARAM:
 		mvprintw(y, 0, "%s = %s",
 		         t->strategies[t->menu_selected].params[t->form_selected].name, t->input);
@@ -236,9 +245,9 @@ draw(tui *t)
 {
 	int main_h = LINES - 6, table_w, plot_w;
 	static const char hints[] =
-	    " \u2190/\u2192 rank  r type  d dense  m global  -/+ value  s strategy  : lua  o sort  / filter  u undo  ? help  q quit";
+	    " \u2190/\u2192 rank  r type  d dense  m global  -/+ value  s strategy  : lua  o sort  / filter  u undo  w save  ? help  q quit";
 	static const char hints_ascii[] =
-	    " <-/-> rank  r type  d dense  m global  -/+ value  s strategy  : lua  o sort  / filter  u undo  ? help  q quit";
+	    " <-/-> rank  r type  d dense  m global  -/+ value  s strategy  : lua  o sort  / filter  u undo  w save  ? help  q quit";
 
 	erase();
 	if (LINES < 12 || COLS < 50) {
@@ -275,7 +284,8 @@ draw(tui *t)
 		tui_strategy_draw(t, LINES, COLS);
 	if (t->show_help)
 		tui_keys_draw_help(t, LINES, COLS);
-	curs_set(t->prompt != TUI_PROMPT_NONE && t->prompt != TUI_PROMPT_QUIT ? 1 : 0);
+	curs_set(t->prompt != TUI_PROMPT_NONE && t->prompt != TUI_PROMPT_QUIT &&
+	         t->prompt != TUI_PROMPT_OVERWRITE ? 1 : 0);
 	refresh();
 }
 
@@ -283,10 +293,11 @@ static void
 commit_prompt(tui *t)
 {
 	size_t layer = tui_selected_layer(t);
+	tui_prompt_kind kind = t->prompt;
 	char *end;
 	unsigned long v;
 
-	switch (t->prompt) {
+	switch (kind) {
 	case TUI_PROMPT_FILTER:
 		snprintf(t->filter, sizeof t->filter, "%s", t->input);
 		tui_table_refresh(t);
@@ -316,6 +327,11 @@ commit_prompt(tui *t)
 	case TUI_PROMPT_PARAM:
 		tui_strategy_commit_param(t);
 		break;
+	case TUI_PROMPT_SAVE:
+	case TUI_PROMPT_LOAD:
+		t->prompt = TUI_PROMPT_NONE;
+		tui_planfile_commit(t, kind);
+		return;   /* a save may ask to overwrite: a new prompt */
 	default:
 		break;
 	}
@@ -330,6 +346,14 @@ prompt_key(tui *t, int ch)
 	if (t->prompt == TUI_PROMPT_QUIT) {
 		t->quit = ch == 'y' || ch == 'Y';
 		t->prompt = TUI_PROMPT_NONE;
+		return;
+	}
+	if (t->prompt == TUI_PROMPT_OVERWRITE) {
+		t->prompt = TUI_PROMPT_NONE;
+		if (ch == 'y' || ch == 'Y')
+			tui_planfile_commit(t, TUI_PROMPT_OVERWRITE);
+		else
+			tui_message(t, false, "not saved");
 		return;
 	}
 	if (ch == '\n' || ch == '\r' || ch == KEY_ENTER)
@@ -460,6 +484,7 @@ tui_free(tui *t)
 		rs_plan_free(&t->undo[i]);
 	rs_plan_free(&t->plan);
 	rs_plan_free(&t->saved);
+	rs_plan_origin_free(&t->origin);
 	free(t->spectra);
 	free(t->order);
 	if (t->wake_fd[0] >= 0) {
@@ -471,8 +496,7 @@ tui_free(tui *t)
 
 int
 tui_run(const char *path, rs_model *model, rs_layer *layers, size_t nlayers,
-        const rs_engine_options *engine_options,
-        const char *const *strategy_dirs, size_t nstrategy_dirs)
+        const rs_engine_options *engine_options, const tui_options *options)
 {
 	tui t;
 	rs_engine_options eo = *engine_options;
@@ -488,8 +512,16 @@ tui_run(const char *path, rs_model *model, rs_layer *layers, size_t nlayers,
 	t.global_value = 0.5;
 	t.spectra = rs_xcalloc(nlayers ? nlayers : 1, sizeof *t.spectra);
 	t.order = rs_xcalloc(nlayers ? nlayers : 1, sizeof *t.order);
-	rs_plan_init(&t.plan, nlayers);
-	rs_plan_init(&t.saved, nlayers);
+	if (options->plan != NULL) {
+		rs_plan_copy(&t.plan, options->plan);
+		rs_plan_copy(&t.saved, options->plan);
+		snprintf(t.plan_path, sizeof t.plan_path, "%s", options->plan_path);
+		if (options->origin != NULL)
+			rs_plan_origin_copy(&t.origin, options->origin);
+	} else {
+		rs_plan_init(&t.plan, nlayers);
+		rs_plan_init(&t.saved, nlayers);
+	}
 	if (pipe(t.wake_fd) != 0) {
 		fprintf(stderr, "rankscope: cannot create a pipe\n");
 		t.wake_fd[0] = t.wake_fd[1] = -1;
@@ -507,7 +539,7 @@ tui_run(const char *path, rs_model *model, rs_layer *layers, size_t nlayers,
 		return 1;
 	}
 	install_signals();
-	tui_strategy_init(&t, strategy_dirs, nstrategy_dirs);
+	tui_strategy_init(&t, options->strategy_dirs, options->nstrategy_dirs);
 	eo.on_layer_done = on_engine_layer;
 	eo.userdata = &t;
 	t.engine = rs_engine_start(layers, nlayers, path, &eo);

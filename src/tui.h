@@ -24,6 +24,7 @@
 #include "rankscope/layer.h"
 #include "rankscope/model.h"
 #include "rankscope/plan.h"
+#include "rankscope/planfile.h"
 #include "rankscope/script.h"
 
 typedef struct tui_rect {
@@ -52,7 +53,10 @@ typedef enum tui_prompt_kind {
 	TUI_PROMPT_RANK,
 	TUI_PROMPT_QUIT,
 	TUI_PROMPT_LUA,          /* the : console */
-	TUI_PROMPT_PARAM         /* a value in the strategy form */
+	TUI_PROMPT_PARAM,        /* a value in the strategy form */
+	TUI_PROMPT_SAVE,         /* file name to write the plan to */
+	TUI_PROMPT_OVERWRITE,    /* that file exists: replace it? */
+	TUI_PROMPT_LOAD          /* file name of a plan to load */
 } tui_prompt_kind;
 
 /* Which slider a mouse drag holds, if any. */
@@ -114,7 +118,20 @@ typedef struct tui {
 	size_t menu_selected;          /* strategy in the list */
 	size_t form_selected;          /* row in the form (nparams = the run row) */
 	char **form_values;            /* one per parameter of the chosen strategy */
+
+	/* plan files */
+	rs_plan_origin origin;         /* what made the plan (the last strategy run) */
+	char plan_path[512];           /* last saved or loaded, the save prompt's default */
 } tui;
+
+/* How the workbench starts. */
+typedef struct tui_options {
+	const char *const *strategy_dirs;
+	size_t nstrategy_dirs;
+	const rs_plan *plan;           /* start from this plan (NULL: all dense) */
+	const rs_plan_origin *origin;
+	const char *plan_path;
+} tui_options;
 
 /* Colour pairs (tui.c sets them up; with no colour they map to attributes). */
 enum {
@@ -127,8 +144,7 @@ int tui_attr(const tui *t, int pair);
 /* Runs the workbench on a loaded model until the user quits; starts and
  * frees the spectrum engine itself.  Returns the exit status. */
 int tui_run(const char *path, rs_model *model, rs_layer *layers, size_t nlayers,
-            const rs_engine_options *engine_options,
-            const char *const *strategy_dirs, size_t nstrategy_dirs);
+            const rs_engine_options *engine_options, const tui_options *options);
 void tui_message(tui *t, bool error, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void tui_start_prompt(tui *t, tui_prompt_kind kind, const char *initial);
@@ -167,6 +183,10 @@ void tui_strategy_draw(tui *t, int lines, int cols);
 void tui_strategy_key(tui *t, int ch);         /* while the menu is open */
 void tui_strategy_commit_param(tui *t);        /* TUI_PROMPT_PARAM entered */
 void tui_strategy_eval(tui *t, const char *code);
+
+/* tui-planfile.c */
+void tui_planfile_save_prompt(tui *t);
+void tui_planfile_commit(tui *t, tui_prompt_kind kind);   /* SAVE/OVERWRITE/LOAD entered */
 
 /* tui-edit.c */
 void tui_edit_begin(tui *t);                  /* records an undo point */

@@ -28,7 +28,7 @@ for cmd in $(printf '%s\n' "$out" | sed -n 's/^  \([a-z]*\) .*/\1/p'); do
 	checks=$((checks + 1))
 	printf '%s\n' "$man" | grep -Eq "^\.BI? $cmd( |\$)" || fail "man page documents $cmd"
 done
-for cmd in info spectra; do
+for cmd in info spectra run strategies show diff apply; do
 	run 0 "$RANKSCOPE" $cmd --help
 	for opt in $(printf '%s\n' "$out" | grep -o -- '--[a-z-]*'); do
 		contains "$man" "$opt" "man page documents $opt"

@@ -1,0 +1,44 @@
+/*
+ * apply.h — writing a compressed model from a plan (apply.c).
+ *
+ * Output is safetensors.  A layer the plan factorises at rank r becomes
+ * two float32 tensors, NAME.lowrank.A (r x cols) and NAME.lowrank.B
+ * (rows x r), with W ~ B A, the singular values split evenly:
+ * B = U_r sqrt(S_r), A = sqrt(S_r) V_r^T.  For a conv kernel the matrices
+ * are those of the plan's fold scheme.  Every other tensor is copied byte
+ * for byte.  __metadata__ keeps the input's entries and adds
+ * "rankscope_plan" (the plan as compact JSON) and "rankscope_version".
+ *
+ * The file is written to a temporary name beside OUT, fsync'd and renamed:
+ * a failed apply leaves no partial output and any old OUT untouched.
+ */
+#ifndef RANKSCOPE_APPLY_H
+#define RANKSCOPE_APPLY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "rankscope/error.h"
+#include "rankscope/layer.h"
+#include "rankscope/model.h"
+#include "rankscope/plan.h"
+#include "rankscope/spectrum.h"
+
+/* What apply measured for one factorised layer, from the factors as
+ * written (after rounding to float32), against the original weights. */
+typedef struct rs_apply_report {
+	const rs_layer *layer;
+	size_t rank;
+	double predicted_fro, predicted_spec;
+	double measured_fro, measured_spec;
+} rs_apply_report;
+
+typedef void (*rs_apply_progress)(void *userdata, const rs_apply_report *report);
+
+/* plan_json is stored in the output's metadata (may be NULL). */
+rs_status rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
+                   const rs_spectrum *const *spectra, const rs_plan *plan,
+                   const char *plan_json, const char *out_path,
+                   rs_apply_progress progress, void *userdata, rs_error *err);
+
+#endif

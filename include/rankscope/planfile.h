@@ -1,0 +1,87 @@
+/*
+ * planfile.h — compression plans as JSON files (io-plan.c); the format is
+ * specified in rankscope-plan(5) and man/rankscope-plan.schema.json.
+ *
+ * A plan file identifies the model (path, size, SHA-256 of its header), what
+ * made it (tool, strategy, parameters), each layer's choice with its
+ * predicted figures, and the totals.  Writing is deterministic (same plan,
+ * same bytes) and atomic; reading checks every field and that the plan fits
+ * the model, naming the first layer that does not.
+ */
+#ifndef RANKSCOPE_PLANFILE_H
+#define RANKSCOPE_PLANFILE_H
+
+#include <stddef.h>
+
+#include "rankscope/error.h"
+#include "rankscope/layer.h"
+#include "rankscope/model.h"
+#include "rankscope/plan.h"
+#include "rankscope/spectrum.h"
+
+#define RS_PLAN_FORMAT "rankscope-plan"
+#define RS_PLAN_VERSION 1
+
+/* What made a plan.  All strings malloc'd; NULL strategy = edited by hand. */
+typedef struct rs_plan_origin {
+	char *strategy;
+	char **keys, **values;    /* parameters, as given */
+	size_t nparams;
+} rs_plan_origin;
+
+void rs_plan_origin_set(rs_plan_origin *o, const char *strategy,
+                        const char *const *params, size_t nparams);  /* "k=v" */
+void rs_plan_origin_copy(rs_plan_origin *dst, const rs_plan_origin *src);
+void rs_plan_origin_free(rs_plan_origin *o);
+
+/* The plan as JSON text (malloc'd, ends with a newline).  spectra[i] may
+ * not be NULL: predictions need every spectrum. */
+char *rs_plan_to_json(const rs_model *model, const rs_layer *layers, size_t nlayers,
+                      const rs_spectrum *const *spectra, const rs_plan *plan,
+                      const rs_plan_origin *origin, int indent);
+
+/* Writes the plan atomically and durably (temporary file, fsync, rename);
+ * on failure an existing file at path is left as it was. */
+rs_status rs_plan_save(const char *path, const rs_model *model, const rs_layer *layers,
+                       size_t nlayers, const rs_spectrum *const *spectra,
+                       const rs_plan *plan, const rs_plan_origin *origin,
+                       rs_error *err);
+
+/*
+ * Reads a plan for these layers of this model into *plan (initialised
+ * here) and *origin (may be NULL).  Errors name the file and the offending
+ * field or layer: malformed JSON, wrong types, unknown format or version,
+ * a layer missing from either side, a shape or fold that differs, a rank
+ * out of range or one whose factorisation would not pay.
+ */
+rs_status rs_plan_load(const char *path, const rs_model *model, const rs_layer *layers,
+                       size_t nlayers, rs_plan *plan, rs_plan_origin *origin,
+                       rs_error *err);
+
+/*
+ * A plan file read on its own, without its model (for comparing plans):
+ * the figures it recorded.  Checks the format, the version and the types
+ * of what it reads.
+ */
+typedef struct rs_plan_summary_layer {
+	char *name;
+	char *method;
+	long long rank;           /* -1 when dense */
+	double rel_fro, rel_spec;
+	long long params;
+} rs_plan_summary_layer;
+
+typedef struct rs_plan_summary {
+	char *model_path;
+	char *header_sha256;
+	char *strategy;           /* NULL when none recorded */
+	rs_plan_summary_layer *layers;
+	size_t nlayers;
+	long long params_before, params_after;
+	double ratio, max_rel_spec;
+} rs_plan_summary;
+
+rs_status rs_plan_summary_read(const char *path, rs_plan_summary *out, rs_error *err);
+void rs_plan_summary_free(rs_plan_summary *s);
+
+#endif

@@ -1,0 +1,522 @@
+/*
+ * io-plan.c — plan files; see rankscope/planfile.h and rankscope-plan(5).
+ *
+ * Output is built with jansson in a fixed key order and 17 significant
+ * digits for reals, so the same plan always gives the same bytes (a
+ * save-load-save round trip is byte-identical).
+ */
+#include "config.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rankscope/file.h"
+#include "rankscope/planfile.h"
+#include "rankscope/util.h"
+
+/* Plans are small (a few hundred bytes per layer); this bounds hostile input. */
+#define PLAN_MAX_BYTES (256u << 20)
+
+void
+rs_plan_origin_set(rs_plan_origin *o, const char *strategy,
+                   const char *const *params, size_t nparams)
+{
+	size_t i;
+
+	memset(o, 0, sizeof *o);
+	o->strategy = strategy ? rs_xstrdup(strategy) : NULL;
+	o->keys = rs_xcalloc(nparams ? nparams : 1, sizeof *o->keys);
+	o->values = rs_xcalloc(nparams ? nparams : 1, sizeof *o->values);
+	for (i = 0; i < nparams; i++) {
+		const char *eq = strchr(params[i], '=');
+		if (eq == NULL)
+			continue;
+		o->keys[o->nparams] = rs_xstrndup(params[i], (size_t)(eq - params[i]));
+		o->values[o->nparams] = rs_xstrdup(eq + 1);
+		o->nparams++;
+	}
+}
+
+void
+rs_plan_origin_copy(rs_plan_origin *dst, const rs_plan_origin *src)
+{
+	size_t i;
+
+	rs_plan_origin_set(dst, src->strategy, NULL, 0);
+	dst->keys = rs_xreallocarray(dst->keys, src->nparams + 1, sizeof *dst->keys);
+	dst->values = rs_xreallocarray(dst->values, src->nparams + 1, sizeof *dst->values);
+	for (i = 0; i < src->nparams; i++) {
+		dst->keys[i] = rs_xstrdup(src->keys[i]);
+		dst->values[i] = rs_xstrdup(src->values[i]);
+	}
+	dst->nparams = src->nparams;
+}
+
+void
+rs_plan_origin_free(rs_plan_origin *o)
+{
+	size_t i;
+
+	for (i = 0; i < o->nparams; i++) {
+		free(o->keys[i]);
+		free(o->values[i]);
+	}
+	free(o->keys);
+	free(o->values);
+	free(o->strategy);
+	memset(o, 0, sizeof *o);
+}
+
+
+static json_t *
+sizes_json(const size_t *v, size_t n)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		json_array_append_new(a, json_integer((json_int_t)v[i]));
+	return a;
+}
+
+static json_t *
+layer_json(const rs_layer *l, const rs_spectrum *s, const rs_plan_entry *e)
+{
+	json_t *o = json_object(), *pred = json_object();
+	size_t matrix[2] = {l->rows, l->cols};
+	rs_plan_figures f;
+
+	rs_plan_figures_for(l, s, e, &f);
+	json_object_set_new(o, "name", json_string(l->name));
+	json_object_set_new(o, "shape", sizes_json(l->tensor->shape, l->tensor->ndim));
+	json_object_set_new(o, "matrix", sizes_json(matrix, 2));
+	json_object_set_new(o, "fold", l->fold == RS_FOLD_NONE ? json_null() : json_integer(l->fold));
+	json_object_set_new(o, "method", json_string(rs_method_name(f.method)));
+	json_object_set_new(o, "rank", f.method == RS_METHOD_LOWRANK ?
+	                    json_integer((json_int_t)f.rank) : json_null());
+	json_object_set_new(o, "groups", json_integer(1));
+	json_object_set_new(o, "sparsity", json_real(0.0));
+	json_object_set_new(o, "bits", json_integer((json_int_t)rs_dtype_get(l->tensor->dtype)->bits));
+	json_object_set_new(pred, "rel_fro", json_real(f.err_fro));
+	json_object_set_new(pred, "rel_spec", json_real(f.err_spec));
+	json_object_set_new(pred, "energy", json_real(f.energy));
+	json_object_set_new(pred, "params", json_integer((json_int_t)f.params));
+	json_object_set_new(pred, "flops", json_integer((json_int_t)f.flops));
+	json_object_set_new(o, "predicted", pred);
+	return o;
+}
+
+char *
+rs_plan_to_json(const rs_model *model, const rs_layer *layers, size_t nlayers,
+                const rs_spectrum *const *spectra, const rs_plan *plan,
+                const rs_plan_origin *origin, int indent)
+{
+	json_t *root = json_object(), *m = json_object(), *by = json_object();
+	json_t *params = json_object(), *ls = json_array(), *tot = json_object();
+	char hex[2 * RS_SHA256_LEN + 1], *text, *out;
+	rs_plan_totals t;
+	size_t i;
+
+	rs_sha256_hex(model->header_sha256, hex);
+	json_object_set_new(root, "format", json_string(RS_PLAN_FORMAT));
+	json_object_set_new(root, "version", json_integer(RS_PLAN_VERSION));
+	json_object_set_new(m, "path", json_string(model->path));
+	json_object_set_new(m, "size", json_integer((json_int_t)model->file_size));
+	json_object_set_new(m, "header_sha256", json_string(hex));
+	json_object_set_new(root, "model", m);
+	json_object_set_new(by, "tool", json_string("rankscope " PACKAGE_VERSION));
+	json_object_set_new(by, "strategy", origin && origin->strategy ?
+	                    json_string(origin->strategy) : json_null());
+	for (i = 0; origin && i < origin->nparams; i++)
+		/* as given: text keeps "0.3" exactly, where a JSON real would
+		 * print as 0.29999999999999999 */
+		json_object_set_new(params, origin->keys[i], json_string(origin->values[i]));
+	json_object_set_new(by, "params", params);
+	json_object_set_new(root, "created_by", by);
+	for (i = 0; i < nlayers; i++)
+		json_array_append_new(ls, layer_json(&layers[i], spectra[i], &plan->entries[i]));
+	json_object_set_new(root, "layers", ls);
+	rs_plan_totals_compute(plan, layers, spectra, &t);
+	json_object_set_new(tot, "params_before", json_integer((json_int_t)t.params_before));
+	json_object_set_new(tot, "params_after", json_integer((json_int_t)t.params_after));
+	json_object_set_new(tot, "flops_before", json_integer((json_int_t)t.flops_before));
+	json_object_set_new(tot, "flops_after", json_integer((json_int_t)t.flops_after));
+	json_object_set_new(tot, "ratio", json_real(t.ratio));
+	json_object_set_new(tot, "max_rel_spec", json_real(t.worst_err_spec));
+	json_object_set_new(tot, "max_rel_fro", json_real(t.worst_err_fro));
+	json_object_set_new(tot, "net_bound", json_real(t.net_bound));
+	json_object_set_new(root, "totals", tot);
+	text = json_dumps(root, JSON_INDENT(indent) | JSON_REAL_PRECISION(17) |
+	                  (indent ? 0 : JSON_COMPACT));
+	json_decref(root);
+	if (text == NULL)
+		abort();   /* jansson fails only when out of memory */
+	out = rs_xasprintf("%s\n", text);
+	free(text);
+	return out;
+}
+
+rs_status
+rs_plan_save(const char *path, const rs_model *model, const rs_layer *layers,
+             size_t nlayers, const rs_spectrum *const *spectra, const rs_plan *plan,
+             const rs_plan_origin *origin, rs_error *err)
+{
+	char *text = rs_plan_to_json(model, layers, nlayers, spectra, plan, origin, 2);
+	rs_status st = rs_file_write_atomic(path, text, strlen(text), true, err);
+
+	free(text);
+	return st;
+}
+
+/* ---- reading ---- */
+
+static const char *
+type_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: return "an object";
+	case JSON_ARRAY: return "an array";
+	case JSON_STRING: return "a string";
+	case JSON_INTEGER: return "an integer";
+	case JSON_REAL: return "a number";
+	case JSON_TRUE: case JSON_FALSE: return "a boolean";
+	default: return "null";
+	}
+}
+
+/* Checks one layer entry against the model's layer; fills the entry. */
+static rs_status
+read_layer(const char *path, const char *model_path, size_t index, json_t *o,
+           const rs_layer *l, rs_plan_entry *e, rs_error *err)
+{
+	json_t *v;
+	const char *method;
+	size_t k = l->rows < l->cols ? l->rows : l->cols, d;
+	char where[160];
+
+	snprintf(where, sizeof where, "%s: layers[%zu] ('%s')", path, index, l->name);
+	v = json_object_get(o, "matrix");
+	if (v != NULL) {
+		if (!json_is_array(v) || json_array_size(v) != 2 ||
+		    !json_is_integer(json_array_get(v, 0)) || !json_is_integer(json_array_get(v, 1)))
+			return rs_error_set(err, RS_EFORMAT, "%s: matrix must be [rows, cols]", where);
+		if ((size_t)json_integer_value(json_array_get(v, 0)) != l->rows ||
+		    (size_t)json_integer_value(json_array_get(v, 1)) != l->cols)
+			return rs_error_set(err, RS_EINVAL, "%s: the plan's matrix is %lldx%lld but "
+			    "the layer is %zux%zu in %s", where,
+			    (long long)json_integer_value(json_array_get(v, 0)),
+			    (long long)json_integer_value(json_array_get(v, 1)), l->rows, l->cols,
+			    model_path);
+	}
+	v = json_object_get(o, "shape");
+	if (v != NULL) {
+		bool same = json_is_array(v) && json_array_size(v) == l->tensor->ndim;
+		for (d = 0; same && d < l->tensor->ndim; d++)
+			same = json_is_integer(json_array_get(v, d)) &&
+			       (size_t)json_integer_value(json_array_get(v, d)) == l->tensor->shape[d];
+		if (!same)
+			return rs_error_set(err, RS_EINVAL, "%s: the plan's tensor shape differs "
+			                    "from the tensor in %s", where, model_path);
+	}
+	v = json_object_get(o, "fold");
+	if (v != NULL && !(json_is_null(v) && l->fold == RS_FOLD_NONE) &&
+	    !(json_is_integer(v) && json_integer_value(v) == l->fold))
+		return rs_error_set(err, RS_EINVAL, "%s: fold %s in the plan, but the layer is "
+		    "opened with fold %d (use --fold)", where, json_is_integer(v) ? "differs" :
+		    "is not a scheme number", l->fold);
+	v = json_object_get(o, "method");
+	if (!json_is_string(v))
+		return rs_error_set(err, RS_EFORMAT, "%s: method must be a string, not %s",
+		                    where, v ? type_name(v) : "missing");
+	method = json_string_value(v);
+	if (strcmp(method, "dense") == 0) {
+		*e = (rs_plan_entry){RS_METHOD_DENSE, 0};
+	} else if (strcmp(method, "lowrank") == 0) {
+		json_int_t r;
+		v = json_object_get(o, "rank");
+		if (!json_is_integer(v))
+			return rs_error_set(err, RS_EFORMAT, "%s: rank must be an integer, not %s",
+			                    where, v ? type_name(v) : "missing");
+		r = json_integer_value(v);
+		if (r < 1 || (size_t)r >= k)
+			return rs_error_set(err, RS_EINVAL, "%s: rank %lld out of range 1..%zu",
+			                    where, (long long)r, k - 1);
+		if (!rs_lowrank_pays(l->rows, l->cols, (size_t)r))
+			return rs_error_set(err, RS_EINVAL, "%s: rank %lld costs at least as much as "
+			    "the dense layer (break-even %zu)", where, (long long)r,
+			    rs_lowrank_breakeven(l->rows, l->cols));
+		*e = (rs_plan_entry){RS_METHOD_LOWRANK, (size_t)r};
+	} else {
+		return rs_error_set(err, RS_EINVAL, "%s: unknown method '%s' (this version "
+		                    "knows dense and lowrank)", where, method);
+	}
+	v = json_object_get(o, "groups");
+	if (v != NULL && !(json_is_integer(v) && json_integer_value(v) == 1))
+		return rs_error_set(err, RS_EINVAL, "%s: groups other than 1 are not supported "
+		                    "by this version", where);
+	v = json_object_get(o, "sparsity");
+	if (v != NULL && !(json_is_number(v) && json_number_value(v) == 0))
+		return rs_error_set(err, RS_EINVAL, "%s: sparsity other than 0 is not supported "
+		                    "by this version", where);
+	return RS_OK;
+}
+
+static rs_status
+read_origin(const char *path, json_t *root, rs_plan_origin *origin, rs_error *err)
+{
+	json_t *by = json_object_get(root, "created_by"), *s, *params, *v;
+	const char *key;
+	size_t n = 0;
+
+	memset(origin, 0, sizeof *origin);
+	if (by == NULL)
+		return RS_OK;
+	if (!json_is_object(by))
+		return rs_error_set(err, RS_EFORMAT, "%s: created_by must be an object", path);
+	s = json_object_get(by, "strategy");
+	if (s != NULL && !json_is_null(s) && !json_is_string(s))
+		return rs_error_set(err, RS_EFORMAT, "%s: created_by.strategy must be a string "
+		                    "or null", path);
+	params = json_object_get(by, "params");
+	if (params != NULL && !json_is_object(params))
+		return rs_error_set(err, RS_EFORMAT, "%s: created_by.params must be an object", path);
+	origin->strategy = json_is_string(s) ? rs_xstrdup(json_string_value(s)) : NULL;
+	n = params ? json_object_size(params) : 0;
+	origin->keys = rs_xcalloc(n ? n : 1, sizeof *origin->keys);
+	origin->values = rs_xcalloc(n ? n : 1, sizeof *origin->values);
+	if (params == NULL)
+		return RS_OK;
+	json_object_foreach(params, key, v) {
+		char *text;
+		if (json_is_string(v))
+			text = rs_xstrdup(json_string_value(v));
+		else if (json_is_number(v) || json_is_boolean(v))
+			text = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+		else
+			return rs_error_set(err, RS_EFORMAT, "%s: created_by.params.%s must be a "
+			                    "string, number or boolean", path, key);
+		origin->keys[origin->nparams] = rs_xstrdup(key);
+		origin->values[origin->nparams] = text;
+		origin->nparams++;
+	}
+	return RS_OK;
+}
+
+rs_status
+rs_plan_load(const char *path, const rs_model *model, const rs_layer *layers,
+             size_t nlayers, rs_plan *plan, rs_plan_origin *origin, rs_error *err)
+{
+	unsigned char *bytes;
+	size_t len, i, j;
+	json_error_t jerr;
+	json_t *root = NULL, *v, *ls;
+	rs_plan_origin ignored;
+	rs_status st;
+
+	rs_plan_init(plan, nlayers);
+	if (origin == NULL)
+		origin = &ignored;
+	memset(origin, 0, sizeof *origin);
+	st = rs_file_read_all(path, PLAN_MAX_BYTES, &bytes, &len, err);
+	if (st != RS_OK)
+		goto fail;
+	root = json_loadb((const char *)bytes, len, JSON_REJECT_DUPLICATES, &jerr);
+	free(bytes);
+	if (root == NULL) {
+		st = rs_error_set(err, RS_EFORMAT, "%s: not valid JSON: %s (line %d, column %d)",
+		                  path, jerr.text, jerr.line, jerr.column);
+		goto fail;
+	}
+	v = json_object_get(root, "format");
+	if (!json_is_object(root) || !json_is_string(v) ||
+	    strcmp(json_string_value(v), RS_PLAN_FORMAT) != 0) {
+		st = rs_error_set(err, RS_EFORMAT, "%s: not a rankscope plan (\"format\" must be "
+		                  "\"%s\")", path, RS_PLAN_FORMAT);
+		goto fail;
+	}
+	v = json_object_get(root, "version");
+	if (!json_is_integer(v)) {
+		st = rs_error_set(err, RS_EFORMAT, "%s: \"version\" must be an integer", path);
+		goto fail;
+	}
+	if (json_integer_value(v) != RS_PLAN_VERSION) {
+		st = rs_error_set(err, RS_EFORMAT, "%s: plan version %lld is not one this "
+		                  "rankscope reads (version %d)", path,
+		                  (long long)json_integer_value(v), RS_PLAN_VERSION);
+		goto fail;
+	}
+	ls = json_object_get(root, "layers");
+	if (!json_is_array(ls)) {
+		st = rs_error_set(err, RS_EFORMAT, "%s: \"layers\" must be an array", path);
+		goto fail;
+	}
+	/* Every plan layer must be a model layer, in any order ... */
+	{
+		bool *seen = rs_xcalloc(nlayers ? nlayers : 1, sizeof *seen);
+		json_array_foreach(ls, i, v) {
+			json_t *name = json_object_get(v, "name");
+			if (!json_is_object(v) || !json_is_string(name)) {
+				st = rs_error_set(err, RS_EFORMAT, "%s: layers[%zu] must be an object "
+				                  "with a \"name\" string", path, i);
+				break;
+			}
+			for (j = 0; j < nlayers; j++)
+				if (strcmp(layers[j].name, json_string_value(name)) == 0)
+					break;
+			if (j == nlayers) {
+				st = rs_error_set(err, RS_EINVAL, "%s: layer '%s' is not a layer of %s",
+				                  path, json_string_value(name), model->path);
+				break;
+			}
+			if (seen[j]) {
+				st = rs_error_set(err, RS_EFORMAT, "%s: layer '%s' appears twice",
+				                  path, layers[j].name);
+				break;
+			}
+			seen[j] = true;
+			st = read_layer(path, model->path, i, v, &layers[j], &plan->entries[j], err);
+			if (st != RS_OK)
+				break;
+		}
+		/* ... and every model layer must have an entry. */
+		for (j = 0; st == RS_OK && j < nlayers; j++)
+			if (!seen[j])
+				st = rs_error_set(err, RS_EINVAL, "%s: layer '%s' of %s has no entry "
+				                  "in the plan", path, layers[j].name, model->path);
+		free(seen);
+		if (st != RS_OK)
+			goto fail;
+	}
+	st = read_origin(path, root, origin, err);
+	if (st != RS_OK)
+		goto fail;
+	if (origin == &ignored)
+		rs_plan_origin_free(&ignored);
+	json_decref(root);
+	return RS_OK;
+fail:
+	json_decref(root);
+	rs_plan_origin_free(origin);
+	rs_plan_free(plan);
+	return st;
+}
+
+/* ---- summaries ---- */
+
+void
+rs_plan_summary_free(rs_plan_summary *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->nlayers; i++) {
+		free(s->layers[i].name);
+		free(s->layers[i].method);
+	}
+	free(s->layers);
+	free(s->model_path);
+	free(s->header_sha256);
+	free(s->strategy);
+	memset(s, 0, sizeof *s);
+}
+
+/* obj.key as a number (integer or real); false when absent or not one. */
+static bool
+get_number(json_t *obj, const char *key, double *out)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (!json_is_number(v))
+		return false;
+	*out = json_number_value(v);
+	return true;
+}
+
+rs_status
+rs_plan_summary_read(const char *path, rs_plan_summary *out, rs_error *err)
+{
+	unsigned char *bytes;
+	size_t len, i;
+	json_error_t jerr;
+	json_t *root, *v, *ls, *model, *totals;
+	rs_status st = RS_OK;
+	double d;
+
+	memset(out, 0, sizeof *out);
+	if (rs_file_read_all(path, PLAN_MAX_BYTES, &bytes, &len, err) != RS_OK)
+		return RS_EIO;
+	root = json_loadb((const char *)bytes, len, JSON_REJECT_DUPLICATES, &jerr);
+	free(bytes);
+	if (root == NULL)
+		return rs_error_set(err, RS_EFORMAT, "%s: not valid JSON: %s (line %d, column %d)",
+		                    path, jerr.text, jerr.line, jerr.column);
+	v = json_object_get(root, "format");
+	if (!json_is_object(root) || !json_is_string(v) ||
+	    strcmp(json_string_value(v), RS_PLAN_FORMAT) != 0) {
+		st = rs_error_set(err, RS_EFORMAT, "%s: not a rankscope plan", path);
+		goto out;
+	}
+	v = json_object_get(root, "version");
+	if (!json_is_integer(v) || json_integer_value(v) != RS_PLAN_VERSION) {
+		st = rs_error_set(err, RS_EFORMAT, "%s: plan version is not %d", path,
+		                  RS_PLAN_VERSION);
+		goto out;
+	}
+	model = json_object_get(root, "model");
+	if (json_is_object(model)) {
+		if (json_is_string(json_object_get(model, "path")))
+			out->model_path = rs_xstrdup(json_string_value(json_object_get(model, "path")));
+		if (json_is_string(json_object_get(model, "header_sha256")))
+			out->header_sha256 = rs_xstrdup(json_string_value(
+			    json_object_get(model, "header_sha256")));
+	}
+	v = json_object_get(json_object_get(root, "created_by"), "strategy");
+	if (json_is_string(v))
+		out->strategy = rs_xstrdup(json_string_value(v));
+	ls = json_object_get(root, "layers");
+	if (!json_is_array(ls)) {
+		st = rs_error_set(err, RS_EFORMAT, "%s: \"layers\" must be an array", path);
+		goto out;
+	}
+	out->layers = rs_xcalloc(json_array_size(ls) + 1, sizeof *out->layers);
+	json_array_foreach(ls, i, v) {
+		rs_plan_summary_layer *l = &out->layers[out->nlayers];
+		json_t *name = json_object_get(v, "name"), *method = json_object_get(v, "method");
+		json_t *rank = json_object_get(v, "rank"), *pred = json_object_get(v, "predicted");
+		double params;
+
+		if (!json_is_string(name) || !json_is_string(method) || !json_is_object(pred) ||
+		    !get_number(pred, "rel_fro", &l->rel_fro) ||
+		    !get_number(pred, "rel_spec", &l->rel_spec) ||
+		    !get_number(pred, "params", &params) ||
+		    !(json_is_integer(rank) || json_is_null(rank))) {
+			st = rs_error_set(err, RS_EFORMAT, "%s: layers[%zu] needs name, method, rank "
+			                  "and predicted {rel_fro, rel_spec, params}", path, i);
+			goto out;
+		}
+		l->name = rs_xstrdup(json_string_value(name));
+		l->method = rs_xstrdup(json_string_value(method));
+		l->rank = json_is_integer(rank) ? json_integer_value(rank) : -1;
+		l->params = (long long)params;
+		out->nlayers++;
+	}
+	totals = json_object_get(root, "totals");
+	if (!json_is_object(totals) || !get_number(totals, "ratio", &out->ratio) ||
+	    !get_number(totals, "max_rel_spec", &out->max_rel_spec) ||
+	    !get_number(totals, "params_before", &d)) {
+		st = rs_error_set(err, RS_EFORMAT, "%s: \"totals\" needs params_before, "
+		                  "params_after, ratio and max_rel_spec", path);
+		goto out;
+	}
+	out->params_before = (long long)d;
+	if (!get_number(totals, "params_after", &d)) {
+		st = rs_error_set(err, RS_EFORMAT, "%s: \"totals\" needs params_after", path);
+		goto out;
+	}
+	out->params_after = (long long)d;
+out:
+	json_decref(root);
+	if (st != RS_OK)
+		rs_plan_summary_free(out);
+	return st;
+}
