@@ -15,15 +15,18 @@
  *   2. times the sgesdd loop over the layers rs_layers_discover finds
  *      (loading each into double, converting to float, sgesdd);
  *   3. times the engine from rs_engine_start to rs_engine_wait, cache off,
- *      in its default configuration (all CPUs, method auto) and, unless
- *      --no-extra, with dgesdd forced and with one worker, to show where
- *      the gain comes from;
+ *      in its default configuration (all CPUs, method auto); unless
+ *      --no-extra, also the sgesdd loop fed the file's own order (W^T)
+ *      and the engine with dgesdd forced and with one worker, to show
+ *      where the gain comes from;
  *   4. checks agreement: per layer max_i |sigma_i - sigma_i(sgesdd)| /
  *      sigma_1, the worst over layers, and against dgesdd on two layers.
  * Every number comes from the same process on the same file, so the
- * ratios mean something even where the seconds do not.  GFLOP/s are model
- * flops (rs_svd_flops of the method each layer actually used) per second
- * of wall time.  File generation is not timed.
+ * ratios mean something even where the seconds do not; --repeat N runs
+ * the configurations in N interleaved rounds and keeps each one's best,
+ * for machines that are not idle.  GFLOP/s are model flops (rs_svd_flops
+ * of the method each layer actually used) per second of wall time.  File
+ * generation is not timed.
  *
  * Exit status: 0 when the default engine is at least TARGET_SPEEDUP times
  * faster than the sgesdd loop and agrees to TARGET_AGREEMENT sigma_1
@@ -52,7 +55,7 @@
 
 #define TARGET_SPEEDUP 1.5
 #define TARGET_AGREEMENT 1e-5
-/* Decay exponent of the synthetic spectra's scale factors (see synth_matrix). */
+/* Decay exponent of the synthetic spectra's scales (see synth_matrix). */
 #define SPECTRUM_DECAY 0.6
 /* Entry standard deviation of the synthetic weights, as in common inits. */
 #define WEIGHT_STD 0.02
@@ -93,7 +96,7 @@ typedef struct options {
 	int scale;                 /* divides the two leading sides */
 	int big;                   /* side of one extra square layer, or 0 */
 	int repeat;                /* rounds; each configuration keeps its best */
-	bool extra;                /* also the diagnostic engine configurations */
+	bool extra;                /* also the diagnostic configurations */
 	bool verbose;
 	unsigned long long seed;
 	const char *out;           /* model path to keep, or NULL for a temp file */
@@ -130,10 +133,11 @@ rng_gaussian(uint64_t *state, float *v, size_t n)
 
 /*
  * An m x n row-major weight W = X diag(d) Y with Gaussian X (m x k) and
- * Y (k x n), k = min(m, n), d_j = (1 + j)^-SPECTRUM_DECAY: a spectrum that
- * spreads over about three decades with a heavy head, as trained layers
- * have, instead of the flat Marchenko-Pastur bulk of pure noise.  Scaled
- * to entry deviation WEIGHT_STD.
+ * Y (k x n), k = min(m, n), d_j = (1 + j)^-SPECTRUM_DECAY: a heavy head
+ * and a long decaying tail, as trained layers have, instead of the flat
+ * Marchenko-Pastur bulk of pure noise.  For 1024x1024, sigma_10 is about
+ * 0.26 sigma_1, sigma_512 about 0.014 sigma_1, the stable rank about 4.4.
+ * Scaled to entry deviation WEIGHT_STD.
  */
 static void
 synth_matrix(float *w, size_t m, size_t n, uint64_t *rng)
@@ -411,9 +415,9 @@ typedef struct outcome {
 	double wall, cpu, flops;
 	size_t by_method[RS_SVD_GRAM + 1];
 	size_t failed;
-	double worst;              /* max over layers of |dsigma| / sigma_1 vs sgesdd */
+	double worst;              /* max |dsigma| / sigma_1 vs sgesdd */
 	size_t worst_layer;
-	double worst_ref;          /* same, against dgesdd on the reference layers */
+	double worst_ref;          /* same vs dgesdd, reference layers */
 	bool single;               /* an sgesdd loop, not the engine */
 	double lapack;             /* sgesdd loop: seconds inside LAPACK */
 } outcome;
@@ -653,7 +657,8 @@ print_timeline(const bench *b, const char *label, const timeline *tl)
 		const rs_layer *l = &b->layers[order[i]];
 
 		printf("    %7.2f s  %-34s %5zux%-5zu %s\n", tl->done[order[i]],
-		       l->name, l->rows, l->cols, rs_svd_method_name(tl->used[order[i]]));
+		       l->name, l->rows, l->cols,
+		       rs_svd_method_name(tl->used[order[i]]));
 	}
 	free(order);
 }
@@ -723,8 +728,8 @@ run_engine(bench *b, const char *label, int threads, rs_svd_method method,
 		if (d > o->worst_ref)
 			o->worst_ref = d;
 	}
-	/* Callbacks may still be running after wait returns; after free every
-	 * worker has been joined. */
+	/* rs_engine_free joins every worker, so no callback still writes to
+	 * tl.done after it. */
 	rs_engine_free(e);
 	if (b->verbose)
 		print_timeline(b, label, &tl);
@@ -824,17 +829,16 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: bench-spectra [--quick] [--count N] [--scale D] [--big N]\n"
-	    "                     [--repeat N] [--no-extra] [--seed N] [--keep PATH]\n"
-	    "                     [--verbose]\n"
-	    "  --quick      small model (--scale 4 --count 2): a smoke test, seconds\n"
-	    "  --count N    tensors of each shape (default 8)\n"
-	    "  --scale D    divide the two leading sides of every shape by D\n"
-	    "  --big N      add one NxN layer (e.g. 4096), which the engine runs alone\n"
-	    "  --repeat N   N rounds; report each configuration's fastest (default 1)\n"
-	    "  --no-extra   only the baseline and the default engine\n"
-	    "  --seed N     seed of the synthetic weights (default 1)\n"
-	    "  --keep PATH  write the model to PATH and keep it\n"
-	    "  --verbose    print when each layer finished in each engine run\n");
+	    "         [--repeat N] [--no-extra] [--seed N] [--keep PATH] [-v]\n"
+	    "  --quick        small model (--scale 4 --count 2): a smoke test\n"
+	    "  --count N      tensors of each shape (default 8)\n"
+	    "  --scale D      divide the two leading sides of every shape by D\n"
+	    "  --big N        add one NxN layer (e.g. 4096) for the solo phase\n"
+	    "  --repeat N     N rounds; each configuration's fastest (default 1)\n"
+	    "  --no-extra     only the baseline and the default engine\n"
+	    "  --seed N       seed of the synthetic weights (default 1)\n"
+	    "  --keep PATH    write the model to PATH and keep it\n"
+	    "  -v, --verbose  print when each layer finished in each engine run\n");
 }
 
 static bool
@@ -877,7 +881,8 @@ parse_options(int argc, char **argv, options *opt)
 	opt->verbose = false;
 	opt->seed = 1;
 	opt->out = NULL;
-	while ((c = getopt_long(argc, argv, "qn:s:b:r:xS:k:vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "qn:s:b:r:xS:k:vh", longopts,
+	                        NULL)) != -1) {
 		switch (c) {
 		case 'q':
 			opt->scale = 4;
@@ -982,7 +987,8 @@ main(int argc, char **argv)
 		{ RUN_SGESDD, NULL, 0, RS_SVD_GESDD, false },
 		{ RUN_SGESDD_RAW, NULL, 0, RS_SVD_GESDD, true },
 		{ RUN_ENGINE, "engine, auto, all CPUs", 0, RS_SVD_AUTO, false },
-		{ RUN_ENGINE, "engine, dgesdd forced, all CPUs", 0, RS_SVD_GESDD, true },
+		{ RUN_ENGINE, "engine, dgesdd forced, all CPUs", 0, RS_SVD_GESDD,
+		  true },
 		{ RUN_ENGINE, "engine, auto, 1 worker", 1, RS_SVD_AUTO, true },
 	};
 	enum { NCONFIGS = sizeof configs / sizeof configs[0] };
@@ -1021,10 +1027,11 @@ main(int argc, char **argv)
 
 	b.default_blas_threads = blas_threads();
 	cpu_model(cpu, sizeof cpu);
-	printf("rankscope bench-spectra: every layer's singular values, engine vs a "
-	       "sequential sgesdd loop\n");
+	printf("rankscope bench-spectra: every layer's singular values, "
+	       "engine vs a sequential sgesdd loop\n");
 	printf("date:     %s", ctime(&wall_clock));
-	printf("machine:  %d CPUs online%s%s\n", rs_cpu_count(), *cpu ? ", " : "", cpu);
+	printf("machine:  %d CPUs online%s%s\n", rs_cpu_count(), *cpu ? ", " : "",
+	       cpu);
 	printf("BLAS:     %s; %d threads by default\n", blas_config(),
 	       b.default_blas_threads);
 
@@ -1142,9 +1149,10 @@ main(int argc, char **argv)
 	pass = speedup >= TARGET_SPEEDUP &&
 	       out[engine].worst <= TARGET_AGREEMENT &&
 	       out[engine].failed == 0 && out[0].failed == 0;
-	printf("\nengine vs sequential sgesdd: %.2fx faster, worst |dsigma|/sigma1 = "
-	       "%.1e (target >= %.1fx, <= %.0e): %s\n", speedup, out[engine].worst,
-	       TARGET_SPEEDUP, TARGET_AGREEMENT, pass ? "PASS" : "FAIL");
+	printf("\nengine vs sequential sgesdd: %.2fx faster, "
+	       "worst |dsigma|/sigma1 = %.1e (target >= %.1fx, <= %.0e): %s\n",
+	       speedup, out[engine].worst, TARGET_SPEEDUP, TARGET_AGREEMENT,
+	       pass ? "PASS" : "FAIL");
 
 	for (i = 0; i < b.nlayers; i++)
 		free(b.sigma_s[i]);

@@ -24,6 +24,7 @@ tui_start() {
 	sock=$scratch/tmux.$nsession
 	status_file=$scratch/status.$nsession
 	tmux -S "$sock" -f "$scratch/tmux.conf" new-session -d -x "$w" -y "$h" \
+		-c "${TUI_CWD:-$PWD}" \
 		"trap '' INT; env ESCDELAY=500 LANG=C.UTF-8 LC_ALL=${TUI_LC_ALL:-C.UTF-8} XDG_CACHE_HOME=$XDG_CACHE_HOME $*; echo \$? >$status_file"
 }
 
