@@ -93,7 +93,7 @@ static void
 run_layer(rs_engine *e, size_t i)
 {
 	const rs_layer *layer = &e->layers[i];
-	size_t rows = layer->rows, cols = layer->cols;
+	size_t rows = layer->rows, cols = layer->cols, lrows, lcols;
 	size_t k = rows < cols ? rows : cols;
 	rs_svd_method method = e->method;
 	rs_cache_key key;
@@ -133,7 +133,8 @@ run_layer(rs_engine *e, size_t i)
 		    e->path, layer->name, rows, cols);
 		goto failed;
 	}
-	if (rs_layer_load(layer, a, rows, e->path, &err) != RS_OK)
+	/* W or W^T, whichever is a straight read: same singular values */
+	if (rs_layer_load_for_spectrum(layer, a, &lrows, &lcols, e->path, &err) != RS_OK)
 		goto failed;
 	if (atomic_load(&e->cancel)) {
 		free(a);
@@ -141,7 +142,7 @@ run_layer(rs_engine *e, size_t i)
 		finish_layer(e, i, RS_JOB_CANCELLED, NULL, NULL, false);
 		return;
 	}
-	if (rs_svd_values(a, rows, cols, rows, method, sigma, &err) != RS_OK) {
+	if (rs_svd_values(a, lrows, lcols, lrows, method, sigma, &err) != RS_OK) {
 		rs_error_prefix(&err, "%s: layer '%s': ", e->path, layer->name);
 		goto failed;
 	}
@@ -197,6 +198,10 @@ coordinator_main(void *arg)
 	pthread_t *workers;
 	int started = 0, w;
 	size_t i;
+#ifdef HAVE_OPENBLAS_GET_NUM_THREADS
+	/* OpenBLAS's thread count is process-wide: give back what we found. */
+	int blas_threads = openblas_get_num_threads();
+#endif
 
 	/* Phase 1: ordinary layers, order[nsolo..], in parallel. */
 	set_blas_threads(1);
@@ -216,6 +221,9 @@ coordinator_main(void *arg)
 	set_blas_threads(e->threads);
 	for (i = 0; i < e->nsolo; i++)
 		run_layer(e, e->order[i]);
+#ifdef HAVE_OPENBLAS_GET_NUM_THREADS
+	set_blas_threads(blas_threads);
+#endif
 	return NULL;
 }
 

@@ -141,6 +141,38 @@ conv_run_target(const size_t shape[4], int fold, size_t fi, size_t ci,
 	*start = row + col * ld;
 }
 
+static rs_status
+nonfinite_error(const rs_layer *layer, double value, size_t i, size_t j,
+                const char *path, rs_error *err)
+{
+	return rs_error_set(err, RS_ENUMERIC,
+	    "%s: layer '%s': element (%zu, %zu) of the %zux%zu matrix is %s; spectra "
+	    "need finite weights", path, layer->name, i, j, layer->rows, layer->cols,
+	    isnan(value) ? "NaN" : "infinite");
+}
+
+rs_status
+rs_layer_load_for_spectrum(const rs_layer *layer, double *dst, size_t *rows,
+                           size_t *cols, const char *path, rs_error *err)
+{
+	size_t count = layer->rows * layer->cols, idx;
+
+	if (layer->kind == RS_LAYER_CONV && layer->fold != 0) {
+		*rows = layer->rows;
+		*cols = layer->cols;
+		return rs_layer_load(layer, dst, layer->rows, path, err);
+	}
+	/* Row-major W read straight is column-major W^T. */
+	rs_dtype_to_double(layer->tensor->dtype, layer->tensor->data, count, dst, 1);
+	for (idx = 0; idx < count; idx++)
+		if (!isfinite(dst[idx]))
+			return nonfinite_error(layer, dst[idx], idx / layer->cols,
+			                       idx % layer->cols, path, err);
+	*rows = layer->cols;
+	*cols = layer->rows;
+	return RS_OK;
+}
+
 rs_status
 rs_layer_load(const rs_layer *layer, double *dst, size_t ld, const char *path,
               rs_error *err)
@@ -170,10 +202,6 @@ rs_layer_load(const rs_layer *layer, double *dst, size_t ld, const char *path,
 	for (j = 0; j < layer->cols; j++)
 		for (i = 0; i < layer->rows; i++)
 			if (!isfinite(dst[i + j * ld]))
-				return rs_error_set(err, RS_ENUMERIC,
-				    "%s: layer '%s': element (%zu, %zu) of the %zux%zu "
-				    "matrix is %s; spectra need finite weights", path,
-				    layer->name, i, j, layer->rows, layer->cols,
-				    isnan(dst[i + j * ld]) ? "NaN" : "infinite");
+				return nonfinite_error(layer, dst[i + j * ld], i, j, path, err);
 	return RS_OK;
 }

@@ -66,6 +66,22 @@ check_folds(void)
 		rows = layers[0].rows;
 		cols = layers[0].cols;
 		CHECK(rows * cols == count, "fold %d keeps all elements", fold);
+		{
+			/* the spectrum load: W^T straight for fold 0, W gathered otherwise */
+			double *sp = rs_xcalloc(count, sizeof *sp), *wm = rs_xcalloc(count, sizeof *wm);
+			size_t lr, lc, x, y;
+			rs_error e2;
+			CHECK(rs_layer_load(&layers[0], wm, rows, "mem", &e2) == RS_OK, "load W");
+			CHECK(rs_layer_load_for_spectrum(&layers[0], sp, &lr, &lc, "mem", &e2) == RS_OK,
+			      "spectrum load");
+			for (x = 0; x < rows; x++)
+				for (y = 0; y < cols; y++)
+					CHECK(fold == 0 ? lr == cols && sp[y + x * cols] == wm[x + y * rows] :
+					      lr == rows && sp[x + y * rows] == wm[x + y * rows],
+					      "fold %d spectrum load element (%zu, %zu)", fold, x, y);
+			free(sp);
+			free(wm);
+		}
 		a = rs_xcalloc(rows * cols, sizeof *a);
 		CHECK(rs_layer_load(&layers[0], a, rows, "mem", &err) == RS_OK, "load");
 		i = 0;
@@ -171,6 +187,15 @@ check_dtypes_and_nonfinite(void)
 			      "layer %s converts exactly", layers[i].name);
 		}
 		if (n == 4) {
+			size_t r, c;
+			/* the spectrum load reads W^T straight for a linear layer */
+			CHECK(rs_layer_load_for_spectrum(&layers[0], a, &r, &c, "mem", &err) == RS_OK,
+			      "straight load");
+			CHECK(r == 2 && c == 2 && a[0] == 1 && a[1] == -2 && a[2] == 0.5 && a[3] == 3,
+			      "the straight load is W^T in column-major order");
+			CHECK(rs_layer_load_for_spectrum(&layers[3], a, &r, &c, "mem.safetensors",
+			                                 &err) == RS_ENUMERIC, "NaN refused (straight)");
+			CHECK_CONTAINS(err.msg, "layer 'bad': element (0, 1)");
 			CHECK(rs_layer_load(&layers[3], a, 2, "mem.safetensors", &err) == RS_ENUMERIC,
 			      "NaN refused");
 			CHECK_CONTAINS(err.msg, "mem.safetensors: layer 'bad': element (0, 1)");

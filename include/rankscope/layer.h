@@ -72,6 +72,19 @@ void rs_fold_shape(const size_t shape[4], int fold, size_t *rows, size_t *cols);
 rs_status rs_layer_load(const rs_layer *layer, double *dst, size_t ld,
                         const char *path, rs_error *err);
 
+/*
+ * Loads W or its transpose, whichever the tensor's row-major bytes give by
+ * a straight conversion (linear layers and fold-0 kernels: W^T, read as a
+ * column-major cols x rows matrix; other folds: W, gathered).  Both have
+ * the same singular values, and the straight read avoids a strided
+ * transpose that costs as much as a quarter of a spectrum on wide layers.
+ * *rows and *cols receive the loaded matrix's shape (ld = *rows).
+ * Non-finite values are reported in W's coordinates, as rs_layer_load does.
+ */
+rs_status rs_layer_load_for_spectrum(const rs_layer *layer, double *dst,
+                                     size_t *rows, size_t *cols,
+                                     const char *path, rs_error *err);
+
 /* Dense cost of the layer: rows * cols parameters. */
 size_t rs_layer_params(const rs_layer *layer);
 
