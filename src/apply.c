@@ -1,6 +1,10 @@
 /*
  * apply.c — writes the compressed model a plan describes; see
- * rankscope/apply.h for the naming and layout.
+ * rankscope/apply.h and rankscope-plan(5) for the naming and layout.
+ *
+ * Every compressed layer is rebuilt from exactly what is written (float32
+ * values, codes and codebooks) and compared with the original weights, so
+ * the measured errors are those a user will load.
  */
 #include "config.h"
 
@@ -14,37 +18,124 @@
 #include <unistd.h>
 
 #include "rankscope/apply.h"
+#include "rankscope/combine.h"
 #include "rankscope/svd.h"
 #include "rankscope/util.h"
 
-/* One output tensor: copied from the input, or a factor of a layer. */
+#define MAX_PARTS 4
+
+/* One output tensor: copied from the input, or part of a compressed layer. */
 typedef struct out_tensor {
 	char *name;
 	const rs_tensor *source;     /* copied through when non-NULL */
-	size_t layer;                /* else: factor of this layer */
-	bool is_b;                   /* B (rows x r) or A (r x cols) */
-	size_t rows, cols;           /* factor shape */
+	size_t layer;                /* else: a part of this layer ... */
+	int part;                    /* ... this one (0 = first) */
+	rs_dtype dtype;
+	size_t shape[4], ndim;
 	size_t nbytes;
 } out_tensor;
 
-/* The layer a tensor is, if the plan factorises it; SIZE_MAX otherwise. */
-static size_t
-factorised_layer(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
-                 const rs_spectrum *const *spectra, const rs_plan *plan, size_t *rank)
+/* The parts of one compressed layer, computed together. */
+typedef struct layer_parts {
+	void *data[MAX_PARTS];
+	size_t nbytes[MAX_PARTS];
+	rs_apply_report report;
+} layer_parts;
+
+static void
+parts_free(layer_parts *p)
+{
+	int i;
+
+	for (i = 0; i < MAX_PARTS; i++)
+		free(p->data[i]);
+	memset(p, 0, sizeof *p);
+}
+
+/* Adds an output tensor of a layer's part. */
+static void
+add_part(out_tensor *outs, size_t *n, const char *tensor, const char *suffix,
+         size_t layer, int part, rs_dtype dtype, size_t d0, size_t d1)
+{
+	out_tensor *o = &outs[(*n)++];
+
+	memset(o, 0, sizeof *o);
+	o->name = rs_xasprintf("%s.%s", tensor, suffix);
+	o->layer = layer;
+	o->part = part;
+	o->dtype = dtype;
+	o->shape[0] = d0;
+	o->shape[1] = d1;
+	o->ndim = d1 ? 2 : 1;
+	o->nbytes = (d1 ? d0 * d1 : d0) * rs_dtype_get(dtype)->bits / 8;
+}
+
+/* The output tensors of one input tensor under the plan. */
+static void
+plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
+             const rs_layer_analysis *analyses, const rs_plan *plan,
+             out_tensor *outs, size_t *n)
 {
 	size_t i;
+	rs_plan_figures f;
+	const rs_layer *l = NULL;
 
-	for (i = 0; i < nlayers; i++) {
-		rs_plan_figures f;
-		if (layers[i].tensor != t)
-			continue;
-		rs_plan_figures_for(&layers[i], spectra[i], &plan->entries[i], &f);
-		if (f.method != RS_METHOD_LOWRANK)
-			return SIZE_MAX;
-		*rank = f.rank;
-		return i;
+	for (i = 0; i < nlayers; i++)
+		if (layers[i].tensor == t) {
+			l = &layers[i];
+			break;
+		}
+	if (l != NULL)
+		rs_plan_figures_for(l, &analyses[i], &plan->entries[i], &f);
+	if (l == NULL || f.method == RS_METHOD_DENSE) {
+		out_tensor *o = &outs[(*n)++];
+		memset(o, 0, sizeof *o);
+		o->name = rs_xstrdup(t->name);
+		o->source = t;
+		o->nbytes = t->nbytes;
+		return;
 	}
-	return SIZE_MAX;
+	switch (f.method) {
+	case RS_METHOD_LOWRANK:
+		add_part(outs, n, t->name, "lowrank.A", i, 0, RS_DTYPE_F32, f.rank, l->cols);
+		add_part(outs, n, t->name, "lowrank.B", i, 1, RS_DTYPE_F32, l->rows, f.rank);
+		break;
+	case RS_METHOD_PRUNE:
+		add_part(outs, n, t->name, "sparse.values", i, 0, RS_DTYPE_F32, f.nonzeros, 0);
+		add_part(outs, n, t->name, "sparse.indices", i, 1, RS_DTYPE_I64, f.nonzeros, 0);
+		break;
+	case RS_METHOD_PRUNE_ROWS:
+		add_part(outs, n, t->name, "channels.values", i, 0, RS_DTYPE_F32,
+		         f.nonzeros / l->cols, l->cols);
+		add_part(outs, n, t->name, "channels.index", i, 1, RS_DTYPE_I64,
+		         f.nonzeros / l->cols, 0);
+		break;
+	case RS_METHOD_PRUNE_COLS:
+		add_part(outs, n, t->name, "channels.values", i, 0, RS_DTYPE_F32,
+		         l->rows, f.nonzeros / l->rows);
+		add_part(outs, n, t->name, "channels.index", i, 1, RS_DTYPE_I64,
+		         f.nonzeros / l->rows, 0);
+		break;
+	case RS_METHOD_QUANT: {
+		const rs_plan_entry *e = &plan->entries[i];
+		unsigned levels = 1u << rs_quantizer_bits(e->quantizer, e->bits);
+		add_part(outs, n, t->name, "quant.codes", i, 0,
+		         levels <= 256 ? RS_DTYPE_U8 : RS_DTYPE_U16, t->count, 0);
+		if (e->quantizer == RS_QUANT_UNIFORM_CHANNEL)
+			add_part(outs, n, t->name, "quant.codebook", i, 1, RS_DTYPE_F32, l->rows, levels);
+		else
+			add_part(outs, n, t->name, "quant.codebook", i, 1, RS_DTYPE_F32, levels, 0);
+		break;
+	}
+	case RS_METHOD_LOWRANK_SPARSE:
+		add_part(outs, n, t->name, "lowrank.A", i, 0, RS_DTYPE_F32, f.rank, l->cols);
+		add_part(outs, n, t->name, "lowrank.B", i, 1, RS_DTYPE_F32, l->rows, f.rank);
+		add_part(outs, n, t->name, "sparse.values", i, 2, RS_DTYPE_F32, f.nonzeros, 0);
+		add_part(outs, n, t->name, "sparse.indices", i, 3, RS_DTYPE_I64, f.nonzeros, 0);
+		break;
+	default:
+		break;
+	}
 }
 
 static char *
@@ -64,17 +155,13 @@ build_header(const rs_model *model, const out_tensor *outs, size_t nouts,
 	json_object_set_new(root, "__metadata__", meta);
 	for (i = 0; i < nouts; i++) {
 		json_t *o = json_object(), *shape = json_array(), *offs = json_array();
-		size_t d;
-		if (outs[i].source) {
-			const rs_tensor *t = outs[i].source;
-			json_object_set_new(o, "dtype", json_string(rs_dtype_get(t->dtype)->name));
-			for (d = 0; d < t->ndim; d++)
-				json_array_append_new(shape, json_integer((json_int_t)t->shape[d]));
-		} else {
-			json_object_set_new(o, "dtype", json_string("F32"));
-			json_array_append_new(shape, json_integer((json_int_t)outs[i].rows));
-			json_array_append_new(shape, json_integer((json_int_t)outs[i].cols));
-		}
+		const size_t *dims = outs[i].source ? outs[i].source->shape : outs[i].shape;
+		size_t d, ndim = outs[i].source ? outs[i].source->ndim : outs[i].ndim;
+		rs_dtype dtype = outs[i].source ? outs[i].source->dtype : outs[i].dtype;
+
+		json_object_set_new(o, "dtype", json_string(rs_dtype_get(dtype)->name));
+		for (d = 0; d < ndim; d++)
+			json_array_append_new(shape, json_integer((json_int_t)dims[d]));
 		json_object_set_new(o, "shape", shape);
 		json_array_append_new(offs, json_integer((json_int_t)offset));
 		json_array_append_new(offs, json_integer((json_int_t)(offset + outs[i].nbytes)));
@@ -99,65 +186,322 @@ build_header(const rs_model *model, const out_tensor *outs, size_t nouts,
 	return out;
 }
 
-/*
- * Factorises one layer: fills a (rows x r, B) and at (r x cols, A) as
- * float32 row-major, and measures the error of B A against W.
- */
+/* Relative errors of approx against w (both column-major m x n, ld m):
+ * Frobenius directly, spectral from an SVD of the difference. */
 static rs_status
-factorise(const rs_model *model, const rs_layer *l, size_t r, float *b, float *a,
-          rs_apply_report *rep, rs_error *err)
+measure(const rs_model *model, const rs_layer *l, const double *w, double *approx,
+        rs_apply_report *rep, rs_error *err)
+{
+	size_t m = l->rows, n = l->cols, k = m < n ? m : n, i;
+	double fro_w = 0, fro_d = 0, dummy = 0, *sw = malloc(k * sizeof *sw);
+	double *wc = malloc(m * n * sizeof *wc), *sd = malloc(k * sizeof *sd);
+	lapack_int info = 0;
+	rs_status st = RS_OK;
+
+	if (!sw || !wc || !sd) {
+		st = rs_error_set(err, RS_ENOMEM, "%s: layer '%s': out of memory", model->path,
+		                  l->name);
+		goto out;
+	}
+	for (i = 0; i < m * n; i++) {
+		fro_w += w[i] * w[i];
+		approx[i] = w[i] - approx[i];
+		fro_d += approx[i] * approx[i];
+		wc[i] = w[i];
+	}
+	rep->measured_fro = fro_w > 0 ? sqrt(fro_d / fro_w) : 0;
+	info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', (lapack_int)m, (lapack_int)n, wc,
+	                      (lapack_int)m, sw, &dummy, 1, &dummy, 1);
+	if (info == 0)
+		info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', (lapack_int)m, (lapack_int)n, approx,
+		                      (lapack_int)m, sd, &dummy, 1, &dummy, 1);
+	if (info != 0) {
+		st = rs_error_set(err, RS_ENUMERIC, "%s: layer '%s': dgesdd did not converge "
+		                  "(info %d)", model->path, l->name, (int)info);
+		goto out;
+	}
+	rep->measured_spec = sw[0] > 0 ? sd[0] / sw[0] : 0;
+out:
+	free(sw);
+	free(wc);
+	free(sd);
+	return st;
+}
+
+/* A rank-r factorisation of the m x n matrix x (destroyed): B = U_r
+ * sqrt(S_r) into b (m x r, row-major), A = sqrt(S_r) V_r^T into a (r x n,
+ * row-major); approx (may alias nothing) += B A from the float32 values. */
+static rs_status
+factorise(const rs_model *model, const rs_layer *l, double *x, size_t r, float *a,
+          float *b, double *approx, rs_error *err)
 {
 	size_t m = l->rows, n = l->cols, k = m < n ? m : n, i, j, t;
-	double *w = malloc(m * n * sizeof *w), *u = malloc(m * k * sizeof *u);
-	double *vt = malloc(k * n * sizeof *vt), *s = malloc(k * sizeof *s);
-	double *diff = malloc(m * n * sizeof *diff), *ds = malloc(k * sizeof *ds);
-	double fro_w = 0, fro_d = 0, dummy = 0;
+	double *u = malloc(m * k * sizeof *u), *vt = malloc(k * n * sizeof *vt);
+	double *s = malloc(k * sizeof *s);
 	rs_status st = RS_OK;
 	lapack_int info;
 
-	if (!w || !u || !vt || !s || !diff || !ds) {
-		st = rs_error_set(err, RS_ENOMEM, "%s: layer '%s': out of memory for its "
-		                  "factorisation", model->path, l->name);
+	if (!u || !vt || !s) {
+		st = rs_error_set(err, RS_ENOMEM, "%s: layer '%s': out of memory", model->path,
+		                  l->name);
 		goto out;
 	}
-	if ((st = rs_layer_load(l, w, m, model->path, err)) != RS_OK)
-		goto out;
-	memcpy(diff, w, m * n * sizeof *w);
-	info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', (lapack_int)m, (lapack_int)n, diff,
+	info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', (lapack_int)m, (lapack_int)n, x,
 	                      (lapack_int)m, s, u, (lapack_int)m, vt, (lapack_int)k);
 	if (info != 0) {
 		st = rs_error_set(err, RS_ENUMERIC, "%s: layer '%s': dgesdd did not converge "
 		                  "(info %d)", model->path, l->name, (int)info);
 		goto out;
 	}
-	/* B = U_r sqrt(S_r) (rows x r), A = sqrt(S_r) V_r^T (r x cols), row-major */
 	for (i = 0; i < m; i++)
 		for (t = 0; t < r; t++)
 			b[i * r + t] = (float)(u[i + t * m] * sqrt(s[t]));
 	for (t = 0; t < r; t++)
 		for (j = 0; j < n; j++)
 			a[t * n + j] = (float)(sqrt(s[t]) * vt[t + j * k]);
-	/* measure from the float32 factors actually written */
 	for (j = 0; j < n; j++)
 		for (i = 0; i < m; i++) {
-			double x = 0;
+			double v = 0;
 			for (t = 0; t < r; t++)
-				x += (double)b[i * r + t] * (double)a[t * n + j];
-			diff[i + j * m] = w[i + j * m] - x;
-			fro_w += w[i + j * m] * w[i + j * m];
-			fro_d += diff[i + j * m] * diff[i + j * m];
+				v += (double)b[i * r + t] * (double)a[t * n + j];
+			approx[i + j * m] += v;
 		}
-	rep->measured_fro = fro_w > 0 ? sqrt(fro_d / fro_w) : 0;
-	info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', (lapack_int)m, (lapack_int)n, diff,
-	                      (lapack_int)m, ds, &dummy, 1, &dummy, 1);
-	if (info != 0) {
-		st = rs_error_set(err, RS_ENUMERIC, "%s: layer '%s': dgesdd did not converge "
-		                  "(info %d)", model->path, l->name, (int)info);
+out:
+	free(u);
+	free(vt);
+	free(s);
+	return st;
+}
+
+static int
+compare_size(const void *x, const void *y)
+{
+	int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+/* Sparse values and flat tensor indices (ascending) of the entries of s
+ * (column-major m x n) that `keep` marks; approx += the float32 values. */
+static void
+write_sparse(const rs_layer *l, const double *s, const unsigned char *keep, size_t nnz,
+             float *values, int64_t *indices, double *approx)
+{
+	size_t m = l->rows, n = l->cols, i, j, k = 0;
+	int64_t *pairs = rs_xmalloc(2 * (nnz ? nnz : 1) * sizeof *pairs);
+
+	/* sort (tensor index, element) pairs so the file lists ascending indices */
+	for (j = 0; j < n; j++)
+		for (i = 0; i < m; i++)
+			if (keep[i + j * m] && k < nnz) {
+				pairs[2 * k] = (int64_t)rs_layer_tensor_index(l, i, j);
+				pairs[2 * k + 1] = (int64_t)(i + j * m);
+				k++;
+			}
+	qsort(pairs, k, 2 * sizeof *pairs, compare_size);
+	for (i = 0; i < k; i++) {
+		size_t e = (size_t)pairs[2 * i + 1];
+		indices[i] = pairs[2 * i];
+		values[i] = (float)s[e];
+		approx[e] += (double)values[i];
+	}
+	free(pairs);
+}
+
+/* Computes the parts of one compressed layer and what they measure. */
+static rs_status
+compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
+              const rs_plan_figures *f, layer_parts *p, rs_error *err)
+{
+	size_t m = l->rows, n = l->cols, count = m * n, i, j;
+	double *w = malloc(count * sizeof *w), *x = malloc(count * sizeof *x);
+	double *approx = calloc(count ? count : 1, sizeof *approx);
+	unsigned char *keep = NULL;
+	rs_status st = RS_OK;
+	/* rs_layer_load_for_spectrum gives W^T for these (as the engine) */
+	bool transposed = l->kind == RS_LAYER_LINEAR || l->fold == 0;
+
+	memset(p, 0, sizeof *p);
+	if (!w || !x || !approx) {
+		st = rs_error_set(err, RS_ENOMEM, "%s: layer '%s': out of memory", model->path,
+		                  l->name);
 		goto out;
 	}
-	rep->measured_spec = s[0] > 0 ? ds[0] / s[0] : 0;
+	if ((st = rs_layer_load(l, w, m, model->path, err)) != RS_OK)
+		goto out;
+	memcpy(x, w, count * sizeof *w);
+	switch (f->method) {
+	case RS_METHOD_LOWRANK:
+		p->data[0] = rs_xmalloc(f->rank * n * sizeof(float) + 1);
+		p->data[1] = rs_xmalloc(m * f->rank * sizeof(float) + 1);
+		st = factorise(model, l, x, f->rank, p->data[0], p->data[1], approx, err);
+		break;
+	case RS_METHOD_PRUNE: {
+		/* the same statistics, from the same load, as the figures */
+		size_t lr, lc;
+		rs_magnitudes *mags;
+		if ((st = rs_layer_load_for_spectrum(l, x, &lr, &lc, model->path, err)) != RS_OK)
+			break;
+		mags = rs_magnitudes_new(x, lr, lc, lr);
+		keep = malloc(count ? count : 1);
+		if (mags == NULL || keep == NULL) {
+			rs_magnitudes_free(mags);
+			st = rs_error_set(err, RS_ENOMEM, "%s: layer '%s': out of memory",
+			                  model->path, l->name);
+			break;
+		}
+		rs_prune_mask(mags, count - f->nonzeros, keep);
+		rs_magnitudes_free(mags);
+		/* the mask is in the loaded buffer's order: map it to W's */
+		if (transposed) {
+			unsigned char *wkeep = malloc(count ? count : 1);
+			if (wkeep == NULL) {
+				st = rs_error_set(err, RS_ENOMEM, "%s: out of memory", model->path);
+				break;
+			}
+			for (i = 0; i < m; i++)
+				for (j = 0; j < n; j++)
+					wkeep[i + j * m] = keep[j + i * n];
+			free(keep);
+			keep = wkeep;
+		}
+		p->data[0] = rs_xmalloc(f->nonzeros * sizeof(float) + 1);
+		p->data[1] = rs_xmalloc(f->nonzeros * sizeof(int64_t) + 1);
+		write_sparse(l, w, keep, f->nonzeros, p->data[0], p->data[1], approx);
+		break;
+	}
+	case RS_METHOD_PRUNE_ROWS:
+	case RS_METHOD_PRUNE_COLS: {
+		/* the channels the figures drop: from the same statistics */
+		bool rows = f->method == RS_METHOD_PRUNE_ROWS;
+		size_t side = rows ? m : n, other = rows ? n : m, kept = f->nonzeros / other;
+		size_t lr, lc, c, t = 0;
+		const uint32_t *order;
+		rs_magnitudes *mags;
+		float *values;
+		int64_t *index;
+		if ((st = rs_layer_load_for_spectrum(l, x, &lr, &lc, model->path, err)) != RS_OK)
+			break;
+		mags = rs_magnitudes_new(x, lr, lc, lr);
+		if (mags == NULL) {
+			st = rs_error_set(err, RS_ENOMEM, "%s: layer '%s': out of memory",
+			                  model->path, l->name);
+			break;
+		}
+		/* W's rows are the loaded matrix's columns when it is W^T */
+		order = rows != transposed ? mags->row_order : mags->col_order;
+		keep = rs_xcalloc(side, 1);
+		for (c = side - kept; c < side; c++)
+			keep[order[c]] = 1;
+		rs_magnitudes_free(mags);
+		values = p->data[0] = rs_xmalloc(kept * other * sizeof(float) + 1);
+		index = p->data[1] = rs_xmalloc(kept * sizeof(int64_t) + 1);
+		for (c = 0; c < side; c++) {
+			if (!keep[c])
+				continue;
+			index[t] = (int64_t)c;
+			for (i = 0; i < other; i++) {
+				size_t e2 = rows ? c + i * m : i + c * m;
+				/* kept rows (kept x cols) or kept columns (rows x kept),
+				 * row-major */
+				float v = (float)w[e2];
+				if (rows)
+					values[t * other + i] = v;
+				else
+					values[i * kept + t] = v;
+				approx[e2] = (double)v;
+			}
+			t++;
+		}
+		break;
+	}
+	case RS_METHOD_QUANT: {
+		unsigned levels = 1u << rs_quantizer_bits(e->quantizer, e->bits);
+		size_t nbook = e->quantizer == RS_QUANT_UNIFORM_CHANNEL ? m * levels : levels;
+		uint16_t *codes = rs_xmalloc(count * sizeof *codes + 1);
+		double *book = rs_xcalloc(nbook, sizeof *book);
+		float *fbook;
+		rs_quant_result qr;
+		st = rs_quantize(w, m, n, m, e->quantizer, e->bits, NULL, codes, book, &qr, err);
+		if (st == RS_OK) {
+			p->data[0] = rs_xmalloc(count * (levels <= 256 ? 1 : 2) + 1);
+			fbook = p->data[1] = rs_xmalloc(nbook * sizeof(float) + 1);
+			for (i = 0; i < nbook; i++)
+				fbook[i] = (float)book[i];
+			for (j = 0; j < n; j++)
+				for (i = 0; i < m; i++) {
+					size_t e2 = i + j * m, ti = rs_layer_tensor_index(l, i, j);
+					uint16_t code = codes[e2];
+					if (levels <= 256)
+						((uint8_t *)p->data[0])[ti] = (uint8_t)code;
+					else
+						((uint16_t *)p->data[0])[ti] = code;
+					approx[e2] = (double)fbook[e->quantizer == RS_QUANT_UNIFORM_CHANNEL ?
+					                           i * levels + code : code];
+				}
+		}
+		free(codes);
+		free(book);
+		break;
+	}
+	case RS_METHOD_LOWRANK_SPARSE: {
+		rs_combine_spec spec = {
+			.rank = e->rank, .nonzeros = f->nonzeros, .value_bits = RS_VALUE_BITS,
+			.max_iterations = RS_COMBINE_DEFAULT_ITERATIONS,
+			.tolerance = RS_COMBINE_DEFAULT_TOLERANCE,
+		};
+		double *sparse = calloc(count ? count : 1, sizeof *sparse);
+		rs_combine_result cr;
+		memset(&cr, 0, sizeof cr);
+		if (sparse == NULL) {
+			st = rs_error_set(err, RS_ENOMEM, "%s: out of memory", model->path);
+			break;
+		}
+		st = rs_combine(w, m, n, m, &spec, NULL, NULL, NULL, x, sparse, &cr, err);
+		if (st == RS_OK && cr.fallback != RS_COMBINE_NONE)
+			st = rs_error_set(err, RS_EINVAL, "%s: layer '%s': the combination falls "
+			                  "back to a single part; plan that part instead", model->path,
+			                  l->name);
+		if (st == RS_OK) {
+			/* x = L + S: factorise L = x - S; S goes out as sparse values */
+			keep = rs_xcalloc(count ? count : 1, 1);
+			for (i = 0; i < count; i++) {
+				x[i] -= sparse[i];
+				keep[i] = sparse[i] != 0;
+			}
+			p->data[0] = rs_xmalloc(e->rank * n * sizeof(float) + 1);
+			p->data[1] = rs_xmalloc(m * e->rank * sizeof(float) + 1);
+			st = factorise(model, l, x, e->rank, p->data[0], p->data[1], approx, err);
+		}
+		if (st == RS_OK) {
+			size_t nnz = 0;
+			for (i = 0; i < count; i++)
+				nnz += keep[i];
+			p->data[2] = rs_xmalloc(f->nonzeros * sizeof(float) + 1);
+			p->data[3] = rs_xcalloc(f->nonzeros ? f->nonzeros : 1, sizeof(int64_t));
+			/* S may have fewer nonzeros than budgeted (exact zeros): pad
+			 * with explicit zeros at the first unused positions */
+			for (i = 0; nnz < f->nonzeros && i < count; i++)
+				if (!keep[i]) {
+					keep[i] = 1;
+					nnz++;
+				}
+			write_sparse(l, sparse, keep, f->nonzeros, p->data[2], p->data[3], approx);
+		}
+		free(sparse);
+		rs_combine_result_free(&cr);
+		break;
+	}
+	default:
+		break;
+	}
+	if (st == RS_OK)
+		st = measure(model, l, w, approx, &p->report, err);
 out:
-	free(w); free(u); free(vt); free(s); free(diff); free(ds);
+	free(keep);
+	free(w);
+	free(x);
+	free(approx);
 	return st;
 }
 
@@ -171,32 +515,21 @@ write_all(FILE *f, const void *data, size_t len, const char *path, rs_error *err
 
 rs_status
 rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
-         const rs_spectrum *const *spectra, const rs_plan *plan,
+         const rs_layer_analysis *analyses, const rs_plan *plan,
          const char *plan_json, const char *out_path,
          rs_apply_progress progress, void *userdata, rs_error *err)
 {
-	out_tensor *outs = rs_xcalloc(2 * model->ntensors + 1, sizeof *outs);
+	out_tensor *outs = rs_xcalloc(MAX_PARTS * model->ntensors + 1, sizeof *outs);
 	size_t nouts = 0, i, hlen;
 	char *header = NULL, *tmp = NULL;
+	layer_parts parts;
 	FILE *f = NULL;
 	rs_status st = RS_OK;
 	int fd;
 
-	for (i = 0; i < model->ntensors; i++) {
-		const rs_tensor *t = &model->tensors[i];
-		size_t rank = 0, li = factorised_layer(t, layers, nlayers, spectra, plan, &rank);
-
-		if (li == SIZE_MAX) {
-			outs[nouts++] = (out_tensor){rs_xstrdup(t->name), t, 0, false, 0, 0, t->nbytes};
-			continue;
-		}
-		outs[nouts++] = (out_tensor){rs_xasprintf("%s.lowrank.A", t->name), NULL, li,
-		                             false, rank, layers[li].cols,
-		                             rank * layers[li].cols * sizeof(float)};
-		outs[nouts++] = (out_tensor){rs_xasprintf("%s.lowrank.B", t->name), NULL, li,
-		                             true, layers[li].rows, rank,
-		                             layers[li].rows * rank * sizeof(float)};
-	}
+	memset(&parts, 0, sizeof parts);
+	for (i = 0; i < model->ntensors; i++)
+		plan_outputs(&model->tensors[i], layers, nlayers, analyses, plan, outs, &nouts);
 	header = build_header(model, outs, nouts, plan_json, &hlen);
 
 	tmp = rs_xasprintf("%s.tmp-XXXXXX", out_path);
@@ -214,41 +547,30 @@ rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
 		goto out;
 	for (i = 0; i < nouts && st == RS_OK; i++) {
 		const out_tensor *o = &outs[i];
-		const rs_layer *l;
-		rs_apply_report rep;
-		rs_plan_figures fig;
-		float *a, *b;
 
 		if (o->source) {
 			st = write_all(f, o->source->data, o->nbytes, out_path, err);
 			continue;
 		}
-		if (o->is_b)
-			continue;   /* written together with its A, just below */
-		l = &layers[o->layer];
-		b = malloc(outs[i + 1].nbytes ? outs[i + 1].nbytes : 1);
-		a = malloc(o->nbytes ? o->nbytes : 1);
-		memset(&rep, 0, sizeof rep);
-		if (a == NULL || b == NULL) {
-			st = rs_error_set(err, RS_ENOMEM, "%s: layer '%s': out of memory", model->path,
-			                  l->name);
-		} else {
-			st = factorise(model, l, o->rows, b, a, &rep, err);
-			if (st == RS_OK)
-				st = write_all(f, a, o->nbytes, out_path, err);
-			if (st == RS_OK)
-				st = write_all(f, b, outs[i + 1].nbytes, out_path, err);
+		if (o->part == 0) {
+			const rs_layer *l = &layers[o->layer];
+			rs_plan_figures fig;
+
+			parts_free(&parts);
+			rs_plan_figures_for(l, &analyses[o->layer], &plan->entries[o->layer], &fig);
+			st = compute_parts(model, l, &plan->entries[o->layer], &fig, &parts, err);
+			if (st != RS_OK)
+				break;
+			parts.report.layer = l;
+			parts.report.method = fig.method;
+			parts.report.rank = fig.rank;
+			parts.report.predicted_fro = fig.err_fro;
+			parts.report.predicted_spec = fig.err_spec;
+			parts.report.spec_is_bound = fig.spec_is_bound;
+			if (progress)
+				progress(userdata, &parts.report);
 		}
-		free(a);
-		free(b);
-		if (st == RS_OK && progress) {
-			rs_plan_figures_for(l, spectra[o->layer], &plan->entries[o->layer], &fig);
-			rep.layer = l;
-			rep.rank = o->rows;
-			rep.predicted_fro = fig.err_fro;
-			rep.predicted_spec = fig.err_spec;
-			progress(userdata, &rep);
-		}
+		st = write_all(f, parts.data[o->part], o->nbytes, out_path, err);
 	}
 	if (st == RS_OK && (fflush(f) != 0 || fsync(fileno(f)) != 0))
 		st = rs_error_set(err, RS_EIO, "%s: write failed: %s", out_path, strerror(errno));
@@ -258,6 +580,7 @@ rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
 	if (st == RS_OK && rename(tmp, out_path) != 0)
 		st = rs_error_set(err, RS_EIO, "%s: cannot replace: %s", out_path, strerror(errno));
 out:
+	parts_free(&parts);
 	if (f != NULL)
 		fclose(f);
 	if (tmp != NULL) {

@@ -44,60 +44,85 @@ cmd_json_print(json_t *root)
 
 void
 cmd_print_plan(const rs_layer *layers, size_t nlayers,
-               const rs_spectrum *const *spectra, const rs_plan *plan)
+               const rs_layer_analysis *analyses, const rs_plan *plan)
 {
 	size_t i, name_w = 5;
 	rs_plan_totals t;
-	char before[16], after[16];
+	char before[16], after[16], bbefore[16], bafter[16];
 
 	for (i = 0; i < nlayers; i++)
 		if (strlen(layers[i].name) > name_w)
 			name_w = strlen(layers[i].name) > 48 ? 48 : strlen(layers[i].name);
-	printf("%-*s %-11s %-8s %6s %8s %8s %8s %7s\n", (int)name_w, "layer", "matrix",
-	       "method", "rank", "err_F", "err_2", "params", "ratio");
+	printf("%-*s %-11s %-14s %6s %8s %9s %8s %9s %7s  %s\n", (int)name_w, "layer", "matrix",
+	       "method", "rank", "err_F", "err_2", "params", "size", "ratio", "detail");
 	for (i = 0; i < nlayers; i++) {
 		const rs_layer *l = &layers[i];
-		char matrix[32], params[16];
+		char matrix[32], params[16], size[16], rank[16], detail[48];
 		rs_plan_figures f;
 
-		rs_plan_figures_for(l, spectra[i], &plan->entries[i], &f);
+		rs_plan_figures_for(l, &analyses[i], &plan->entries[i], &f);
 		snprintf(matrix, sizeof matrix, "%zux%zu", l->rows, l->cols);
 		rs_format_count(params, sizeof params, (double)f.params);
-		printf("%-*.*s %-11s %-8s %6zu %8.4f %8.4f %8s %6.2fx\n", (int)name_w,
-		       (int)name_w, l->name, matrix, rs_method_name(f.method), f.rank,
-		       f.err_fro, f.err_spec, params, (double)(l->rows * l->cols) / (double)f.params);
+		rs_format_bytes(size, sizeof size, (f.bits + 7) / 8);
+		if (f.method == RS_METHOD_DENSE || f.method == RS_METHOD_LOWRANK ||
+		    f.method == RS_METHOD_LOWRANK_SPARSE)
+			snprintf(rank, sizeof rank, "%zu", f.rank);
+		else
+			snprintf(rank, sizeof rank, "-");
+		rs_plan_describe(&plan->entries[i], &f, detail, sizeof detail);
+		/* a spectral error that is only a bound is marked '<=' */
+		printf("%-*.*s %-11s %-14s %6s %8.4f %s%7.4f %8s %9s %6.2fx  %s\n", (int)name_w,
+		       (int)name_w, l->name, matrix, rs_method_name(f.method), rank, f.err_fro,
+		       f.spec_is_bound ? "<=" : "  ", f.err_spec, params, size,
+		       (double)rs_layer_dense_bits(l) / (double)f.bits, detail);
 	}
-	rs_plan_totals_compute(plan, layers, spectra, &t);
+	rs_plan_totals_compute(plan, layers, analyses, &t);
 	rs_format_count(before, sizeof before, (double)t.params_before);
 	rs_format_count(after, sizeof after, (double)t.params_after);
-	printf("total: params %s -> %s (%.2fx), flops %zu -> %zu, %zu of %zu layers "
-	       "factorised, worst err_2 %.4f%s%s, network bound %.4f\n", before, after,
-	       t.ratio, t.flops_before, t.flops_after, t.compressed, t.layers,
-	       t.worst_err_spec, t.worst_err_spec > 0 ? " in " : "",
+	rs_format_bytes(bbefore, sizeof bbefore, (t.bits_before + 7) / 8);
+	rs_format_bytes(bafter, sizeof bafter, (t.bits_after + 7) / 8);
+	printf("total: params %s -> %s (%.2fx), storage %s -> %s (%.2fx), flops %zu -> %zu, "
+	       "%zu of %zu layers compressed, worst err_2 %.4f%s%s, network bound %.4f\n",
+	       before, after, t.ratio, bbefore, bafter, t.bits_ratio, t.flops_before,
+	       t.flops_after, t.compressed, t.layers, t.worst_err_spec,
+	       t.worst_err_spec > 0 ? " in " : "",
 	       t.worst_err_spec > 0 ? layers[t.worst_layer].name : "", t.net_bound);
 }
 
 void
 cmd_print_plan_csv(const rs_layer *layers, size_t nlayers,
-                   const rs_spectrum *const *spectra, const rs_plan *plan)
+                   const rs_layer_analysis *analyses, const rs_plan *plan)
 {
 	size_t i;
 
-	printf("layer,rows,cols,fold,method,rank,err_fro,err_spec,energy,params,flops,"
-	       "params_dense\n");
+	printf("layer,rows,cols,fold,method,rank,sparsity,quantizer,bits,err_fro,err_spec,"
+	       "err_spec_is_bound,energy,params,nonzeros,flops,storage_bits,params_dense,"
+	       "storage_bits_dense\n");
 	for (i = 0; i < nlayers; i++) {
 		const rs_layer *l = &layers[i];
 		rs_plan_figures f;
 
-		rs_plan_figures_for(l, spectra[i], &plan->entries[i], &f);
+		rs_plan_figures_for(l, &analyses[i], &plan->entries[i], &f);
 		cmd_csv_field(stdout, l->name);
 		printf(",%zu,%zu,", l->rows, l->cols);
 		if (l->fold != RS_FOLD_NONE)
 			printf("%d", l->fold);
 		printf(",%s,", rs_method_name(f.method));
-		if (f.method == RS_METHOD_LOWRANK)
+		if (f.method == RS_METHOD_LOWRANK || f.method == RS_METHOD_LOWRANK_SPARSE)
 			printf("%zu", f.rank);
-		printf(",%.17g,%.17g,%.17g,%zu,%zu,%zu\n", f.err_fro, f.err_spec, f.energy,
-		       f.params, f.flops, l->rows * l->cols);
+		printf(",");
+		if (f.method != RS_METHOD_DENSE && f.method != RS_METHOD_LOWRANK &&
+		    f.method != RS_METHOD_QUANT)
+			printf("%.17g", plan->entries[i].sparsity);
+		printf(",");
+		if (f.method == RS_METHOD_QUANT)
+			printf("%s,%u", rs_quantizer_name(plan->entries[i].quantizer),
+			       rs_quantizer_bits(plan->entries[i].quantizer, plan->entries[i].bits));
+		else
+			printf(",");
+		printf(",%.17g,%.17g,%d,%.17g,%zu,%zu,%zu,%llu,%zu,%llu\n", f.err_fro, f.err_spec,
+		       f.spec_is_bound, f.energy, f.params, f.nonzeros, f.flops,
+		       (unsigned long long)f.bits, l->rows * l->cols,
+		       (unsigned long long)rs_layer_dense_bits(l));
 	}
 }

@@ -32,22 +32,20 @@ to_stdout(void *userdata, const char *text, size_t len)
 	fwrite(text, 1, len, stdout);
 }
 
-/* Sets up a runtime on a session whose spectra are all computed. */
+/* Sets up a runtime on a session whose analyses are all computed. */
 rs_script *
-cmd_script_new(cmd_session *s, const cmd_options *opts, const rs_spectrum **spectra,
-               rs_plan *plan)
+cmd_script_new(cmd_session *s, const cmd_options *opts,
+               const rs_layer_analysis *analyses, rs_plan *plan)
 {
 	rs_script_host host = {
 		.model = s->model, .layers = s->layers, .nlayers = s->nlayers,
-		.spectra = spectra, .plan = plan, .output = to_stdout,
+		.analyses = analyses, .plan = plan, .output = to_stdout,
 	};
-	size_t ndirs, i;
+	size_t ndirs;
 	char **dirs = rs_script_default_dirs(opts->strategy_dirs, opts->nstrategy_dirs, &ndirs);
 	rs_script *script;
 	rs_error err;
 
-	for (i = 0; i < s->nlayers; i++)
-		spectra[i] = rs_engine_spectrum(s->engine, i);
 	script = rs_script_new(&host, (const char *const *)dirs, ndirs, &err);
 	rs_script_free_dirs(dirs, ndirs);
 	if (script == NULL)
@@ -59,7 +57,7 @@ static int
 run_run(const cmd_entry *self, cmd_options *opts)
 {
 	const char *what = opts->args[0], *path = opts->args[1];
-	const rs_spectrum **spectra;
+	rs_layer_analysis *analyses;
 	struct sigaction sa, old;
 	rs_script *script;
 	char *summary = NULL;
@@ -69,6 +67,7 @@ run_run(const cmd_entry *self, cmd_options *opts)
 	rs_status st;
 
 	(void)self;
+	opts->statistics = true;
 	if (!cmd_session_open(&s, path, opts))
 		return CMD_EXIT_FAILURE;
 	if (cmd_session_report_failures(&s) > 0) {
@@ -77,18 +76,18 @@ run_run(const cmd_entry *self, cmd_options *opts)
 		cmd_session_close(&s);
 		return CMD_EXIT_FAILURE;
 	}
-	spectra = rs_xcalloc(s.nlayers ? s.nlayers : 1, sizeof *spectra);
+	analyses = cmd_session_analyses(&s);
 	if (opts->plan != NULL) {
 		if (rs_plan_load(opts->plan, s.model, s.layers, s.nlayers, &plan, NULL, &err) != RS_OK) {
 			fprintf(stderr, "rankscope: %s\n", err.msg);
-			free(spectra);
+			free(analyses);
 			cmd_session_close(&s);
 			return CMD_EXIT_FAILURE;
 		}
 	} else {
 		rs_plan_init(&plan, s.nlayers);
 	}
-	script = cmd_script_new(&s, opts, spectra, &plan);
+	script = cmd_script_new(&s, opts, analyses, &plan);
 	if (script == NULL) {
 		st = RS_EINVAL;
 		goto out;
@@ -109,18 +108,18 @@ run_run(const cmd_entry *self, cmd_options *opts)
 		rs_plan_origin origin;
 		rs_plan_origin_set(&origin, what, opts->params, opts->nparams);
 		if (opts->output != NULL &&
-		    (st = rs_plan_save(opts->output, s.model, s.layers, s.nlayers, spectra,
+		    (st = rs_plan_save(opts->output, s.model, s.layers, s.nlayers, analyses,
 		                       &plan, &origin, &err)) != RS_OK)
 			fprintf(stderr, "rankscope: %s\n", err.msg);
 		if (st == RS_OK && strcmp(opts->format, "json") == 0) {
-			char *json = rs_plan_to_json(s.model, s.layers, s.nlayers, spectra, &plan,
+			char *json = rs_plan_to_json(s.model, s.layers, s.nlayers, analyses, &plan,
 			                             &origin, 2);
 			fputs(json, stdout);
 			free(json);
 		} else if (st == RS_OK && strcmp(opts->format, "csv") == 0) {
-			cmd_print_plan_csv(s.layers, s.nlayers, spectra, &plan);
+			cmd_print_plan_csv(s.layers, s.nlayers, analyses, &plan);
 		} else if (st == RS_OK) {
-			cmd_print_plan(s.layers, s.nlayers, spectra, &plan);
+			cmd_print_plan(s.layers, s.nlayers, analyses, &plan);
 		}
 		/* the summary is for people: on stderr when stdout is data */
 		if (st == RS_OK && summary)
@@ -131,7 +130,7 @@ run_run(const cmd_entry *self, cmd_options *opts)
 	rs_script_free(script);
 out:
 	rs_plan_free(&plan);
-	free(spectra);
+	free(analyses);
 	cmd_session_close(&s);
 	return st == RS_OK ? CMD_EXIT_OK : CMD_EXIT_FAILURE;
 }

@@ -63,7 +63,7 @@ cmd_session_engine_options(const cmd_session *s, const cmd_options *opts)
 {
 	rs_engine_options eo = {
 		.threads = opts->threads, .method = opts->method,
-		.cache_dir = s->cache_dir,
+		.cache_dir = s->cache_dir, .statistics = opts->statistics,
 	};
 	return eo;
 }
@@ -106,13 +106,13 @@ cmd_session_close(cmd_session *s)
 	*s = (cmd_session){0};
 }
 
-const rs_spectrum **
-cmd_session_spectra(const cmd_session *s)
+rs_layer_analysis *
+cmd_session_analyses(const cmd_session *s)
 {
-	const rs_spectrum **spectra = rs_xcalloc(s->nlayers ? s->nlayers : 1, sizeof *spectra);
+	rs_layer_analysis *a = rs_xcalloc(s->nlayers ? s->nlayers : 1, sizeof *a);
 	size_t i;
 
 	for (i = 0; i < s->nlayers; i++)
-		spectra[i] = rs_engine_spectrum(s->engine, i);
-	return spectra;
+		a[i] = rs_engine_analysis(s->engine, i);
+	return a;
 }

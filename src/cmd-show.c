@@ -16,7 +16,7 @@ static int
 show_run(const cmd_entry *self, cmd_options *opts)
 {
 	const char *plan_path = opts->args[0], *path = opts->args[1];
-	const rs_spectrum **spectra;
+	rs_layer_analysis *analyses;
 	rs_plan_origin origin;
 	cmd_session s;
 	rs_plan plan;
@@ -24,6 +24,7 @@ show_run(const cmd_entry *self, cmd_options *opts)
 	int status = CMD_EXIT_OK;
 
 	(void)self;
+	opts->statistics = true;
 	if (!cmd_session_open(&s, path, opts))
 		return CMD_EXIT_FAILURE;
 	if (cmd_session_report_failures(&s) > 0) {
@@ -35,24 +36,24 @@ show_run(const cmd_entry *self, cmd_options *opts)
 		cmd_session_close(&s);
 		return CMD_EXIT_FAILURE;
 	}
-	spectra = cmd_session_spectra(&s);
+	analyses = cmd_session_analyses(&s);
 	if (strcmp(opts->format, "csv") == 0) {
-		cmd_print_plan_csv(s.layers, s.nlayers, spectra, &plan);
+		cmd_print_plan_csv(s.layers, s.nlayers, analyses, &plan);
 	} else if (strcmp(opts->format, "json") == 0) {
-		char *json = rs_plan_to_json(s.model, s.layers, s.nlayers, spectra, &plan,
+		char *json = rs_plan_to_json(s.model, s.layers, s.nlayers, analyses, &plan,
 		                             &origin, 2);
 		fputs(json, stdout);
 		free(json);
 	} else {
-		cmd_print_plan(s.layers, s.nlayers, spectra, &plan);
+		cmd_print_plan(s.layers, s.nlayers, analyses, &plan);
 	}
 	if (opts->output != NULL &&
-	    rs_plan_save(opts->output, s.model, s.layers, s.nlayers, spectra, &plan,
+	    rs_plan_save(opts->output, s.model, s.layers, s.nlayers, analyses, &plan,
 	                 &origin, &err) != RS_OK) {
 		fprintf(stderr, "rankscope: %s\n", err.msg);
 		status = CMD_EXIT_FAILURE;
 	}
-	free(spectra);
+	free(analyses);
 	rs_plan_origin_free(&origin);
 	rs_plan_free(&plan);
 	cmd_session_close(&s);

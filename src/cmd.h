@@ -64,6 +64,7 @@ typedef struct cmd_options {
 	size_t nstrategy_dirs;
 	const char *output;       /* -o FILE */
 	const char *plan;         /* --plan FILE */
+	bool statistics;          /* also build pruning/quantisation statistics */
 	char **args;              /* positional arguments */
 	int nargs;
 } cmd_options;
@@ -122,17 +123,17 @@ void cmd_session_close(cmd_session *s);
  * fills spectra[] from the engine.  Prints its own errors. */
 struct rs_script;
 struct rs_script *cmd_script_new(cmd_session *s, const cmd_options *opts,
-                                 const rs_spectrum **spectra, rs_plan *plan);
+                                 const rs_layer_analysis *analyses, rs_plan *plan);
 
 /* Output helpers (cmd-output.c). */
 /* The per-layer table of a plan and its totals line, for people. */
 void cmd_print_plan(const rs_layer *layers, size_t nlayers,
-                    const rs_spectrum *const *spectra, const rs_plan *plan);
+                    const rs_layer_analysis *analyses, const rs_plan *plan);
 /* The same as CSV, one row per layer. */
 void cmd_print_plan_csv(const rs_layer *layers, size_t nlayers,
-                        const rs_spectrum *const *spectra, const rs_plan *plan);
-/* All spectra of a finished session (malloc'd array, entries borrowed). */
-const rs_spectrum **cmd_session_spectra(const cmd_session *s);
+                        const rs_layer_analysis *analyses, const rs_plan *plan);
+/* The analyses of a finished session (malloc'd array, contents borrowed). */
+rs_layer_analysis *cmd_session_analyses(const cmd_session *s);
 void cmd_csv_field(FILE *out, const char *text);
 json_t *cmd_shape_json(const rs_tensor *t);
 /* Pretty-prints to stdout with 17 significant digits for reals. */

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rankscope/analysis.h"
 #include "rankscope/cache.h"
 #include "rankscope/engine.h"
 #include "rankscope/util.h"
@@ -42,6 +43,9 @@ struct rs_engine {
 	pthread_cond_t finished_cond;
 	rs_job_state *state;
 	rs_spectrum **spectra;
+	rs_magnitudes **magnitudes;
+	rs_quant_curve **quant;
+	bool statistics;
 	char **errors;
 	rs_svd_method *used;
 	size_t finished;
@@ -68,6 +72,13 @@ finish_layer(rs_engine *e, size_t i, rs_job_state state, rs_spectrum *spectrum,
              char *error, bool from_cache)
 {
 	pthread_mutex_lock(&e->lock);
+	if (state != RS_JOB_DONE) {
+		/* statistics of a layer that did not finish are not published */
+		rs_magnitudes_free(e->magnitudes[i]);
+		free(e->quant[i]);
+		e->magnitudes[i] = NULL;
+		e->quant[i] = NULL;
+	}
 	e->state[i] = state;
 	e->spectra[i] = spectrum;
 	e->errors[i] = error;
@@ -88,6 +99,37 @@ fail_layer(rs_engine *e, size_t i, const rs_error *err)
 	finish_layer(e, i, RS_JOB_FAILED, NULL, rs_xstrdup(err->msg), false);
 }
 
+/* Magnitude statistics and quantisation curves from the loaded buffer
+ * (before the SVD overwrites it). */
+static rs_status
+build_statistics(rs_engine *e, size_t i, const double *a, size_t rows, size_t cols,
+                 rs_error *err)
+{
+	const rs_layer *layer = &e->layers[i];
+	rs_magnitudes *mags = rs_magnitudes_new(a, rows, cols, rows);
+	rs_quant_curve *curve = malloc(sizeof *curve);
+
+	if (mags == NULL || curve == NULL) {
+		rs_magnitudes_free(mags);
+		free(curve);
+		return rs_error_set(err, RS_ENOMEM, "%s: layer '%s': out of memory for its "
+		                    "magnitude statistics", e->path, layer->name);
+	}
+	if (rs_quant_curve_build(a, rows, cols, rows,
+	                         layer->kind == RS_LAYER_LINEAR || layer->fold == 0,
+	                         curve, err) != RS_OK) {
+		rs_error_prefix(err, "%s: layer '%s': ", e->path, layer->name);
+		rs_magnitudes_free(mags);
+		free(curve);
+		return RS_EINVAL;
+	}
+	pthread_mutex_lock(&e->lock);
+	e->magnitudes[i] = mags;
+	e->quant[i] = curve;
+	pthread_mutex_unlock(&e->lock);
+	return RS_OK;
+}
+
 /* Computes (or fetches from the cache) one layer's singular values. */
 static void
 run_layer(rs_engine *e, size_t i)
@@ -98,7 +140,7 @@ run_layer(rs_engine *e, size_t i)
 	rs_svd_method method = e->method;
 	rs_cache_key key;
 	rs_spectrum *spectrum;
-	double *a = NULL, *sigma = NULL;
+	double *a = NULL, *sigma = NULL, *cached = NULL;
 	rs_error err;
 
 	if (atomic_load(&e->cancel)) {
@@ -114,7 +156,7 @@ run_layer(rs_engine *e, size_t i)
 
 	if (e->cache_dir) {
 		rs_cache_key_for(layer, method, &key);
-		if (rs_cache_load(e->cache_dir, &key, rows, cols, &sigma)) {
+		if (!e->statistics && rs_cache_load(e->cache_dir, &key, rows, cols, &sigma)) {
 			spectrum = rs_spectrum_new(rows, cols, sigma);
 			if (spectrum != NULL) {
 				finish_layer(e, i, RS_JOB_DONE, spectrum, NULL, true);
@@ -136,6 +178,21 @@ run_layer(rs_engine *e, size_t i)
 	/* W or W^T, whichever is a straight read: same singular values */
 	if (rs_layer_load_for_spectrum(layer, a, &lrows, &lcols, e->path, &err) != RS_OK)
 		goto failed;
+	if (e->statistics && build_statistics(e, i, a, lrows, lcols, &err) != RS_OK)
+		goto failed;
+	/* with statistics the load was needed anyway; the spectrum may still
+	 * come from the cache */
+	if (e->statistics && e->cache_dir &&
+	    rs_cache_load(e->cache_dir, &key, rows, cols, &cached)) {
+		spectrum = rs_spectrum_new(rows, cols, cached);
+		if (spectrum != NULL) {
+			free(a);
+			free(sigma);
+			finish_layer(e, i, RS_JOB_DONE, spectrum, NULL, true);
+			return;
+		}
+		free(cached);
+	}
 	if (atomic_load(&e->cancel)) {
 		free(a);
 		free(sigma);
@@ -284,6 +341,9 @@ rs_engine_start(const rs_layer *layers, size_t nlayers, const char *path,
 	e->order = rs_xcalloc(nlayers, sizeof *e->order);
 	e->state = rs_xcalloc(nlayers, sizeof *e->state);
 	e->spectra = rs_xcalloc(nlayers, sizeof *e->spectra);
+	e->magnitudes = rs_xcalloc(nlayers ? nlayers : 1, sizeof *e->magnitudes);
+	e->quant = rs_xcalloc(nlayers ? nlayers : 1, sizeof *e->quant);
+	e->statistics = options->statistics;
 	e->errors = rs_xcalloc(nlayers, sizeof *e->errors);
 	e->used = rs_xcalloc(nlayers, sizeof *e->used);
 	for (i = 0; i < nlayers; i++)
@@ -327,8 +387,12 @@ rs_engine_free(rs_engine *e)
 		pthread_join(e->coordinator, NULL);
 	for (i = 0; i < e->nlayers; i++) {
 		rs_spectrum_free(e->spectra[i]);
+		rs_magnitudes_free(e->magnitudes[i]);
+		free(e->quant[i]);
 		free(e->errors[i]);
 	}
+	free(e->magnitudes);
+	free(e->quant);
 	pthread_mutex_destroy(&e->lock);
 	pthread_cond_destroy(&e->finished_cond);
 	free(e->spectra);
@@ -370,6 +434,22 @@ rs_engine_spectrum(rs_engine *e, size_t i)
 	s = e->state[i] == RS_JOB_DONE ? e->spectra[i] : NULL;
 	pthread_mutex_unlock(&e->lock);
 	return s;
+}
+
+rs_layer_analysis
+rs_engine_analysis(rs_engine *e, size_t i)
+{
+	rs_layer_analysis a;
+	const rs_layer *l = &e->layers[i];
+
+	pthread_mutex_lock(&e->lock);
+	a.spectrum = e->state[i] == RS_JOB_DONE ? e->spectra[i] : NULL;
+	a.magnitudes = a.spectrum ? e->magnitudes[i] : NULL;
+	a.quant = a.spectrum ? e->quant[i] : NULL;
+	pthread_mutex_unlock(&e->lock);
+	/* rs_layer_load_for_spectrum reads W^T for these */
+	a.transposed = l->kind == RS_LAYER_LINEAR || l->fold == 0;
+	return a;
 }
 
 const char *

@@ -81,35 +81,47 @@ sizes_json(const size_t *v, size_t n)
 }
 
 static json_t *
-layer_json(const rs_layer *l, const rs_spectrum *s, const rs_plan_entry *e)
+layer_json(const rs_layer *l, const rs_layer_analysis *a, const rs_plan_entry *e)
 {
 	json_t *o = json_object(), *pred = json_object();
 	size_t matrix[2] = {l->rows, l->cols};
 	rs_plan_figures f;
 
-	rs_plan_figures_for(l, s, e, &f);
+	bool ranked, sparse, quant;
+
+	rs_plan_figures_for(l, a, e, &f);
+	/* the effective choice (a choice that does not pay is written dense) */
+	ranked = f.method == RS_METHOD_LOWRANK || f.method == RS_METHOD_LOWRANK_SPARSE;
+	sparse = f.method == RS_METHOD_PRUNE || f.method == RS_METHOD_PRUNE_ROWS ||
+	         f.method == RS_METHOD_PRUNE_COLS || f.method == RS_METHOD_LOWRANK_SPARSE;
+	quant = f.method == RS_METHOD_QUANT;
 	json_object_set_new(o, "name", json_string(l->name));
 	json_object_set_new(o, "shape", sizes_json(l->tensor->shape, l->tensor->ndim));
 	json_object_set_new(o, "matrix", sizes_json(matrix, 2));
 	json_object_set_new(o, "fold", l->fold == RS_FOLD_NONE ? json_null() : json_integer(l->fold));
 	json_object_set_new(o, "method", json_string(rs_method_name(f.method)));
-	json_object_set_new(o, "rank", f.method == RS_METHOD_LOWRANK ?
-	                    json_integer((json_int_t)f.rank) : json_null());
+	json_object_set_new(o, "rank", ranked ? json_integer((json_int_t)f.rank) : json_null());
 	json_object_set_new(o, "groups", json_integer(1));
-	json_object_set_new(o, "sparsity", json_real(0.0));
-	json_object_set_new(o, "bits", json_integer((json_int_t)rs_dtype_get(l->tensor->dtype)->bits));
+	json_object_set_new(o, "sparsity", json_real(sparse ? e->sparsity : 0.0));
+	json_object_set_new(o, "bits", json_integer(quant ? (json_int_t)e->bits :
+	                    (json_int_t)rs_dtype_get(l->tensor->dtype)->bits));
+	json_object_set_new(o, "quantizer", quant ? json_string(rs_quantizer_name(e->quantizer)) :
+	                    json_null());
 	json_object_set_new(pred, "rel_fro", json_real(f.err_fro));
 	json_object_set_new(pred, "rel_spec", json_real(f.err_spec));
+	json_object_set_new(pred, "rel_spec_is_bound", json_boolean(f.spec_is_bound));
 	json_object_set_new(pred, "energy", json_real(f.energy));
 	json_object_set_new(pred, "params", json_integer((json_int_t)f.params));
+	json_object_set_new(pred, "nonzeros", json_integer((json_int_t)f.nonzeros));
 	json_object_set_new(pred, "flops", json_integer((json_int_t)f.flops));
+	json_object_set_new(pred, "storage_bits", json_integer((json_int_t)f.bits));
 	json_object_set_new(o, "predicted", pred);
 	return o;
 }
 
 char *
 rs_plan_to_json(const rs_model *model, const rs_layer *layers, size_t nlayers,
-                const rs_spectrum *const *spectra, const rs_plan *plan,
+                const rs_layer_analysis *analyses, const rs_plan *plan,
                 const rs_plan_origin *origin, int indent)
 {
 	json_t *root = json_object(), *m = json_object(), *by = json_object();
@@ -135,13 +147,16 @@ rs_plan_to_json(const rs_model *model, const rs_layer *layers, size_t nlayers,
 	json_object_set_new(by, "params", params);
 	json_object_set_new(root, "created_by", by);
 	for (i = 0; i < nlayers; i++)
-		json_array_append_new(ls, layer_json(&layers[i], spectra[i], &plan->entries[i]));
+		json_array_append_new(ls, layer_json(&layers[i], &analyses[i], &plan->entries[i]));
 	json_object_set_new(root, "layers", ls);
-	rs_plan_totals_compute(plan, layers, spectra, &t);
+	rs_plan_totals_compute(plan, layers, analyses, &t);
 	json_object_set_new(tot, "params_before", json_integer((json_int_t)t.params_before));
 	json_object_set_new(tot, "params_after", json_integer((json_int_t)t.params_after));
 	json_object_set_new(tot, "flops_before", json_integer((json_int_t)t.flops_before));
 	json_object_set_new(tot, "flops_after", json_integer((json_int_t)t.flops_after));
+	json_object_set_new(tot, "bits_before", json_integer((json_int_t)t.bits_before));
+	json_object_set_new(tot, "bits_after", json_integer((json_int_t)t.bits_after));
+	json_object_set_new(tot, "bits_ratio", json_real(t.bits_ratio));
 	json_object_set_new(tot, "ratio", json_real(t.ratio));
 	json_object_set_new(tot, "max_rel_spec", json_real(t.worst_err_spec));
 	json_object_set_new(tot, "max_rel_fro", json_real(t.worst_err_fro));
@@ -159,10 +174,10 @@ rs_plan_to_json(const rs_model *model, const rs_layer *layers, size_t nlayers,
 
 rs_status
 rs_plan_save(const char *path, const rs_model *model, const rs_layer *layers,
-             size_t nlayers, const rs_spectrum *const *spectra, const rs_plan *plan,
+             size_t nlayers, const rs_layer_analysis *analyses, const rs_plan *plan,
              const rs_plan_origin *origin, rs_error *err)
 {
-	char *text = rs_plan_to_json(model, layers, nlayers, spectra, plan, origin, 2);
+	char *text = rs_plan_to_json(model, layers, nlayers, analyses, plan, origin, 2);
 	rs_status st = rs_file_write_atomic(path, text, strlen(text), true, err);
 
 	free(text);
@@ -230,9 +245,12 @@ read_layer(const char *path, const char *model_path, size_t index, json_t *o,
 		return rs_error_set(err, RS_EFORMAT, "%s: method must be a string, not %s",
 		                    where, v ? type_name(v) : "missing");
 	method = json_string_value(v);
-	if (strcmp(method, "dense") == 0) {
-		*e = (rs_plan_entry){RS_METHOD_DENSE, 0};
-	} else if (strcmp(method, "lowrank") == 0) {
+	*e = rs_plan_entry_dense();
+	if (!rs_method_parse(method, &e->method))
+		return rs_error_set(err, RS_EINVAL, "%s: unknown method '%s' (known: dense, "
+		                    "lowrank, prune, prune-rows, prune-cols, quant, lowrank+sparse)",
+		                    where, method);
+	if (e->method == RS_METHOD_LOWRANK || e->method == RS_METHOD_LOWRANK_SPARSE) {
 		json_int_t r;
 		v = json_object_get(o, "rank");
 		if (!json_is_integer(v))
@@ -242,22 +260,43 @@ read_layer(const char *path, const char *model_path, size_t index, json_t *o,
 		if (r < 1 || (size_t)r >= k)
 			return rs_error_set(err, RS_EINVAL, "%s: rank %lld out of range 1..%zu",
 			                    where, (long long)r, k - 1);
-		if (!rs_lowrank_pays(l->rows, l->cols, (size_t)r))
+		if (e->method == RS_METHOD_LOWRANK && !rs_lowrank_pays(l->rows, l->cols, (size_t)r))
 			return rs_error_set(err, RS_EINVAL, "%s: rank %lld costs at least as much as "
 			    "the dense layer (break-even %zu)", where, (long long)r,
 			    rs_lowrank_breakeven(l->rows, l->cols));
-		*e = (rs_plan_entry){RS_METHOD_LOWRANK, (size_t)r};
-	} else {
-		return rs_error_set(err, RS_EINVAL, "%s: unknown method '%s' (this version "
-		                    "knows dense and lowrank)", where, method);
+		e->rank = (size_t)r;
+	}
+	if (e->method == RS_METHOD_PRUNE || e->method == RS_METHOD_PRUNE_ROWS ||
+	    e->method == RS_METHOD_PRUNE_COLS || e->method == RS_METHOD_LOWRANK_SPARSE) {
+		v = json_object_get(o, "sparsity");
+		if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) >= 1)
+			return rs_error_set(err, RS_EINVAL, "%s: sparsity must be a number in [0, 1) "
+			                    "for method '%s'", where, method);
+		e->sparsity = json_number_value(v);
+	}
+	if (e->method == RS_METHOD_QUANT) {
+		json_t *q = json_object_get(o, "quantizer");
+		v = json_object_get(o, "bits");
+		if (!json_is_string(q) || !rs_quantizer_parse(json_string_value(q), &e->quantizer))
+			return rs_error_set(err, RS_EINVAL, "%s: quantizer must be one of "
+			                    "uniform-tensor, uniform-channel, kmeans, binary, ternary", where);
+		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > RS_QUANT_CURVE_BITS)
+			return rs_error_set(err, RS_EINVAL, "%s: bits must be an integer 1..%d for "
+			                    "method 'quant'", where, RS_QUANT_CURVE_BITS);
+		e->bits = (unsigned)json_integer_value(v);
+	}
+	if (e->method == RS_METHOD_LOWRANK_SPARSE) {
+		/* the solve's error: recorded, since recomputing it means solving */
+		v = json_object_get(json_object_get(o, "predicted"), "rel_fro");
+		if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1)
+			return rs_error_set(err, RS_EINVAL, "%s: predicted.rel_fro (the solve's "
+			                    "error) must be a number in [0, 1]", where);
+		e->solved_error = json_number_value(v);
 	}
 	v = json_object_get(o, "groups");
 	if (v != NULL && !(json_is_integer(v) && json_integer_value(v) == 1))
 		return rs_error_set(err, RS_EINVAL, "%s: groups other than 1 are not supported "
-		                    "by this version", where);
-	v = json_object_get(o, "sparsity");
-	if (v != NULL && !(json_is_number(v) && json_number_value(v) == 0))
-		return rs_error_set(err, RS_EINVAL, "%s: sparsity other than 0 is not supported "
 		                    "by this version", where);
 	return RS_OK;
 }

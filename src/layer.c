@@ -103,6 +103,22 @@ rs_layers_discover(const rs_model *model, const rs_layer_filter *filter,
 }
 
 size_t
+rs_layer_tensor_index(const rs_layer *layer, size_t row, size_t col)
+{
+	const size_t *s = layer->tensor->shape;
+	size_t f, c, h, w;
+
+	if (layer->kind == RS_LAYER_LINEAR || layer->fold == 0)
+		return row * layer->cols + col;   /* row-major as stored */
+	switch (layer->fold) {
+	case 1: f = row / s[2]; h = row % s[2]; c = col / s[3]; w = col % s[3]; break;
+	case 2: f = row / s[3]; w = row % s[3]; c = col / s[2]; h = col % s[2]; break;
+	default: f = row / (s[2] * s[3]); h = row / s[3] % s[2]; w = row % s[3]; c = col; break;
+	}
+	return ((f * s[1] + c) * s[2] + h) * s[3] + w;
+}
+
+size_t
 rs_layer_params(const rs_layer *layer)
 {
 	return layer->rows * layer->cols;

@@ -15,9 +15,11 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lua-internal.h"
+#include "rankscope/combine.h"
 #include "rankscope/util.h"
 
 #define MODEL_TYPE "rankscope.model"
@@ -50,7 +52,7 @@ static const rs_spectrum *
 need_spectrum(lua_State *L, size_t index)
 {
 	rs_script *s = rsl_script(L);
-	const rs_spectrum *sp = s->host.spectra[index];
+	const rs_spectrum *sp = s->host.analyses[index].spectrum;
 
 	if (sp == NULL)
 		luaL_error(L, "layer '%s': spectrum not computed yet",
@@ -232,11 +234,135 @@ SPECTRUM_SCALAR(layer_spec_norm, rs_spectrum_spec_norm)
 static int
 layer_ready(lua_State *L)
 {
-	lua_pushboolean(L, rsl_script(L)->host.spectra[check_layer(L, 1)] != NULL);
+	lua_pushboolean(L, rsl_script(L)->host.analyses[check_layer(L, 1)].spectrum != NULL);
+	return 1;
+}
+
+/* Pruning and quantisation figures need the layer's statistics. */
+static const rs_layer_analysis *
+need_statistics(lua_State *L, size_t index)
+{
+	rs_script *s = rsl_script(L);
+	const rs_layer_analysis *a = &s->host.analyses[index];
+
+	need_spectrum(L, index);
+	if (a->magnitudes == NULL || a->quant == NULL)
+		luaL_error(L, "layer '%s': magnitude statistics were not computed",
+		           s->host.layers[index].name);
+	return a;
+}
+
+static int
+layer_prune_error(lua_State *L)
+{
+	size_t i = check_layer(L, 1);
+	const rs_layer_analysis *a = need_statistics(L, i);
+	double p = check_fraction(L, 2);
+
+	lua_pushnumber(L, rs_prune_error(a->magnitudes,
+	                                 rs_prune_dropped(a->magnitudes->count, p)));
+	return 1;
+}
+
+/* Fraction p of output (rows of W) or input (columns) channels. */
+static int
+channel_error(lua_State *L, bool outputs)
+{
+	rs_script *s = rsl_script(L);
+	size_t i = check_layer(L, 1);
+	const rs_layer_analysis *a = need_statistics(L, i);
+	const rs_layer *l = &s->host.layers[i];
+	double p = check_fraction(L, 2);
+	size_t side = outputs ? l->rows : l->cols, dropped = (size_t)floor(p * (double)side);
+
+	lua_pushnumber(L, outputs ? rs_analysis_prune_outputs_error(a, dropped) :
+	                            rs_analysis_prune_inputs_error(a, dropped));
+	return 1;
+}
+
+static int layer_prune_rows_error(lua_State *L) { return channel_error(L, true); }
+static int layer_prune_cols_error(lua_State *L) { return channel_error(L, false); }
+
+static int
+layer_count_below(lua_State *L)
+{
+	size_t i = check_layer(L, 1);
+	const rs_layer_analysis *a = need_statistics(L, i);
+
+	lua_pushinteger(L, (lua_Integer)rs_prune_count_below(a->magnitudes,
+	                                                     luaL_checknumber(L, 2)));
+	return 1;
+}
+
+static rs_quantizer
+check_quantizer(lua_State *L, int arg)
+{
+	rs_quantizer q;
+
+	if (!rs_quantizer_parse(luaL_checkstring(L, arg), &q))
+		luaL_argerror(L, arg, "unknown quantizer (uniform-tensor, uniform-channel, "
+		              "kmeans, binary, ternary)");
+	return q;
+}
+
+static unsigned
+check_bits(lua_State *L, int arg)
+{
+	lua_Integer b = luaL_checkinteger(L, arg);
+
+	luaL_argcheck(L, b >= 1 && b <= RS_QUANT_CURVE_BITS, arg, "bits must be 1..8");
+	return (unsigned)b;
+}
+
+static int
+layer_quant_error(lua_State *L)
+{
+	size_t i = check_layer(L, 1);
+	const rs_layer_analysis *a = need_statistics(L, i);
+	rs_quantizer q = check_quantizer(L, 2);
+
+	lua_pushnumber(L, a->quant->err[q][check_bits(L, 3)]);
+	return 1;
+}
+
+static int
+layer_quant_storage(lua_State *L)
+{
+	size_t i = check_layer(L, 1);
+	const rs_layer_analysis *a = need_statistics(L, i);
+	rs_quantizer q = check_quantizer(L, 2);
+
+	lua_pushinteger(L, (lua_Integer)a->quant->storage[q][check_bits(L, 3)]);
+	return 1;
+}
+
+/* Storage in bits: dense (no argument) or of a sparse layer keeping nnz. */
+static int
+layer_storage(lua_State *L)
+{
+	const rs_layer *l = &rsl_script(L)->host.layers[check_layer(L, 1)];
+	lua_Integer nnz;
+
+	if (lua_isnoneornil(L, 2)) {
+		lua_pushinteger(L, (lua_Integer)rs_layer_dense_bits(l));
+		return 1;
+	}
+	nnz = luaL_checkinteger(L, 2);
+	luaL_argcheck(L, nnz >= 0 && (size_t)nnz <= l->rows * l->cols, 2,
+	              "nonzeros out of range");
+	lua_pushinteger(L, (lua_Integer)rs_sparse_storage_bits(l->rows, l->cols, (size_t)nnz,
+	                                                       RS_VALUE_BITS, NULL));
 	return 1;
 }
 
 static const luaL_Reg layer_methods[] = {
+	{"prune_error", layer_prune_error},
+	{"prune_rows_error", layer_prune_rows_error},
+	{"prune_cols_error", layer_prune_cols_error},
+	{"count_below", layer_count_below},
+	{"quant_error", layer_quant_error},
+	{"quant_storage", layer_quant_storage},
+	{"storage", layer_storage},
 	{"sigma", layer_sigma},
 	{"sigmas", layer_sigmas},
 	{"err_fro", layer_err_fro},
@@ -461,8 +587,8 @@ push_figures(lua_State *L, size_t i)
 	const rs_plan_entry *e = &s->host.plan->entries[i];
 	rs_plan_figures f;
 
-	rs_plan_figures_for(&s->host.layers[i], s->host.spectra[i], e, &f);
-	lua_createtable(L, 0, 9);
+	rs_plan_figures_for(&s->host.layers[i], &s->host.analyses[i], e, &f);
+	lua_createtable(L, 0, 14);
 	lua_pushstring(L, rs_method_name(f.method));
 	lua_setfield(L, -2, "method");
 	lua_pushinteger(L, (lua_Integer)f.rank);
@@ -483,47 +609,218 @@ push_figures(lua_State *L, size_t i)
 	lua_setfield(L, -2, "params");
 	lua_pushinteger(L, (lua_Integer)f.flops);
 	lua_setfield(L, -2, "flops");
+	lua_pushinteger(L, (lua_Integer)f.nonzeros);
+	lua_setfield(L, -2, "nonzeros");
+	lua_pushinteger(L, (lua_Integer)f.bits);
+	lua_setfield(L, -2, "bits");
+	lua_pushboolean(L, f.spec_is_bound);
+	lua_setfield(L, -2, "spec_is_bound");
+	if (e->method == RS_METHOD_QUANT) {
+		lua_pushstring(L, rs_quantizer_name(e->quantizer));
+		lua_setfield(L, -2, "quantizer");
+		lua_pushinteger(L, e->bits);
+		lua_setfield(L, -2, "quant_bits");
+	}
+	if (e->method == RS_METHOD_PRUNE || e->method == RS_METHOD_PRUNE_ROWS ||
+	    e->method == RS_METHOD_PRUNE_COLS || e->method == RS_METHOD_LOWRANK_SPARSE) {
+		lua_pushnumber(L, e->sparsity);
+		lua_setfield(L, -2, "sparsity");
+	}
 }
 
-/* plan:set(layer, {rank = r}) or {method = "dense"} or a bare rank. */
+/*
+ * Runs the alternating low-rank + sparse solve for layer i at the entry's
+ * rank and sparsity, and records its error in the entry.  When a single
+ * part does better at the same storage (the kernel's fallback), the entry
+ * becomes that part.  The script's interrupt flag stops the solve between
+ * iterations.  Returns the result (errors freed by the caller).
+ */
+static void
+solve_combination(lua_State *L, size_t i, rs_plan_entry *e, rs_combine_result *res)
+{
+	rs_script *s = rsl_script(L);
+	const rs_layer *l = &s->host.layers[i];
+	size_t m = l->rows, n = l->cols, count = m * n;
+	rs_combine_spec spec = {
+		.rank = e->rank, .nonzeros = count - rs_prune_dropped(count, e->sparsity),
+		.value_bits = RS_VALUE_BITS, .max_iterations = RS_COMBINE_DEFAULT_ITERATIONS,
+		.tolerance = RS_COMBINE_DEFAULT_TOLERANCE,
+	};
+	double *w = malloc(count * sizeof *w);
+	rs_error err;
+	rs_status st;
+
+	memset(res, 0, sizeof *res);
+	if (w == NULL)
+		luaL_error(L, "layer '%s': out of memory", l->name);
+	st = rs_layer_load(l, w, m, s->host.model->path, &err);
+	if (st == RS_OK)
+		st = rs_combine(w, m, n, m, &spec, (const volatile int *)&s->stop, NULL, NULL,
+		                NULL, NULL, res, &err);
+	free(w);
+	if (st == RS_ECANCELLED) {
+		s->stop = 0;
+		luaL_error(L, "interrupted");
+	}
+	if (st != RS_OK)
+		luaL_error(L, "layer '%s': %s", l->name, err.msg);
+	switch (res->fallback) {
+	case RS_COMBINE_LOWRANK_ONLY:
+		*e = rs_plan_entry_lowrank(res->fallback_rank);
+		break;
+	case RS_COMBINE_SPARSE_ONLY:
+		*e = rs_plan_entry_dense();
+		e->method = RS_METHOD_PRUNE;
+		e->sparsity = 1.0 - (double)res->fallback_nonzeros / (double)count;
+		break;
+	default:
+		e->solved_error = res->rel_error;
+		break;
+	}
+}
+
+static void
+rsl_solve_combination(lua_State *L, size_t i, rs_plan_entry *e)
+{
+	rs_combine_result res;
+
+	solve_combination(L, i, e, &res);
+	rs_combine_result_free(&res);
+}
+
+/* rankscope.combine(layer, {rank = r, sparsity = p}): the solve's details,
+ * {rel_error, iterations, errors = {...}, storage_bits, fallback} (the
+ * plan is not changed). */
+static int
+module_combine(lua_State *L)
+{
+	rs_script *s = rsl_script(L);
+	size_t i = check_layer(L, 1), j, k;
+	rs_plan_entry e = rs_plan_entry_dense();
+	rs_combine_result res;
+	static const char *const fallbacks[] = {"none", "lowrank", "sparse", "quant"};
+	double v;
+
+	luaL_checktype(L, 2, LUA_TTABLE);
+	k = s->host.layers[i].rows < s->host.layers[i].cols ?
+	    s->host.layers[i].rows : s->host.layers[i].cols;
+	e.method = RS_METHOD_LOWRANK_SPARSE;
+	lua_getfield(L, 2, "rank");
+	luaL_argcheck(L, lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 &&
+	              (size_t)lua_tointeger(L, -1) <= k, 2, "rank must be an integer 1..k");
+	e.rank = (size_t)lua_tointeger(L, -1);
+	lua_pop(L, 1);
+	lua_getfield(L, 2, "sparsity");
+	v = luaL_optnumber(L, -1, -1);
+	luaL_argcheck(L, v >= 0 && v < 1, 2, "sparsity must be in [0, 1)");
+	e.sparsity = v;
+	lua_pop(L, 1);
+	solve_combination(L, i, &e, &res);
+	lua_createtable(L, 0, 6);
+	lua_pushnumber(L, res.rel_error);
+	lua_setfield(L, -2, "rel_error");
+	lua_pushinteger(L, (lua_Integer)res.iterations);
+	lua_setfield(L, -2, "iterations");
+	lua_createtable(L, (int)res.iterations, 0);
+	for (j = 0; j < res.iterations; j++) {
+		lua_pushnumber(L, res.errors[j]);
+		lua_rawseti(L, -2, (lua_Integer)j + 1);
+	}
+	lua_setfield(L, -2, "errors");
+	lua_pushinteger(L, (lua_Integer)res.storage_bits);
+	lua_setfield(L, -2, "storage_bits");
+	lua_pushstring(L, fallbacks[res.fallback]);
+	lua_setfield(L, -2, "fallback");
+	rs_combine_result_free(&res);
+	return 1;
+}
+
+/* Reads an optional number field of the table at arg. */
+static bool
+opt_number(lua_State *L, int arg, const char *key, double *out)
+{
+	bool present = lua_getfield(L, arg, key) != LUA_TNIL;
+
+	if (present) {
+		luaL_argcheck(L, lua_isnumber(L, -1), arg,
+		              lua_pushfstring(L, "%s must be a number", key));
+		*out = lua_tonumber(L, -1);
+	}
+	lua_pop(L, 1);
+	return present;
+}
+
+/*
+ * plan:set(layer, spec): spec is a rank (an integer), or a table
+ * {method = ..., rank = r, sparsity = p, quantizer = q, bits = b}; method
+ * defaults to "lowrank".  "lowrank+sparse" runs the alternating solve now
+ * (interruptible) and records its error.
+ */
 static int
 plan_set(lua_State *L)
 {
 	rs_script *s = rsl_script(L);
 	size_t i, k;
-	rs_plan_entry e = {RS_METHOD_LOWRANK, 0};
+	rs_plan_entry e = rs_plan_entry_dense();
 	const char *method = "lowrank";
-	lua_Integer rank = -1;
+	double v;
+	bool has_rank = false;
 
 	check_plan(L, 1);
 	i = layer_arg(L, 2);
 	k = s->host.layers[i].rows < s->host.layers[i].cols ?
 	    s->host.layers[i].rows : s->host.layers[i].cols;
 	if (lua_isinteger(L, 3)) {
-		rank = lua_tointeger(L, 3);
+		e.rank = (size_t)luaL_checkinteger(L, 3);
+		luaL_argcheck(L, lua_tointeger(L, 3) >= 1, 3, "rank must be at least 1");
+		has_rank = true;
 	} else {
 		luaL_checktype(L, 3, LUA_TTABLE);
 		if (lua_getfield(L, 3, "method") != LUA_TNIL)
 			method = luaL_checkstring(L, -1);
 		if (lua_getfield(L, 3, "rank") != LUA_TNIL) {
 			luaL_argcheck(L, lua_isinteger(L, -1), 3, "rank must be an integer");
-			rank = lua_tointeger(L, -1);
+			luaL_argcheck(L, lua_tointeger(L, -1) >= 1, 3, "rank must be at least 1");
+			e.rank = (size_t)lua_tointeger(L, -1);
+			has_rank = true;
 		}
 		lua_pop(L, 2);
+		if (opt_number(L, 3, "sparsity", &v)) {
+			luaL_argcheck(L, v >= 0 && v < 1, 3, "sparsity must be in [0, 1)");
+			e.sparsity = v;
+		}
+		if (lua_getfield(L, 3, "quantizer") != LUA_TNIL &&
+		    !rs_quantizer_parse(luaL_checkstring(L, -1), &e.quantizer))
+			return luaL_argerror(L, 3, lua_pushfstring(L, "unknown quantizer '%s' "
+			    "(uniform-tensor, uniform-channel, kmeans, binary, ternary)",
+			    lua_tostring(L, -1)));
+		lua_pop(L, 1);
+		if (opt_number(L, 3, "bits", &v)) {
+			luaL_argcheck(L, v == floor(v) && v >= 1 && v <= RS_QUANT_CURVE_BITS, 3,
+			              "bits must be an integer 1..8");
+			e.bits = (unsigned)v;
+		}
 	}
-	if (strcmp(method, "dense") == 0) {
-		e.method = RS_METHOD_DENSE;
-	} else if (strcmp(method, "lowrank") == 0) {
-		luaL_argcheck(L, rank >= 1 && (size_t)rank <= k, 3,
+	if (!rs_method_parse(method, &e.method))
+		return luaL_argerror(L, 3, lua_pushfstring(L, "unknown method '%s' (dense, "
+		    "lowrank, prune, prune-rows, prune-cols, quant, lowrank+sparse)", method));
+	switch (e.method) {
+	case RS_METHOD_LOWRANK:
+	case RS_METHOD_LOWRANK_SPARSE:
+		luaL_argcheck(L, has_rank && e.rank <= k, 3,
 		              lua_pushfstring(L, "rank must be 1..%d for layer '%s'", (int)k,
 		                              s->host.layers[i].name));
-		e.rank = (size_t)rank;
-		if (e.rank == k)
-			e.method = RS_METHOD_DENSE;
-	} else {
-		return luaL_argerror(L, 3, lua_pushfstring(L, "unknown method '%s' "
-		                     "(expected 'lowrank' or 'dense')", method));
+		if (e.method == RS_METHOD_LOWRANK && e.rank == k)
+			e = rs_plan_entry_dense();
+		break;
+	case RS_METHOD_QUANT:
+		luaL_argcheck(L, e.bits >= 1, 3, "method 'quant' needs bits (1..8)");
+		break;
+	default:
+		break;
 	}
+	if (e.method == RS_METHOD_LOWRANK_SPARSE)
+		rsl_solve_combination(L, i, &e);
 	s->host.plan->entries[i] = e;
 	push_figures(L, i);
 	return 1;
@@ -545,7 +842,7 @@ plan_reset(lua_State *L)
 
 	check_plan(L, 1);
 	for (i = 0; i < s->host.nlayers; i++)
-		s->host.plan->entries[i] = (rs_plan_entry){RS_METHOD_DENSE, 0};
+		s->host.plan->entries[i] = rs_plan_entry_dense();
 	return 0;
 }
 
@@ -556,7 +853,7 @@ plan_totals(lua_State *L)
 	rs_plan_totals t;
 
 	check_plan(L, 1);
-	rs_plan_totals_compute(s->host.plan, s->host.layers, s->host.spectra, &t);
+	rs_plan_totals_compute(s->host.plan, s->host.layers, s->host.analyses, &t);
 	lua_createtable(L, 0, 12);
 #define FIELD_INT(name) lua_pushinteger(L, (lua_Integer)t.name); lua_setfield(L, -2, #name)
 #define FIELD_NUM(name) lua_pushnumber(L, t.name); lua_setfield(L, -2, #name)
@@ -567,7 +864,10 @@ plan_totals(lua_State *L)
 	FIELD_INT(params_after);
 	FIELD_INT(flops_before);
 	FIELD_INT(flops_after);
+	FIELD_INT(bits_before);
+	FIELD_INT(bits_after);
 	FIELD_NUM(ratio);
+	FIELD_NUM(bits_ratio);
 	FIELD_NUM(worst_err_spec);
 	FIELD_NUM(worst_err_fro);
 	FIELD_NUM(net_bound);
@@ -663,6 +963,7 @@ rsl_open(lua_State *L)
 	static const luaL_Reg functions[] = {
 		{"model", module_model},
 		{"plan", module_plan},
+		{"combine", module_combine},
 		{NULL, NULL},
 	};
 

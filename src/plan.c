@@ -2,23 +2,74 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "rankscope/combine.h"
 #include "rankscope/plan.h"
 #include "rankscope/util.h"
+
+static const char *const method_names[RS_METHOD_COUNT] = {
+	[RS_METHOD_DENSE] = "dense",
+	[RS_METHOD_LOWRANK] = "lowrank",
+	[RS_METHOD_PRUNE] = "prune",
+	[RS_METHOD_PRUNE_ROWS] = "prune-rows",
+	[RS_METHOD_PRUNE_COLS] = "prune-cols",
+	[RS_METHOD_QUANT] = "quant",
+	[RS_METHOD_LOWRANK_SPARSE] = "lowrank+sparse",
+};
 
 const char *
 rs_method_name(rs_method method)
 {
-	return method == RS_METHOD_LOWRANK ? "lowrank" : "dense";
+	return (unsigned)method < RS_METHOD_COUNT ? method_names[method] : "?";
+}
+
+bool
+rs_method_parse(const char *name, rs_method *out)
+{
+	int i;
+
+	for (i = 0; i < RS_METHOD_COUNT; i++)
+		if (strcmp(name, method_names[i]) == 0) {
+			*out = (rs_method)i;
+			return true;
+		}
+	return false;
+}
+
+rs_plan_entry
+rs_plan_entry_dense(void)
+{
+	rs_plan_entry e;
+
+	memset(&e, 0, sizeof e);
+	e.method = RS_METHOD_DENSE;
+	e.quantizer = RS_QUANT_UNIFORM_TENSOR;
+	e.solved_error = NAN;
+	return e;
+}
+
+rs_plan_entry
+rs_plan_entry_lowrank(size_t rank)
+{
+	rs_plan_entry e = rs_plan_entry_dense();
+
+	e.method = RS_METHOD_LOWRANK;
+	e.rank = rank;
+	return e;
 }
 
 void
 rs_plan_init(rs_plan *plan, size_t nlayers)
 {
+	size_t i;
+
 	plan->nlayers = nlayers;
-	plan->entries = rs_xcalloc(nlayers, sizeof *plan->entries);
+	plan->entries = rs_xcalloc(nlayers ? nlayers : 1, sizeof *plan->entries);
+	for (i = 0; i < nlayers; i++)
+		plan->entries[i] = rs_plan_entry_dense();
 }
 
 void
@@ -32,8 +83,28 @@ rs_plan_free(rs_plan *plan)
 void
 rs_plan_copy(rs_plan *dst, const rs_plan *src)
 {
-	rs_plan_init(dst, src->nlayers);
+	dst->nlayers = src->nlayers;
+	dst->entries = rs_xcalloc(src->nlayers ? src->nlayers : 1, sizeof *dst->entries);
 	memcpy(dst->entries, src->entries, src->nlayers * sizeof *src->entries);
+}
+
+bool
+rs_plan_entry_equal(const rs_plan_entry *a, const rs_plan_entry *b)
+{
+	if (a->method != b->method)
+		return false;
+	switch (a->method) {
+	case RS_METHOD_LOWRANK:
+		return a->rank == b->rank;
+	case RS_METHOD_PRUNE: case RS_METHOD_PRUNE_ROWS: case RS_METHOD_PRUNE_COLS:
+		return a->sparsity == b->sparsity;
+	case RS_METHOD_QUANT:
+		return a->quantizer == b->quantizer && a->bits == b->bits;
+	case RS_METHOD_LOWRANK_SPARSE:
+		return a->rank == b->rank && a->sparsity == b->sparsity;
+	default:
+		return true;
+	}
 }
 
 bool
@@ -44,9 +115,7 @@ rs_plan_equal(const rs_plan *a, const rs_plan *b)
 	if (a->nlayers != b->nlayers)
 		return false;
 	for (i = 0; i < a->nlayers; i++)
-		if (a->entries[i].method != b->entries[i].method ||
-		    (a->entries[i].method == RS_METHOD_LOWRANK &&
-		     a->entries[i].rank != b->entries[i].rank))
+		if (!rs_plan_entry_equal(&a->entries[i], &b->entries[i]))
 			return false;
 	return true;
 }
@@ -57,34 +126,149 @@ rs_lowrank_pays(size_t rows, size_t cols, size_t rank)
 	return rs_lowrank_params(rows, cols, rank) < rows * cols;
 }
 
+uint64_t
+rs_layer_dense_bits(const rs_layer *layer)
+{
+	return (uint64_t)layer->rows * layer->cols * rs_dtype_get(layer->tensor->dtype)->bits;
+}
+
+/* Sets the figures common to every compressed method from err_fro. */
+static void
+finish_compressed(rs_plan_figures *out, const rs_layer_analysis *a, double err_fro)
+{
+	double fro = a->spectrum ? rs_spectrum_fro_norm(a->spectrum) : 0;
+	double spec = a->spectrum ? rs_spectrum_spec_norm(a->spectrum) : 0;
+
+	out->err_fro = err_fro;
+	out->energy = 1.0 - err_fro * err_fro;
+	/* ||E||_2 <= ||E||_F: a bound on the relative spectral error */
+	out->err_spec = spec > 0 ? err_fro * fro / spec : 0;
+	out->spec_is_bound = true;
+}
+
 void
-rs_plan_figures_for(const rs_layer *layer, const rs_spectrum *s,
+rs_plan_figures_for(const rs_layer *layer, const rs_layer_analysis *a,
                     const rs_plan_entry *entry, rs_plan_figures *out)
 {
-	size_t m = layer->rows, n = layer->cols;
+	size_t m = layer->rows, n = layer->cols, count = m * n, dropped;
+	uint64_t dense_bits = rs_layer_dense_bits(layer);
+	rs_plan_figures f;
 
 	memset(out, 0, sizeof *out);
-	out->known = s != NULL;
+	out->known = a != NULL && a->spectrum != NULL;
 	out->method = RS_METHOD_DENSE;
 	out->rank = m < n ? m : n;
+	out->nonzeros = count;
 	out->energy = 1.0;
-	out->params = m * n;
-	out->flops = 2 * m * n;
-	if (s == NULL || entry->method != RS_METHOD_LOWRANK ||
-	    !rs_lowrank_pays(m, n, entry->rank))
+	out->params = count;
+	out->flops = 2 * count;
+	out->bits = dense_bits;
+	if (!out->known || entry->method == RS_METHOD_DENSE)
 		return;
-	out->method = RS_METHOD_LOWRANK;
-	out->rank = entry->rank;
-	out->err_fro = rs_spectrum_err_fro(s, entry->rank);
-	out->err_spec = rs_spectrum_err_spec(s, entry->rank);
-	out->energy = rs_spectrum_energy(s, entry->rank);
-	out->params = rs_lowrank_params(m, n, entry->rank);
-	out->flops = rs_lowrank_flops(m, n, entry->rank);
+	f = *out;
+	switch (entry->method) {
+	case RS_METHOD_LOWRANK:
+		if (!rs_lowrank_pays(m, n, entry->rank))
+			return;
+		f.method = RS_METHOD_LOWRANK;
+		f.rank = entry->rank;
+		f.err_fro = rs_spectrum_err_fro(a->spectrum, entry->rank);
+		f.err_spec = rs_spectrum_err_spec(a->spectrum, entry->rank);
+		f.energy = rs_spectrum_energy(a->spectrum, entry->rank);
+		f.params = rs_lowrank_params(m, n, entry->rank);
+		f.flops = rs_lowrank_flops(m, n, entry->rank);
+		f.bits = (uint64_t)f.params * RS_VALUE_BITS;
+		*out = f;
+		return;
+	case RS_METHOD_PRUNE:
+		if (a->magnitudes == NULL)
+			break;
+		dropped = rs_prune_dropped(count, entry->sparsity);
+		f.nonzeros = count - dropped;
+		f.params = f.nonzeros;
+		f.flops = 2 * f.nonzeros;
+		f.bits = rs_sparse_storage_bits(m, n, f.nonzeros, RS_VALUE_BITS, NULL);
+		finish_compressed(&f, a, rs_prune_error(a->magnitudes, dropped));
+		break;
+	case RS_METHOD_PRUNE_ROWS:
+	case RS_METHOD_PRUNE_COLS:
+		if (a->magnitudes == NULL)
+			break;
+		{
+			bool rows = entry->method == RS_METHOD_PRUNE_ROWS;
+			size_t side = rows ? m : n, other = rows ? n : m;
+			dropped = (size_t)floor(entry->sparsity * (double)side);
+			f.nonzeros = (side - dropped) * other;
+			f.params = f.nonzeros;
+			f.flops = 2 * f.nonzeros;
+			/* the kept values and a bitmap of the kept channels */
+			f.bits = (uint64_t)f.nonzeros * RS_VALUE_BITS + side;
+			finish_compressed(&f, a, rows ? rs_analysis_prune_outputs_error(a, dropped) :
+			                                rs_analysis_prune_inputs_error(a, dropped));
+		}
+		break;
+	case RS_METHOD_QUANT:
+		if (a->quant == NULL || entry->bits < 1 || entry->bits > RS_QUANT_CURVE_BITS ||
+		    (unsigned)entry->quantizer >= RS_QUANT_COUNT)
+			break;
+		f.bits = a->quant->storage[entry->quantizer][entry->bits];
+		finish_compressed(&f, a, a->quant->err[entry->quantizer][entry->bits]);
+		break;
+	case RS_METHOD_LOWRANK_SPARSE:
+		{
+			rs_combine_spec spec = {
+				.rank = entry->rank,
+				.nonzeros = count - rs_prune_dropped(count, entry->sparsity),
+				.value_bits = RS_VALUE_BITS,
+			};
+			if (isnan(entry->solved_error)) {
+				out->known = false;   /* the solve has not run yet */
+				return;
+			}
+			f.rank = entry->rank;
+			f.nonzeros = spec.nonzeros;
+			f.params = rs_lowrank_params(m, n, entry->rank) + spec.nonzeros;
+			f.flops = rs_lowrank_flops(m, n, entry->rank) + 2 * spec.nonzeros;
+			f.bits = rs_combine_storage_bits(m, n, &spec);
+			finish_compressed(&f, a, entry->solved_error);
+		}
+		break;
+	default:
+		break;
+	}
+	/* Only a representation cheaper than the dense layer is used. */
+	if (f.bits < dense_bits && entry->method != RS_METHOD_LOWRANK) {
+		f.method = entry->method;
+		*out = f;
+	}
+}
+
+void
+rs_plan_describe(const rs_plan_entry *e, const rs_plan_figures *f, char *buf, size_t len)
+{
+	switch (f->method) {
+	case RS_METHOD_LOWRANK:
+		snprintf(buf, len, "r=%zu", f->rank);
+		break;
+	case RS_METHOD_PRUNE: case RS_METHOD_PRUNE_ROWS: case RS_METHOD_PRUNE_COLS:
+		snprintf(buf, len, "p=%.2f", e->sparsity);
+		break;
+	case RS_METHOD_QUANT:
+		snprintf(buf, len, "%s/%ub", rs_quantizer_name(e->quantizer),
+		         rs_quantizer_bits(e->quantizer, e->bits));
+		break;
+	case RS_METHOD_LOWRANK_SPARSE:
+		snprintf(buf, len, "r=%zu p=%.2f", f->rank, e->sparsity);
+		break;
+	default:
+		snprintf(buf, len, "%s", "");
+		break;
+	}
 }
 
 void
 rs_plan_totals_compute(const rs_plan *plan, const rs_layer *layers,
-                       const rs_spectrum *const *spectra, rs_plan_totals *out)
+                       const rs_layer_analysis *analyses, rs_plan_totals *out)
 {
 	double product = 1.0;
 	size_t i;
@@ -94,16 +278,18 @@ rs_plan_totals_compute(const rs_plan *plan, const rs_layer *layers,
 	for (i = 0; i < plan->nlayers; i++) {
 		rs_plan_figures f;
 
-		rs_plan_figures_for(&layers[i], spectra[i], &plan->entries[i], &f);
+		rs_plan_figures_for(&layers[i], &analyses[i], &plan->entries[i], &f);
 		out->params_before += layers[i].rows * layers[i].cols;
 		out->flops_before += 2 * layers[i].rows * layers[i].cols;
+		out->bits_before += rs_layer_dense_bits(&layers[i]);
 		out->params_after += f.params;
 		out->flops_after += f.flops;
+		out->bits_after += f.bits;
 		if (!f.known) {
 			out->pending++;
 			continue;
 		}
-		if (f.method == RS_METHOD_LOWRANK)
+		if (f.method != RS_METHOD_DENSE)
 			out->compressed++;
 		if (f.err_spec > out->worst_err_spec) {
 			out->worst_err_spec = f.err_spec;
@@ -115,26 +301,25 @@ rs_plan_totals_compute(const rs_plan *plan, const rs_layer *layers,
 	}
 	out->ratio = out->params_after ?
 	    (double)out->params_before / (double)out->params_after : 1.0;
+	out->bits_ratio = out->bits_after ?
+	    (double)out->bits_before / (double)out->bits_after : 1.0;
 	out->net_bound = product - 1.0;
 }
 
 rs_plan_entry
 rs_plan_entry_keep_ratio(const rs_spectrum *s, double fraction)
 {
-	rs_plan_entry e = {RS_METHOD_LOWRANK, 1};
 	double r = floor(fraction * (double)s->k + 0.5);
 
-	if (r > 1)
-		e.rank = r >= (double)s->k ? s->k : (size_t)r;
-	return e;
+	if (r < 1)
+		r = 1;
+	return rs_plan_entry_lowrank(r >= (double)s->k ? s->k : (size_t)r);
 }
 
 rs_plan_entry
 rs_plan_entry_energy(const rs_spectrum *s, double fraction)
 {
-	rs_plan_entry e = {RS_METHOD_LOWRANK, rs_spectrum_rank_for_energy(s, fraction)};
+	size_t r = rs_spectrum_rank_for_energy(s, fraction);
 
-	if (e.rank < 1)
-		e.rank = 1;
-	return e;
+	return rs_plan_entry_lowrank(r < 1 ? 1 : r);
 }

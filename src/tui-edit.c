@@ -6,8 +6,11 @@
  */
 #include "config.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
+
+#include <curses.h>
 
 #include "tui.h"
 
@@ -38,16 +41,21 @@ tui_edit_set_rank(tui *t, size_t layer, size_t rank)
 
 	if (rank < 1)
 		rank = 1;
-	if (rank >= k)
-		t->plan.entries[layer] = (rs_plan_entry){RS_METHOD_DENSE, 0};
-	else
-		t->plan.entries[layer] = (rs_plan_entry){RS_METHOD_LOWRANK, rank};
+	if (t->plan.entries[layer].method == RS_METHOD_LOWRANK_SPARSE && rank < k) {
+		/* the rank of the low-rank part; solved again in the background */
+		t->plan.entries[layer].rank = rank;
+		t->plan.entries[layer].solved_error = NAN;
+	} else if (rank >= k) {
+		t->plan.entries[layer] = rs_plan_entry_dense();
+	} else {
+		t->plan.entries[layer] = rs_plan_entry_lowrank(rank);
+	}
 }
 
 void
 tui_edit_set_dense(tui *t, size_t layer)
 {
-	t->plan.entries[layer] = (rs_plan_entry){RS_METHOD_DENSE, 0};
+	t->plan.entries[layer] = rs_plan_entry_dense();
 }
 
 size_t
@@ -55,7 +63,8 @@ tui_edit_current_rank(const tui *t, size_t layer)
 {
 	const rs_plan_entry *e = &t->plan.entries[layer];
 
-	return e->method == RS_METHOD_LOWRANK ? e->rank : full_rank(t, layer);
+	return e->method == RS_METHOD_LOWRANK || e->method == RS_METHOD_LOWRANK_SPARSE ?
+	       e->rank : full_rank(t, layer);
 }
 
 void
@@ -128,5 +137,200 @@ tui_edit_drop_unchanged(tui *t)
 	if (rs_plan_equal(&t->undo[t->nundo - 1], &t->plan)) {
 		rs_plan_free(&t->undo[--t->nundo]);
 		t->nudge_layer = SIZE_MAX;
+	}
+}
+
+/* Starts a run of nudges of one kind on the selected layer (one undo step);
+ * false when there is nothing to edit yet. */
+static bool
+begin_nudge(tui *t, size_t layer)
+{
+	if (layer == SIZE_MAX)
+		return false;
+	if (t->analyses[layer].magnitudes == NULL) {
+		tui_message(t, false, "%s: statistics not computed yet", t->layers[layer].name);
+		return false;
+	}
+	if (t->nudge_layer != layer) {
+		tui_edit_begin(t);
+		t->nudge_layer = layer;
+	}
+	return true;
+}
+
+void
+tui_edit_set_sparsity(tui *t, size_t layer, double sparsity)
+{
+	rs_plan_entry *e = &t->plan.entries[layer];
+
+	if (sparsity < 0)
+		sparsity = 0;
+	if (sparsity > 0.99)
+		sparsity = 0.99;
+	if (e->method == RS_METHOD_LOWRANK_SPARSE) {
+		e->sparsity = sparsity;
+		e->solved_error = NAN;      /* solved again in the background */
+		return;
+	}
+	if (e->method != RS_METHOD_PRUNE_ROWS && e->method != RS_METHOD_PRUNE_COLS) {
+		*e = rs_plan_entry_dense();
+		e->method = RS_METHOD_PRUNE;
+	}
+	e->sparsity = sparsity;
+}
+
+void
+tui_edit_set_bits(tui *t, size_t layer, unsigned bits)
+{
+	rs_plan_entry *e = &t->plan.entries[layer];
+	rs_quantizer q = e->method == RS_METHOD_QUANT ? e->quantizer : RS_QUANT_KMEANS;
+
+	if (bits < 1)
+		bits = 1;
+	if (bits > RS_QUANT_CURVE_BITS)
+		bits = RS_QUANT_CURVE_BITS;
+	*e = rs_plan_entry_dense();
+	e->method = RS_METHOD_QUANT;
+	e->quantizer = q;
+	e->bits = bits;
+}
+
+void
+tui_edit_set_method(tui *t, size_t layer, rs_method method)
+{
+	rs_plan_entry *e = &t->plan.entries[layer], old = *e;
+	size_t k = full_rank(t, layer), rank = old.method == RS_METHOD_LOWRANK ||
+	    old.method == RS_METHOD_LOWRANK_SPARSE ? old.rank : (k / 4 ? k / 4 : 1);
+	double sparsity = old.method == RS_METHOD_DENSE || old.method == RS_METHOD_LOWRANK ||
+	    old.method == RS_METHOD_QUANT ? 0.5 : old.sparsity;
+
+	*e = rs_plan_entry_dense();
+	e->method = method;
+	switch (method) {
+	case RS_METHOD_LOWRANK:
+		*e = rs_plan_entry_lowrank(rank);
+		break;
+	case RS_METHOD_LOWRANK_SPARSE:
+		e->rank = rank;
+		e->sparsity = old.method == RS_METHOD_PRUNE ? old.sparsity : 0.95;
+		break;
+	case RS_METHOD_PRUNE: case RS_METHOD_PRUNE_ROWS: case RS_METHOD_PRUNE_COLS:
+		e->sparsity = sparsity;
+		break;
+	case RS_METHOD_QUANT:
+		e->quantizer = old.method == RS_METHOD_QUANT ? old.quantizer : RS_QUANT_KMEANS;
+		e->bits = old.method == RS_METHOD_QUANT ? old.bits : 4;
+		break;
+	default:
+		break;
+	}
+}
+
+void
+tui_edit_nudge_sparsity(tui *t, double delta)
+{
+	size_t layer = tui_selected_layer(t);
+	const rs_plan_entry *e;
+	double p;
+
+	if (!begin_nudge(t, layer))
+		return;
+	e = &t->plan.entries[layer];
+	p = e->method == RS_METHOD_PRUNE || e->method == RS_METHOD_PRUNE_ROWS ||
+	    e->method == RS_METHOD_PRUNE_COLS || e->method == RS_METHOD_LOWRANK_SPARSE ?
+	    e->sparsity : 0;
+	/* round to the step so that repeated nudges land on round numbers */
+	tui_edit_set_sparsity(t, layer, floor((p + delta) / 0.01 + 0.5) * 0.01);
+}
+
+void
+tui_edit_nudge_bits(tui *t, int delta)
+{
+	size_t layer = tui_selected_layer(t);
+	const rs_plan_entry *e;
+	int b;
+
+	if (!begin_nudge(t, layer))
+		return;
+	e = &t->plan.entries[layer];
+	b = e->method == RS_METHOD_QUANT ? (int)e->bits + delta : (delta < 0 ? 8 : 4);
+	tui_edit_set_bits(t, layer, b < 1 ? 1 : (unsigned)b);
+}
+
+void
+tui_edit_cycle_quantizer(tui *t)
+{
+	size_t layer = tui_selected_layer(t);
+	rs_plan_entry *e;
+
+	if (!begin_nudge(t, layer))
+		return;
+	e = &t->plan.entries[layer];
+	if (e->method != RS_METHOD_QUANT)
+		tui_edit_set_bits(t, layer, 4);
+	else
+		e->quantizer = (e->quantizer + 1) % RS_QUANT_COUNT;
+	tui_message(t, false, "quantiser: %s", rs_quantizer_name(e->quantizer));
+}
+
+/* ---- the method menu (M) ---- */
+
+static const struct {
+	rs_method method;
+	const char *help;
+} menu_methods[] = {
+	{RS_METHOD_DENSE, "keep the layer as it is"},
+	{RS_METHOD_LOWRANK, "rank-r factorisation (rank slider)"},
+	{RS_METHOD_PRUNE, "drop the smallest weights (sparsity slider)"},
+	{RS_METHOD_PRUNE_ROWS, "drop whole output channels by L2 norm"},
+	{RS_METHOD_PRUNE_COLS, "drop whole input channels by L2 norm"},
+	{RS_METHOD_QUANT, "quantise (bits slider, Q for the quantiser)"},
+	{RS_METHOD_LOWRANK_SPARSE, "low rank + sparse, solved in the background"},
+};
+#define NMENU (sizeof menu_methods / sizeof menu_methods[0])
+
+void
+tui_method_menu_draw(tui *t, int lines, int cols)
+{
+	int w = 64 < cols - 4 ? 64 : cols - 4, h = (int)NMENU + 3, y0 = (lines - h) / 2;
+	int x0 = (cols - w) / 2, y;
+	size_t i, layer = tui_selected_layer(t);
+
+	for (y = 0; y < h; y++)
+		mvprintw(y0 + y, x0, "%*s", w, "");
+	attron(A_BOLD);
+	mvprintw(y0, x0, " method for %.*s (Enter picks, Esc closes)", w - 32,
+	         layer == SIZE_MAX ? "" : t->layers[layer].name);
+	attroff(A_BOLD);
+	for (i = 0; i < NMENU; i++) {
+		if (i == t->method_selected)
+			attron(A_REVERSE);
+		mvprintw(y0 + 2 + (int)i, x0, " %-15s %-*.*s", rs_method_name(menu_methods[i].method),
+		         w - 18, w - 18, menu_methods[i].help);
+		attroff(A_REVERSE);
+	}
+}
+
+void
+tui_method_menu_key(tui *t, int ch)
+{
+	size_t layer = tui_selected_layer(t);
+
+	if (ch == 27 || ch == 'q' || ch == 'M') {
+		t->menu = 0;
+	} else if ((ch == KEY_UP || ch == 'k') && t->method_selected > 0) {
+		t->method_selected--;
+	} else if ((ch == KEY_DOWN || ch == 'j') && t->method_selected + 1 < NMENU) {
+		t->method_selected++;
+	} else if (ch == '\n' || ch == '\r' || ch == KEY_ENTER) {
+		t->menu = 0;
+		if (layer == SIZE_MAX || t->analyses[layer].magnitudes == NULL) {
+			tui_message(t, false, "the layer's analysis is not ready yet");
+			return;
+		}
+		tui_edit_begin(t);
+		tui_edit_set_method(t, layer, menu_methods[t->method_selected].method);
+		tui_message(t, false, "%s: %s", t->layers[layer].name,
+		            rs_method_name(menu_methods[t->method_selected].method));
 	}
 }

@@ -118,6 +118,12 @@ key_reverse_sort(tui *t)
 
 static void key_filter(tui *t) { tui_start_prompt(t, TUI_PROMPT_FILTER, t->filter); }
 static void key_undo(tui *t) { tui_edit_undo(t); }
+static void key_sparser(tui *t) { tui_edit_nudge_sparsity(t, 0.05); }
+static void key_denser(tui *t) { tui_edit_nudge_sparsity(t, -0.05); }
+static void key_fewer_bits(tui *t) { tui_edit_nudge_bits(t, -1); }
+static void key_more_bits(tui *t) { tui_edit_nudge_bits(t, 1); }
+static void key_quantizer(tui *t) { tui_edit_cycle_quantizer(t); }
+static void key_methods(tui *t) { t->menu = 3; }
 static void key_strategies(tui *t) { tui_strategy_open_menu(t); }
 static void key_save(tui *t) { tui_planfile_save_prompt(t); }
 static void key_load(tui *t) { tui_start_prompt(t, TUI_PROMPT_LOAD, t->plan_path); }
@@ -146,6 +152,12 @@ static const tui_binding bindings[] = {
 	{{KEY_SLEFT, 'H', 0}, "S-Left H", "rank - k/20", key_rank_down_more},
 	{{KEY_SRIGHT, 'L', 0}, "S-Right L", "rank + k/20", key_rank_up_more},
 	{{'r', 0}, "r", "type a rank for this layer", key_type_rank},
+	{{']', 0}, "[ ]", "sparsity - / + 0.05 (prunes this layer)", key_sparser},
+	{{'[', 0}, NULL, NULL, key_denser},
+	{{'b', 0}, "b B", "bits - / + 1 (quantises this layer)", key_fewer_bits},
+	{{'B', 0}, NULL, NULL, key_more_bits},
+	{{'Q', 0}, "Q", "next quantiser: uniform, per-channel, k-means, binary, ternary", key_quantizer},
+	{{'M', 0}, "M", "method for this layer: a menu", key_methods},
 	{{'d', 0}, "d", "keep this layer dense", key_make_dense},
 	{{'m', 0}, "m", "global mode: off, keep ratio, energy threshold", key_cycle_global},
 	{{'-', '_', 0}, "- +", "lower / raise the global value", key_global_less},

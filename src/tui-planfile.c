@@ -41,7 +41,7 @@ save(tui *t)
 {
 	rs_error err;
 
-	if (rs_plan_save(t->input, t->model, t->layers, t->nlayers, t->spectra, &t->plan,
+	if (rs_plan_save(t->input, t->model, t->layers, t->nlayers, t->analyses, &t->plan,
 	                 &t->origin, &err) != RS_OK) {
 		tui_message(t, true, "%s", err.msg);
 		return;

@@ -9,6 +9,7 @@
 #include <curses.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rankscope/util.h"
@@ -72,6 +73,116 @@ put_marker(tui *t, int y, int x, const char *utf8, const char *ascii, int attr)
 	attroff(attr);
 }
 
+/*
+ * Pruning: the exact error curve over sparsity 0..1 (unstructured, or the
+ * layer's channel side), the chosen sparsity marked, and a histogram of
+ * log10 |w| beneath (where the threshold falls).
+ */
+static void
+draw_prune(tui *t, tui_rect r, size_t layer)
+{
+	const rs_layer_analysis *a = &t->analyses[layer];
+	const rs_plan_entry *e = &t->plan.entries[layer];
+	const rs_layer *l = &t->layers[layer];
+	const rs_magnitudes *mg = a->magnitudes;
+	int w = r.w - MARGIN, ch = (r.h - 4) * 3 / 5, hh = r.h - 4 - ch, c, y0 = r.y;
+	size_t side = e->method == RS_METHOD_PRUNE_ROWS ? l->rows :
+	              e->method == RS_METHOD_PRUNE_COLS ? l->cols : mg->count;
+	size_t *hist = NULL, peak = 1, i;
+	double lo, hi;
+	char legend[160];
+
+	mvprintw(y0, r.x, "%.*s %zux%zu  %s error", r.w - 30, l->name, l->rows, l->cols,
+	         rs_method_name(e->method));
+	attron(tui_attr(t, TUI_PAIR_DIM));
+	mvprintw(y0 + 1, r.x, "%8s", "err 1");
+	mvprintw(y0 + ch, r.x, "%8s", "0");
+	attroff(tui_attr(t, TUI_PAIR_DIM));
+	for (c = 0; c < w; c++) {
+		double p = (double)c / (double)(w > 1 ? w - 1 : 1), err;
+		size_t d = (size_t)floor(p * (double)side);
+		if (e->method == RS_METHOD_PRUNE_ROWS)
+			err = rs_analysis_prune_outputs_error(a, d);
+		else if (e->method == RS_METHOD_PRUNE_COLS)
+			err = rs_analysis_prune_inputs_error(a, d);
+		else
+			err = rs_prune_error(mg, rs_prune_dropped(mg->count, p));
+		draw_bar(t, y0 + ch, r.x + MARGIN + c, ch, err,
+		         tui_attr(t, p <= e->sparsity ? TUI_PAIR_BAR : TUI_PAIR_DIM));
+	}
+	put_marker(t, y0 + ch + 1, r.x + MARGIN + (int)lround(e->sparsity * (w - 1)), "\u25b2",
+	           "^", tui_attr(t, TUI_PAIR_MARK) | A_BOLD);
+	/* |w| histogram on a log scale, the pruning threshold marked */
+	hi = mg->count ? mg->sorted_abs[mg->count - 1] : 0;
+	lo = hi;
+	for (i = 0; i < mg->count; i++)
+		if (mg->sorted_abs[i] > 0) {
+			lo = mg->sorted_abs[i];
+			break;
+		}
+	if (hi > 0 && hh > 1 && w > 0) {
+		hist = calloc((size_t)w, sizeof *hist);
+		for (i = 0; hist && i < mg->count; i++) {
+			double v = mg->sorted_abs[i];
+			int b = v <= lo ? 0 : hi == lo ? w - 1 :
+			        (int)((log(v) - log(lo)) / (log(hi) - log(lo)) * (w - 1));
+			hist[b < 0 ? 0 : b >= w ? w - 1 : b]++;
+		}
+		for (c = 0; hist && c < w; c++)
+			if (hist[c] > peak)
+				peak = hist[c];
+		attron(tui_attr(t, TUI_PAIR_DIM));
+		mvprintw(y0 + ch + 2, r.x, "%8s", "|w| hist");
+		mvprintw(y0 + ch + 1 + hh, r.x, "%8.2g", lo);
+		attroff(tui_attr(t, TUI_PAIR_DIM));
+		for (c = 0; hist && c < w; c++)
+			draw_bar(t, y0 + ch + 1 + hh, r.x + MARGIN + c, hh,
+			         (double)hist[c] / (double)peak, tui_attr(t, TUI_PAIR_ENERGY));
+		free(hist);
+	}
+	snprintf(legend, sizeof legend, "sparsity %.2f: err_F %.4f  (|w| from %.2g to %.2g)",
+	         e->sparsity, e->method == RS_METHOD_PRUNE ?
+	         rs_prune_error(mg, rs_prune_dropped(mg->count, e->sparsity)) :
+	         e->method == RS_METHOD_PRUNE_ROWS ?
+	         rs_analysis_prune_outputs_error(a, (size_t)floor(e->sparsity * l->rows)) :
+	         rs_analysis_prune_inputs_error(a, (size_t)floor(e->sparsity * l->cols)), lo, hi);
+	mvprintw(y0 + r.h - 1, r.x, "%.*s", r.w, legend);
+}
+
+/* Quantisation: error at 1..8 bits for every quantiser, as a table with
+ * the current choice highlighted. */
+static void
+draw_quant(tui *t, tui_rect r, size_t layer)
+{
+	const rs_quant_curve *qc = t->analyses[layer].quant;
+	const rs_plan_entry *e = &t->plan.entries[layer];
+	const rs_layer *l = &t->layers[layer];
+	int q, y = r.y;
+	unsigned b;
+
+	mvprintw(y++, r.x, "%.*s %zux%zu  relative error by bits", r.w - 30, l->name,
+	         l->rows, l->cols);
+	mvprintw(y++, r.x, "%-16s", "quantiser");
+	for (b = 1; b <= RS_QUANT_CURVE_BITS && r.x + 16 + 7 * (int)b <= r.x + r.w; b++)
+		mvprintw(y - 1, r.x + 16 + 7 * ((int)b - 1), "%6ub", b);
+	for (q = 0; q < RS_QUANT_COUNT && y < r.y + r.h - 1; q++, y++) {
+		mvprintw(y, r.x, "%-16s", rs_quantizer_name((rs_quantizer)q));
+		for (b = 1; b <= RS_QUANT_CURVE_BITS && r.x + 16 + 7 * (int)b <= r.x + r.w; b++) {
+			bool chosen = (rs_quantizer)q == e->quantizer && b == e->bits;
+			bool fixed = q == RS_QUANT_BINARY || q == RS_QUANT_TERNARY;
+			if (fixed && b > 1)
+				break;
+			if (chosen)
+				attron(A_REVERSE | A_BOLD);
+			mvprintw(y, r.x + 16 + 7 * ((int)b - 1), "%7.4f", qc->err[q][b]);
+			if (chosen)
+				attroff(A_REVERSE | A_BOLD);
+		}
+	}
+	mvprintw(r.y + r.h - 1, r.x, "%.*s", r.w,
+	         "b B change bits, Q changes the quantiser; binary is 1 bit, ternary 2");
+}
+
 void
 tui_plot_draw(tui *t, tui_rect r)
 {
@@ -99,6 +210,17 @@ tui_plot_draw(tui *t, tui_rect r)
 	}
 	if (s->k == 0)
 		return;
+	if (t->analyses[layer].magnitudes != NULL) {
+		rs_method m = t->plan.entries[layer].method;
+		if (m == RS_METHOD_PRUNE || m == RS_METHOD_PRUNE_ROWS || m == RS_METHOD_PRUNE_COLS) {
+			draw_prune(t, r, layer);
+			return;
+		}
+		if (m == RS_METHOD_QUANT && t->analyses[layer].quant != NULL) {
+			draw_quant(t, r, layer);
+			return;
+		}
+	}
 
 	axis.k = s->k;
 	axis.width = r.w - MARGIN;

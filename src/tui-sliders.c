@@ -111,8 +111,23 @@ draw_rank_slider(tui *t, int y, int cols)
 	}
 	k = t->spectra[layer]->k;
 	rank = tui_edit_current_rank(t, layer);
+	{
+		rs_method m = t->plan.entries[layer].method;
+		if (m != RS_METHOD_DENSE && m != RS_METHOD_LOWRANK && m != RS_METHOD_LOWRANK_SPARSE) {
+			draw_track(t, y, x, w, 1.0, false);
+			mvprintw(y, x + w, "%.*s", cols - x - w > 0 ? cols - x - w : 0,
+			         " off (<-/-> for low rank)");
+			return;
+		}
+		if (m == RS_METHOD_LOWRANK_SPARSE) {
+			draw_track(t, y, x, w, k > 1 ? (double)(rank - 1) / (double)(k - 1) : 1.0, true);
+			mvprintw(y, x + w, "%.*s", cols - x - w > 0 ? cols - x - w : 0,
+			         " rank of the low-rank part (L + S)");
+			return;
+		}
+	}
 	draw_track(t, y, x, w, k > 1 ? (double)(rank - 1) / (double)(k - 1) : 1.0, true);
-	rs_plan_figures_for(l, t->spectra[layer], &t->plan.entries[layer], &f);
+	rs_plan_figures_for(l, &t->analyses[layer], &t->plan.entries[layer], &f);
 	rs_format_count(params, sizeof params, (double)f.params);
 	rs_format_count(dense, sizeof dense, (double)(l->rows * l->cols));
 	if (f.method == RS_METHOD_LOWRANK)
@@ -123,6 +138,80 @@ draw_rank_slider(tui *t, int y, int cols)
 		         rank, k, rs_lowrank_breakeven(l->rows, l->cols));
 	else
 		snprintf(info, sizeof info, " %zu/%zu dense, exact", rank, k);
+	mvprintw(y, x + w, "%.*s", cols - x - w > 0 ? cols - x - w : 0, info);
+}
+
+/* Sparsity of the selected layer: pruning, channel pruning, or the sparse
+ * part of low rank + sparse. */
+static void
+draw_sparsity_slider(tui *t, int y, int cols)
+{
+	size_t layer = tui_selected_layer(t);
+	const rs_plan_entry *e;
+	bool active;
+	int x, w;
+	char info[160];
+	rs_plan_figures f;
+
+	track_geometry(cols, &x, &w);
+	t->sparsity_slider = (tui_rect){y, x, 1, w};
+	mvaddstr(y, 0, "sparse");
+	if (layer == SIZE_MAX || t->analyses[layer].magnitudes == NULL)
+		return;
+	e = &t->plan.entries[layer];
+	active = e->method == RS_METHOD_PRUNE || e->method == RS_METHOD_PRUNE_ROWS ||
+	         e->method == RS_METHOD_PRUNE_COLS || e->method == RS_METHOD_LOWRANK_SPARSE;
+	draw_track(t, y, x, w, active ? e->sparsity : 0, active);
+	rs_plan_figures_for(&t->layers[layer], &t->analyses[layer], e, &f);
+	if (!active)
+		snprintf(info, sizeof info, " off ([ ] prune, M method)");
+	else if (!f.known)
+		snprintf(info, sizeof info, " %.2f %s: solving in the background", e->sparsity,
+		         rs_method_name(e->method));
+	else if (f.method == RS_METHOD_DENSE)
+		snprintf(info, sizeof info, " %.2f %s: not smaller than dense, kept dense",
+		         e->sparsity, rs_method_name(e->method));
+	else {
+		rs_index_format fmt = RS_INDEX_BITMAP;
+		rs_sparse_storage_bits(t->layers[layer].rows, t->layers[layer].cols, f.nonzeros,
+		                       RS_VALUE_BITS, &fmt);
+		snprintf(info, sizeof info, " %.2f %s err_F %.4f, %zu kept%s%s", e->sparsity,
+		         rs_method_name(f.method), f.err_fro, f.nonzeros,
+		         f.method == RS_METHOD_PRUNE ? ", index " : "",
+		         f.method == RS_METHOD_PRUNE ? rs_index_format_name(fmt) : "");
+	}
+	mvprintw(y, x + w, "%.*s", cols - x - w > 0 ? cols - x - w : 0, info);
+}
+
+/* Bits of the selected layer's quantiser, 1..8. */
+static void
+draw_bits_slider(tui *t, int y, int cols)
+{
+	size_t layer = tui_selected_layer(t);
+	const rs_plan_entry *e;
+	bool active;
+	int x, w;
+	char info[160];
+	rs_plan_figures f;
+
+	track_geometry(cols, &x, &w);
+	t->bits_slider = (tui_rect){y, x, 1, w};
+	mvaddstr(y, 0, "bits");
+	if (layer == SIZE_MAX || t->analyses[layer].quant == NULL)
+		return;
+	e = &t->plan.entries[layer];
+	active = e->method == RS_METHOD_QUANT;
+	draw_track(t, y, x, w, active ? (double)(e->bits - 1) / (RS_QUANT_CURVE_BITS - 1) : 1,
+	           active);
+	rs_plan_figures_for(&t->layers[layer], &t->analyses[layer], e, &f);
+	if (!active)
+		snprintf(info, sizeof info, " off (b B quantise, Q quantiser)");
+	else
+		snprintf(info, sizeof info, " %u %s err_F %.4f, %.2f bits/weight%s",
+		         rs_quantizer_bits(e->quantizer, e->bits), rs_quantizer_name(e->quantizer),
+		         f.err_fro, (double)f.bits / (double)(t->layers[layer].rows *
+		                                               t->layers[layer].cols),
+		         f.method == RS_METHOD_DENSE ? " (not smaller: dense)" : "");
 	mvprintw(y, x + w, "%.*s", cols - x - w > 0 ? cols - x - w : 0, info);
 }
 
@@ -153,6 +242,8 @@ void
 tui_sliders_draw(tui *t)
 {
 	draw_rank_slider(t, t->rank_slider.y, COLS);
+	draw_sparsity_slider(t, t->sparsity_slider.y, COLS);
+	draw_bits_slider(t, t->bits_slider.y, COLS);
 	draw_global_slider(t, t->global_slider.y, COLS);
 }
 
@@ -160,17 +251,19 @@ void
 tui_totals_draw(tui *t, int y, int w)
 {
 	rs_plan_totals tot;
-	char before[16], after[16], fb[16], fa[16], line[320];
+	char before[16], after[16], fb[16], fa[16], sb[16], sa[16], line[400];
 
-	rs_plan_totals_compute(&t->plan, t->layers, t->spectra, &tot);
+	rs_plan_totals_compute(&t->plan, t->layers, t->analyses, &tot);
 	rs_format_count(before, sizeof before, (double)tot.params_before);
 	rs_format_count(after, sizeof after, (double)tot.params_after);
 	rs_format_count(fb, sizeof fb, (double)tot.flops_before);
 	rs_format_count(fa, sizeof fa, (double)tot.flops_after);
+	rs_format_bytes(sb, sizeof sb, (tot.bits_before + 7) / 8);
+	rs_format_bytes(sa, sizeof sa, (tot.bits_after + 7) / 8);
 	snprintf(line, sizeof line,
-	         "params %s -> %s (%.2fx)  flops %s -> %s  worst err_2 %.4f%s%s  "
-	         "network bound %.4f%s%s",
-	         before, after, tot.ratio, fb, fa, tot.worst_err_spec,
+	         "params %s -> %s (%.2fx)  size %s -> %s (%.2fx)  flops %s -> %s  worst err_2 "
+	         "%.4f%s%s  network bound %.4f%s%s",
+	         before, after, tot.ratio, sb, sa, tot.bits_ratio, fb, fa, tot.worst_err_spec,
 	         tot.worst_err_spec > 0 ? " " : "",
 	         tot.worst_err_spec > 0 ? t->layers[tot.worst_layer].name : "",
 	         tot.net_bound, tot.pending ? " (pending layers count dense)" : "",
@@ -191,6 +284,12 @@ tui_sliders_mouse(tui *t, int y, int x, bool press)
 		if (y == t->rank_slider.y && x >= t->rank_slider.x &&
 		    x < t->rank_slider.x + t->rank_slider.w)
 			which = TUI_DRAG_RANK;
+		else if (y == t->sparsity_slider.y && x >= t->sparsity_slider.x &&
+		         x < t->sparsity_slider.x + t->sparsity_slider.w)
+			which = TUI_DRAG_SPARSITY;
+		else if (y == t->bits_slider.y && x >= t->bits_slider.x &&
+		         x < t->bits_slider.x + t->bits_slider.w)
+			which = TUI_DRAG_BITS;
 		else if (y == t->global_slider.y && x >= t->global_slider.x &&
 		         x < t->global_slider.x + t->global_slider.w)
 			which = TUI_DRAG_GLOBAL;
@@ -201,10 +300,21 @@ tui_sliders_mouse(tui *t, int y, int x, bool press)
 	} else if (t->drag == TUI_DRAG_NONE) {
 		return false;
 	}
-	r = t->drag == TUI_DRAG_RANK ? t->rank_slider : t->global_slider;
+	r = t->drag == TUI_DRAG_RANK ? t->rank_slider :
+	    t->drag == TUI_DRAG_SPARSITY ? t->sparsity_slider :
+	    t->drag == TUI_DRAG_BITS ? t->bits_slider : t->global_slider;
 	pos = (double)(x - r.x) / (double)(r.w > 1 ? r.w - 1 : 1);
 	pos = pos < 0 ? 0 : pos > 1 ? 1 : pos;
-	if (t->drag == TUI_DRAG_RANK) {
+	if (t->drag == TUI_DRAG_SPARSITY || t->drag == TUI_DRAG_BITS) {
+		size_t layer = tui_selected_layer(t);
+		if (layer != SIZE_MAX && t->analyses[layer].magnitudes != NULL) {
+			if (t->drag == TUI_DRAG_SPARSITY)
+				tui_edit_set_sparsity(t, layer, floor(pos * 100 + 0.5) / 100);
+			else
+				tui_edit_set_bits(t, layer,
+				                  1 + (unsigned)lround(pos * (RS_QUANT_CURVE_BITS - 1)));
+		}
+	} else if (t->drag == TUI_DRAG_RANK) {
 		size_t layer = tui_selected_layer(t);
 		if (layer != SIZE_MAX && t->spectra[layer] != NULL) {
 			size_t k = t->spectra[layer]->k;

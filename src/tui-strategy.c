@@ -50,7 +50,7 @@ tui_strategy_init(tui *t, const char *const *extra, size_t nextra)
 {
 	rs_script_host host = {
 		.model = t->model, .layers = t->layers, .nlayers = t->nlayers,
-		.spectra = t->spectra, .plan = &t->plan, .output = script_output,
+		.analyses = t->analyses, .plan = &t->plan, .output = script_output,
 		.should_stop = script_should_stop, .userdata = t,
 	};
 	rs_error err;

@@ -57,7 +57,7 @@ sort_key(const tui *t, size_t i, bool *known)
 	case TUI_SORT_SIZE:
 		return -(double)(l->rows * l->cols);
 	case TUI_SORT_ERROR:
-		rs_plan_figures_for(l, s, &t->plan.entries[i], &f);
+		rs_plan_figures_for(l, &t->analyses[i], &t->plan.entries[i], &f);
 		*known = f.known;
 		return -f.err_fro;
 	case TUI_SORT_COMPRESSIBLE:
@@ -142,7 +142,7 @@ tui_table_click(tui *t, int y)
  */
 enum { COL_MATRIX, COL_RANK, COL_ERR_F, COL_ERR_2, COL_PARAMS, COL_RATIO, NCOLS };
 static const struct { const char *title; int width; } columns[NCOLS] = {
-	{"matrix", 11}, {"rank", 6}, {"err_F", 7}, {"err_2", 7}, {"params", 7}, {"ratio", 6},
+	{"matrix", 11}, {"choice", 12}, {"err_F", 7}, {"err_2", 7}, {"size", 9}, {"ratio", 6},
 };
 #define NAME_MIN 12
 
@@ -189,22 +189,43 @@ draw_row(tui *t, int y, int x, int name_w, int ncols, size_t i, bool selected)
 	int attr = selected ? tui_attr(t, TUI_PAIR_SELECTED) :
 	           failed ? tui_attr(t, TUI_PAIR_ERROR) : 0;
 
+	const rs_plan_entry *e = &t->plan.entries[i];
+
 	memset(cells, 0, sizeof cells);
 	snprintf(cells[COL_MATRIX], 24, "%zux%zu", l->rows, l->cols);
-	rs_plan_figures_for(l, s, &t->plan.entries[i], &f);
-	rs_format_count(cells[COL_PARAMS], 24, (double)f.params);
+	rs_plan_figures_for(l, &t->analyses[i], e, &f);
+	rs_format_bytes(cells[COL_PARAMS], 24, (f.bits + 7) / 8);
 	if (s == NULL) {
 		snprintf(cells[COL_RANK], 24, "%s", failed ? "failed" : "...");
 		snprintf(cells[COL_ERR_F], 24, "%s", failed ? "" : "pending");
+	} else if (e->method == RS_METHOD_LOWRANK_SPARSE && !f.known) {
+		snprintf(cells[COL_RANK], 24, "L+S r=%zu", e->rank);
+		if (t->solver.running && t->solver.layer == i)
+			snprintf(cells[COL_ERR_F], 24, "it %zu", t->solver.iteration);
+		else
+			snprintf(cells[COL_ERR_F], 24, "queued");
 	} else {
+		/* a bare number is a rank; other methods say what they are */
 		if (f.method == RS_METHOD_LOWRANK)
 			snprintf(cells[COL_RANK], 24, "%zu", f.rank);
-		else
+		else if (f.method == RS_METHOD_DENSE)
 			snprintf(cells[COL_RANK], 24, "dense");
+		else if (f.method == RS_METHOD_LOWRANK_SPARSE)
+			snprintf(cells[COL_RANK], 24, "L+S %zu/%.2f", f.rank, e->sparsity);
+		else if (f.method == RS_METHOD_QUANT)
+			snprintf(cells[COL_RANK], 24, "%s%ub", e->quantizer == RS_QUANT_KMEANS ? "km" :
+			         e->quantizer == RS_QUANT_UNIFORM_TENSOR ? "ut" :
+			         e->quantizer == RS_QUANT_UNIFORM_CHANNEL ? "uc" :
+			         e->quantizer == RS_QUANT_BINARY ? "bin" : "ter",
+			         rs_quantizer_bits(e->quantizer, e->bits));
+		else
+			snprintf(cells[COL_RANK], 24, "%s %.2f", f.method == RS_METHOD_PRUNE ? "prune" :
+			         f.method == RS_METHOD_PRUNE_ROWS ? "rows" : "cols", e->sparsity);
 		snprintf(cells[COL_ERR_F], 24, "%.4f", f.err_fro);
-		snprintf(cells[COL_ERR_2], 24, "%.4f", f.err_spec);
+		/* '<' marks a spectral error that is only a bound */
+		snprintf(cells[COL_ERR_2], 24, "%s%.4f", f.spec_is_bound ? "<" : "", f.err_spec);
 		snprintf(cells[COL_RATIO], 24, "%.2fx",
-		         (double)(l->rows * l->cols) / (double)f.params);
+		         (double)rs_layer_dense_bits(l) / (double)f.bits);
 	}
 	attron(attr);
 	print_cells(y, x, name_w, ncols, selected ? '>' : ' ', l->name, cells);

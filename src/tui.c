@@ -156,7 +156,8 @@ sync_spectra(tui *t)
 		}
 		s = rs_engine_state(t->engine, i);
 		if (s == RS_JOB_DONE) {
-			t->spectra[i] = rs_engine_spectrum(t->engine, i);
+			t->analyses[i] = rs_engine_analysis(t->engine, i);
+			t->spectra[i] = t->analyses[i].spectrum;
 			arrived = true;
 			/* a global mode in force covers layers as they arrive */
 			if (t->global_mode != TUI_GLOBAL_OFF) {
@@ -243,15 +244,15 @@ draw_message_line(tui *t, int y)
 static void
 draw(tui *t)
 {
-	int main_h = LINES - 6, table_w, plot_w;
+	int main_h = LINES - 8, table_w, plot_w;
 	static const char hints[] =
 	    " \u2190/\u2192 rank  r type  d dense  m global  -/+ value  s strategy  : lua  o sort  / filter  u undo  w save  ? help  q quit";
 	static const char hints_ascii[] =
 	    " <-/-> rank  r type  d dense  m global  -/+ value  s strategy  : lua  o sort  / filter  u undo  w save  ? help  q quit";
 
 	erase();
-	if (LINES < 12 || COLS < 50) {
-		mvprintw(0, 0, "terminal too small (%dx%d): need at least 50x12", COLS, LINES);
+	if (LINES < 14 || COLS < 50) {
+		mvprintw(0, 0, "terminal too small (%dx%d): need at least 50x14", COLS, LINES);
 		refresh();
 		return;
 	}
@@ -271,7 +272,9 @@ draw(tui *t)
 		tui_table_draw(t, (tui_rect){1, 0, main_h, COLS});
 		t->plot_rect = (tui_rect){0, 0, 0, 0};
 	}
-	t->rank_slider.y = LINES - 5;
+	t->rank_slider.y = LINES - 7;
+	t->sparsity_slider.y = LINES - 6;
+	t->bits_slider.y = LINES - 5;
 	t->global_slider.y = LINES - 4;
 	tui_sliders_draw(t);
 	tui_totals_draw(t, LINES - 3, COLS);
@@ -280,7 +283,9 @@ draw(tui *t)
 	mvprintw(LINES - 1, 0, "%-*s", COLS, "");
 	mvaddnstr(LINES - 1, 0, t->utf8 ? hints : hints_ascii, -1);
 	attroff(tui_attr(t, TUI_PAIR_TITLE));
-	if (t->menu)
+	if (t->menu == 3)
+		tui_method_menu_draw(t, LINES, COLS);
+	else if (t->menu)
 		tui_strategy_draw(t, LINES, COLS);
 	if (t->show_help)
 		tui_keys_draw_help(t, LINES, COLS);
@@ -403,6 +408,10 @@ handle_key(tui *t, int ch)
 		prompt_key(t, ch);
 		return;
 	}
+	if (t->menu == 3) {
+		tui_method_menu_key(t, ch);
+		return;
+	}
 	if (t->menu) {
 		tui_strategy_key(t, ch);
 		return;
@@ -479,6 +488,7 @@ tui_free(tui *t)
 	size_t i;
 
 	tui_strategy_free(t);
+	tui_solver_stop(t);
 	rs_engine_free(t->engine);
 	for (i = 0; i < t->nundo; i++)
 		rs_plan_free(&t->undo[i]);
@@ -486,6 +496,7 @@ tui_free(tui *t)
 	rs_plan_free(&t->saved);
 	rs_plan_origin_free(&t->origin);
 	free(t->spectra);
+	free(t->analyses);
 	free(t->order);
 	if (t->wake_fd[0] >= 0) {
 		close(t->wake_fd[0]);
@@ -510,7 +521,9 @@ tui_run(const char *path, rs_model *model, rs_layer *layers, size_t nlayers,
 	t.nlayers = nlayers;
 	t.nudge_layer = SIZE_MAX;
 	t.global_value = 0.5;
+	tui_solver_init(&t);
 	t.spectra = rs_xcalloc(nlayers ? nlayers : 1, sizeof *t.spectra);
+	t.analyses = rs_xcalloc(nlayers ? nlayers : 1, sizeof *t.analyses);
 	t.order = rs_xcalloc(nlayers ? nlayers : 1, sizeof *t.order);
 	if (options->plan != NULL) {
 		rs_plan_copy(&t.plan, options->plan);
@@ -541,6 +554,7 @@ tui_run(const char *path, rs_model *model, rs_layer *layers, size_t nlayers,
 	install_signals();
 	tui_strategy_init(&t, options->strategy_dirs, options->nstrategy_dirs);
 	eo.on_layer_done = on_engine_layer;
+	eo.statistics = true;
 	eo.userdata = &t;
 	t.engine = rs_engine_start(layers, nlayers, path, &eo);
 
@@ -550,10 +564,12 @@ tui_run(const char *path, rs_model *model, rs_layer *layers, size_t nlayers,
 		int ch;
 
 		sync_spectra(&t);
+		tui_solver_poll(&t);
 		draw(&t);
 		/* Wake at least every 200 ms while spectra are running, for the
 		 * spinner; sleep until input otherwise. */
-		if (poll(fds, 2, t.finished < t.nlayers ? 200 : -1) < 0 && errno != EINTR)
+		if (poll(fds, 2, t.finished < t.nlayers || t.solver.running ? 200 : -1) < 0 &&
+		    errno != EINTR)
 			break;
 		while (read(t.wake_fd[0], drain, sizeof drain) > 0)
 			;

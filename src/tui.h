@@ -9,6 +9,8 @@
  *   tui-sliders.c  slider rows (rank, global mode) and the totals line
  *   tui-edit.c     plan edits and their undo history
  *   tui-strategy.c the strategy menu, its parameter form, the Lua console
+ *   tui-planfile.c saving and loading plans
+ *   tui-solver.c   the background low-rank + sparse solve
  *
  * Views draw into rectangles of stdscr; one loop owns input and redraw.
  * Nothing numeric is computed here beyond calls into the core's O(1)
@@ -17,6 +19,7 @@
 #ifndef RANKSCOPE_TUI_H
 #define RANKSCOPE_TUI_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -63,8 +66,28 @@ typedef enum tui_prompt_kind {
 typedef enum tui_drag {
 	TUI_DRAG_NONE,
 	TUI_DRAG_RANK,
+	TUI_DRAG_SPARSITY,
+	TUI_DRAG_BITS,
 	TUI_DRAG_GLOBAL
 } tui_drag;
+
+/* The background solve of one layer's low rank + sparse entry. */
+typedef struct tui_solver {
+	pthread_t thread;
+	bool running;
+	size_t layer;
+	rs_plan_entry entry;           /* the spec being solved */
+	volatile int cancel;
+	pthread_mutex_t lock;          /* guards the fields below */
+	size_t iteration;
+	double error;                  /* after the last iteration */
+	bool done;
+	rs_status status;
+	char message[RS_ERROR_MAX];
+	double result_error;
+	int fallback;                  /* rs_combine_fallback */
+	size_t fallback_rank, fallback_nonzeros;
+} tui_solver;
 
 #define TUI_UNDO_MAX 256
 
@@ -76,6 +99,7 @@ typedef struct tui {
 	size_t nlayers;
 	rs_engine *engine;
 	const rs_spectrum **spectra;   /* snapshot of finished spectra, NULL = pending */
+	rs_layer_analysis *analyses;   /* the same with statistics, for plan figures */
 	size_t finished;               /* layers finished (done or failed) */
 
 	/* the plan and its history */
@@ -104,7 +128,8 @@ typedef struct tui {
 	char message[256];
 	bool message_is_error;
 	tui_drag drag;
-	tui_rect table_rect, plot_rect, rank_slider, global_slider;
+	tui_rect table_rect, plot_rect, rank_slider, sparsity_slider, bits_slider,
+	         global_slider;
 	bool quit;
 	int wake_fd[2];                /* engine callbacks write here */
 
@@ -114,10 +139,14 @@ typedef struct tui {
 	size_t nscript_dirs;
 	rs_strategy_info *strategies;
 	size_t nstrategies;
-	int menu;                      /* 0 closed, 1 strategy list, 2 parameter form */
+	int menu;                      /* 0 closed, 1 strategy list, 2 parameter form,
+	                                  3 method list */
+	size_t method_selected;
 	size_t menu_selected;          /* strategy in the list */
 	size_t form_selected;          /* row in the form (nparams = the run row) */
 	char **form_values;            /* one per parameter of the chosen strategy */
+
+	tui_solver solver;
 
 	/* plan files */
 	rs_plan_origin origin;         /* what made the plan (the last strategy run) */
@@ -188,6 +217,12 @@ void tui_strategy_eval(tui *t, const char *code);
 void tui_planfile_save_prompt(tui *t);
 void tui_planfile_commit(tui *t, tui_prompt_kind kind);   /* SAVE/OVERWRITE/LOAD entered */
 
+/* tui-solver.c */
+void tui_solver_init(tui *t);
+/* Collects a finished solve and starts the next one that is needed. */
+void tui_solver_poll(tui *t);
+void tui_solver_stop(tui *t);
+
 /* tui-edit.c */
 void tui_edit_begin(tui *t);                  /* records an undo point */
 void tui_edit_set_rank(tui *t, size_t layer, size_t rank);
@@ -200,5 +235,16 @@ void tui_edit_drop_unchanged(tui *t);
 bool tui_edit_dirty(const tui *t);
 /* The rank the selected layer's slider shows (k when dense). */
 size_t tui_edit_current_rank(const tui *t, size_t layer);
+/* Sparsity and bits sliders: switch the layer to pruning / quantisation
+ * (or change the sparse part of a low rank + sparse entry). */
+void tui_edit_set_sparsity(tui *t, size_t layer, double sparsity);
+void tui_edit_set_bits(tui *t, size_t layer, unsigned bits);
+void tui_edit_set_method(tui *t, size_t layer, rs_method method);
+void tui_edit_nudge_sparsity(tui *t, double delta);
+void tui_edit_nudge_bits(tui *t, int delta);
+void tui_edit_cycle_quantizer(tui *t);
+/* Method-menu and plot helpers. */
+void tui_method_menu_draw(tui *t, int lines, int cols);
+void tui_method_menu_key(tui *t, int ch);
 
 #endif

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "rankscope/analysis.h"
 #include "rankscope/error.h"
 #include "rankscope/layer.h"
 #include "rankscope/model.h"
@@ -28,8 +29,10 @@
  * written (after rounding to float32), against the original weights. */
 typedef struct rs_apply_report {
 	const rs_layer *layer;
+	rs_method method;
 	size_t rank;
 	double predicted_fro, predicted_spec;
+	bool spec_is_bound;         /* predicted_spec is a bound (not low rank) */
 	double measured_fro, measured_spec;
 } rs_apply_report;
 
@@ -37,7 +40,7 @@ typedef void (*rs_apply_progress)(void *userdata, const rs_apply_report *report)
 
 /* plan_json is stored in the output's metadata (may be NULL). */
 rs_status rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
-                   const rs_spectrum *const *spectra, const rs_plan *plan,
+                   const rs_layer_analysis *analyses, const rs_plan *plan,
                    const char *plan_json, const char *out_path,
                    rs_apply_progress progress, void *userdata, rs_error *err);
 

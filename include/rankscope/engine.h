@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "rankscope/analysis.h"
 #include "rankscope/error.h"
 #include "rankscope/layer.h"
 #include "rankscope/spectrum.h"
@@ -38,6 +39,10 @@ typedef struct rs_engine_options {
 	int threads;                /* workers; 0 = number of CPUs */
 	rs_svd_method method;       /* AUTO chooses per layer */
 	const char *cache_dir;      /* NULL = no cache */
+	/* Also build each layer's magnitude statistics and quantisation curves
+	 * (what pruning and quantisation figures are read from).  They are not
+	 * cached: a sort per layer costs little next to its spectrum. */
+	bool statistics;
 	/* Called from a worker thread after each layer finishes (any final
 	 * state).  Must be quick and thread-safe; may be NULL. */
 	void (*on_layer_done)(void *userdata, size_t layer_index);
@@ -63,6 +68,9 @@ void rs_engine_progress(rs_engine *engine, size_t *finished, size_t *total);
 rs_job_state rs_engine_state(rs_engine *engine, size_t layer_index);
 /* The spectrum once the state is DONE, else NULL. */
 const rs_spectrum *rs_engine_spectrum(rs_engine *engine, size_t layer_index);
+/* The layer's analysis: spectrum (NULL until DONE), statistics (NULL
+ * unless requested and DONE), orientation. */
+rs_layer_analysis rs_engine_analysis(rs_engine *engine, size_t layer_index);
 /* The failure message once the state is FAILED, else NULL. */
 const char *rs_engine_error(rs_engine *engine, size_t layer_index);
 /* Method actually used for a layer (meaningful once DONE). */

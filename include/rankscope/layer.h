@@ -85,6 +85,10 @@ rs_status rs_layer_load_for_spectrum(const rs_layer *layer, double *dst,
                                      size_t *rows, size_t *cols,
                                      const char *path, rs_error *err);
 
+/* Where element (row, col) of the layer's matrix lives in the tensor's
+ * row-major data (the inverse of folding). */
+size_t rs_layer_tensor_index(const rs_layer *layer, size_t row, size_t col);
+
 /* Dense cost of the layer: rows * cols parameters. */
 size_t rs_layer_params(const rs_layer *layer);
 

@@ -2,82 +2,122 @@
  * plan.h — a compression plan in memory: one choice per layer, and the
  * figures that choice implies.
  *
- * A layer is either kept dense or replaced by a rank-r factorisation.  A
- * factorisation is used only where it pays: r (m + n) < m n.  Otherwise the
- * layer stays dense (never a factorisation that costs as much or more than
- * the layer it replaces), whatever rank was asked for.
+ * Methods: keep the layer dense; a rank-r factorisation; unstructured
+ * magnitude pruning to a sparsity; pruning whole output or input channels;
+ * quantisation (a quantiser at a bit width); or low rank + sparse found by
+ * alternating projections.  A choice is used only where it pays:
+ * a factorisation only when r (m + n) < m n (parameters), every other
+ * method only when its storage in bits is below the dense layer's.
+ * Otherwise the layer stays dense, whatever was asked for.
  *
- * Plans do not own layers or spectra; figures are computed from them on
- * demand, in O(1) per layer, so front ends can recompute on every keypress.
+ * Figures are computed on demand from the layer's analysis in O(1) (a
+ * combination's error comes from its solve, recorded in the entry), so
+ * front ends can recompute on every keypress.  Errors are exact relative
+ * Frobenius errors.  The spectral error is exact for dense and low-rank;
+ * for the other methods it is the bound ||E||_2 <= ||E||_F, i.e.
+ * err_fro ||W||_F / ||W||_2, and spec_is_bound says so.
  */
 #ifndef RANKSCOPE_PLAN_H
 #define RANKSCOPE_PLAN_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "rankscope/analysis.h"
 #include "rankscope/layer.h"
+#include "rankscope/quant.h"
 #include "rankscope/spectrum.h"
 
 typedef enum rs_method {
 	RS_METHOD_DENSE,
-	RS_METHOD_LOWRANK
+	RS_METHOD_LOWRANK,
+	RS_METHOD_PRUNE,            /* unstructured, by magnitude */
+	RS_METHOD_PRUNE_ROWS,       /* whole output channels, by L2 norm */
+	RS_METHOD_PRUNE_COLS,       /* whole input channels, by L2 norm */
+	RS_METHOD_QUANT,
+	RS_METHOD_LOWRANK_SPARSE,   /* L + S, alternating projections */
+	RS_METHOD_COUNT
 } rs_method;
 
 const char *rs_method_name(rs_method method);
+bool rs_method_parse(const char *name, rs_method *out);
+
+/* Bits of one stored value of a factor or sparse value (float32). */
+#define RS_VALUE_BITS 32
 
 typedef struct rs_plan_entry {
 	rs_method method;
-	size_t rank;            /* asked-for rank when method is LOWRANK */
+	size_t rank;             /* LOWRANK, LOWRANK_SPARSE */
+	double sparsity;         /* PRUNE*, LOWRANK_SPARSE: fraction dropped / of nonzeros */
+	rs_quantizer quantizer;  /* QUANT */
+	unsigned bits;           /* QUANT: 1..RS_QUANT_CURVE_BITS */
+	double solved_error;     /* LOWRANK_SPARSE: the solve's relative error; NaN if unsolved */
 } rs_plan_entry;
 
 typedef struct rs_plan {
 	size_t nlayers;
-	rs_plan_entry *entries; /* rs_xmalloc'd, owned */
+	rs_plan_entry *entries;  /* rs_xmalloc'd, owned */
 } rs_plan;
 
 /* What an entry means for one layer. */
 typedef struct rs_plan_figures {
-	bool known;             /* false while the layer's spectrum is pending */
-	rs_method method;       /* effective: DENSE where a factorisation does not pay */
-	size_t rank;            /* effective rank (k when dense) */
-	double err_fro;         /* relative, exact (0 when dense) */
-	double err_spec;
-	double energy;
-	size_t params, flops;   /* after; dense: m n and 2 m n */
+	bool known;              /* false while what it needs is pending */
+	rs_method method;        /* effective: DENSE where the choice does not pay */
+	size_t rank;             /* LOWRANK(_SPARSE); k when dense */
+	size_t nonzeros;         /* values kept by pruning / the sparse part */
+	double err_fro;          /* relative, exact (0 when dense) */
+	double err_spec;         /* exact for dense/low rank, else a bound */
+	bool spec_is_bound;
+	double energy;           /* 1 - err_fro^2 */
+	size_t params;           /* values stored */
+	size_t flops;            /* per input vector: 2 per multiply-add */
+	uint64_t bits;           /* storage, indices and codebooks included */
 } rs_plan_figures;
 
 typedef struct rs_plan_totals {
 	size_t layers, pending, compressed;
 	size_t params_before, params_after;
 	size_t flops_before, flops_after;
-	double ratio;           /* params_before / params_after */
+	uint64_t bits_before, bits_after;
+	double ratio;            /* params_before / params_after */
+	double bits_ratio;       /* bits_before / bits_after */
 	double worst_err_spec, worst_err_fro;
-	size_t worst_layer;     /* index of the worst err_spec (when layers > 0) */
+	size_t worst_layer;      /* index of the worst err_spec (when layers > 0) */
 	/* Bound on the relative output perturbation of a feed-forward chain
 	 * with 1-Lipschitz activations: prod (1 + err_spec) - 1.  A bound, not
-	 * a measurement. */
+	 * a measurement (and built on bounds where err_spec is one). */
 	double net_bound;
 } rs_plan_totals;
+
+/* An entry keeping the layer dense. */
+rs_plan_entry rs_plan_entry_dense(void);
+rs_plan_entry rs_plan_entry_lowrank(size_t rank);
 
 /* A plan of n layers, all dense. */
 void rs_plan_init(rs_plan *plan, size_t nlayers);
 void rs_plan_free(rs_plan *plan);
 void rs_plan_copy(rs_plan *dst, const rs_plan *src);
 bool rs_plan_equal(const rs_plan *a, const rs_plan *b);
+bool rs_plan_entry_equal(const rs_plan_entry *a, const rs_plan_entry *b);
 
 /* Whether rank r pays off for an m x n layer: r (m + n) < m n. */
 bool rs_lowrank_pays(size_t rows, size_t cols, size_t rank);
 
-/* spectrum may be NULL (pending): then figures.known is false and the
- * layer counts as dense. */
-void rs_plan_figures_for(const rs_layer *layer, const rs_spectrum *spectrum,
+/* Storage bits of the dense layer (its source dtype's width). */
+uint64_t rs_layer_dense_bits(const rs_layer *layer);
+
+void rs_plan_figures_for(const rs_layer *layer, const rs_layer_analysis *analysis,
                          const rs_plan_entry *entry, rs_plan_figures *out);
 
-/* spectra[i] may be NULL for pending layers. */
+/* The parameters of an effective choice in a few characters, for tables:
+ * "r=37", "p=0.50", "kmeans/4b", "r=8 p=0.90", "" for dense. */
+void rs_plan_describe(const rs_plan_entry *entry, const rs_plan_figures *figures,
+                      char *buf, size_t len);
+
+/* analyses[i].spectrum may be NULL for pending layers. */
 void rs_plan_totals_compute(const rs_plan *plan, const rs_layer *layers,
-                            const rs_spectrum *const *spectra,
-                            rs_plan_totals *out);
+                            const rs_layer_analysis *analyses, rs_plan_totals *out);
 
 /* Entries for the global modes: keep a fraction of each layer's full rank
  * (rank = max(1, round(fraction k))), or the smallest rank keeping a

@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 
+#include "rankscope/analysis.h"
 #include "rankscope/error.h"
 #include "rankscope/layer.h"
 #include "rankscope/model.h"
@@ -34,16 +35,16 @@ void rs_plan_origin_set(rs_plan_origin *o, const char *strategy,
 void rs_plan_origin_copy(rs_plan_origin *dst, const rs_plan_origin *src);
 void rs_plan_origin_free(rs_plan_origin *o);
 
-/* The plan as JSON text (malloc'd, ends with a newline).  spectra[i] may
- * not be NULL: predictions need every spectrum. */
+/* The plan as JSON text (malloc'd, ends with a newline).  Every analysis
+ * must have its spectrum (and statistics for pruning or quantisation). */
 char *rs_plan_to_json(const rs_model *model, const rs_layer *layers, size_t nlayers,
-                      const rs_spectrum *const *spectra, const rs_plan *plan,
+                      const rs_layer_analysis *analyses, const rs_plan *plan,
                       const rs_plan_origin *origin, int indent);
 
 /* Writes the plan atomically and durably (temporary file, fsync, rename);
  * on failure an existing file at path is left as it was. */
 rs_status rs_plan_save(const char *path, const rs_model *model, const rs_layer *layers,
-                       size_t nlayers, const rs_spectrum *const *spectra,
+                       size_t nlayers, const rs_layer_analysis *analyses,
                        const rs_plan *plan, const rs_plan_origin *origin,
                        rs_error *err);
 

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "rankscope/analysis.h"
 #include "rankscope/error.h"
 #include "rankscope/layer.h"
 #include "rankscope/model.h"
@@ -28,9 +29,9 @@ typedef struct rs_script_host {
 	const rs_model *model;
 	const rs_layer *layers;
 	size_t nlayers;
-	/* spectra[i] is NULL while layer i is pending; scripts asking for it
-	 * get an error saying so.  The array may change between calls. */
-	const rs_spectrum *const *spectra;
+	/* analyses[i].spectrum is NULL while layer i is pending; scripts asking
+	 * for it get an error saying so.  The array may change between calls. */
+	const rs_layer_analysis *analyses;
 	rs_plan *plan;
 	/* Where print() and io.write() go (a line at a time for print). */
 	void (*output)(void *userdata, const char *text, size_t len);

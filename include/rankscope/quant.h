@@ -1,0 +1,68 @@
+/*
+ * quant.h — quantisers (la-quant.c), each with its exact error and honest
+ * storage.
+ *
+ *   RS_QUANT_UNIFORM_TENSOR   2^b levels evenly spaced over [min, max] of the
+ *                             tensor; stores b bits per weight + 2 x 32
+ *                             (scale, offset)
+ *   RS_QUANT_UNIFORM_CHANNEL  the same per output channel (row): b N + 64 m
+ *   RS_QUANT_KMEANS           a 1-D k-means codebook of k = 2^b centres:
+ *                             k-means++ seeding with a fixed seed, then Lloyd
+ *                             iterations on the sorted values until no centre
+ *                             moves by more than 1e-12 (max - min) or 100
+ *                             iterations; b N + 32 k
+ *   RS_QUANT_BINARY           alpha sign(w), alpha = mean |w| (the L2-optimal
+ *                             scale); 1 bit per weight + 32
+ *   RS_QUANT_TERNARY          alpha t, t in {-1, 0, 1}: the threshold and
+ *                             alpha minimising the error exactly (over the
+ *                             sorted magnitudes); 2 bits per weight + 32
+ *
+ * Errors are relative Frobenius: ||W - Q(W)||_F / ||W||_F, measured on the
+ * quantised values the quantiser returns (what apply writes).
+ */
+#ifndef RANKSCOPE_QUANT_H
+#define RANKSCOPE_QUANT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rankscope/error.h"
+
+typedef enum rs_quantizer {
+	RS_QUANT_UNIFORM_TENSOR,
+	RS_QUANT_UNIFORM_CHANNEL,
+	RS_QUANT_KMEANS,
+	RS_QUANT_BINARY,
+	RS_QUANT_TERNARY,
+	RS_QUANT_COUNT
+} rs_quantizer;
+
+const char *rs_quantizer_name(rs_quantizer q);
+bool rs_quantizer_parse(const char *name, rs_quantizer *out);
+/* Bits per weight of a quantiser at a requested width (binary 1,
+ * ternary 2, the others `bits`). */
+unsigned rs_quantizer_bits(rs_quantizer q, unsigned bits);
+
+typedef struct rs_quant_result {
+	double rel_error;           /* ||W - Q(W)||_F / ||W||_F */
+	uint64_t storage_bits;      /* codes + codebook / scales */
+	double bits_per_weight;     /* storage_bits / N */
+	unsigned levels;            /* distinct values available */
+	size_t iterations;          /* Lloyd iterations (k-means), else 0 */
+} rs_quant_result;
+
+/*
+ * Quantises the column-major m x n matrix w (leading dimension ld) with
+ * q at `bits` (1..16; ignored by binary and ternary).  When q_out is not
+ * NULL it receives Q(W) (column-major, leading dimension m); when codes is
+ * not NULL it receives each element's level index and codebook (at least
+ * 2^bits entries, or m 2^bits for per-channel) the level values, so apply
+ * can write codes and codebooks.
+ */
+rs_status rs_quantize(const double *w, size_t rows, size_t cols, size_t ld,
+                      rs_quantizer q, unsigned bits, double *q_out,
+                      uint16_t *codes, double *codebook, rs_quant_result *result,
+                      rs_error *err);
+
+#endif

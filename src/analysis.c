@@ -1,0 +1,73 @@
+/* analysis.c — quantisation curves and channel pruning on layer analyses;
+ * see rankscope/analysis.h. */
+#include "config.h"
+
+#include <stdlib.h>
+
+#include "rankscope/analysis.h"
+
+rs_status
+rs_quant_curve_build(const double *w, size_t rows, size_t cols, size_t ld,
+                     bool transposed, rs_quant_curve *out, rs_error *err)
+{
+	double *wt = NULL;
+	int q;
+	unsigned b;
+	size_t i, j;
+	rs_status st = RS_OK;
+
+	for (q = 0; q < RS_QUANT_COUNT; q++) {
+		bool fixed = q == RS_QUANT_BINARY || q == RS_QUANT_TERNARY;
+		rs_quant_result r;
+
+		out->err[q][0] = 1.0;
+		out->storage[q][0] = 0;
+		for (b = 1; b <= RS_QUANT_CURVE_BITS; b++) {
+			/* binary and ternary have no width: one run serves all */
+			if (fixed && b > 1) {
+				out->err[q][b] = out->err[q][1];
+				out->storage[q][b] = out->storage[q][1];
+				continue;
+			}
+			if (q == RS_QUANT_UNIFORM_CHANNEL && transposed) {
+				/* channels are rows of W = columns of what we hold */
+				if (wt == NULL) {
+					wt = malloc(rows * cols * sizeof *wt);
+					if (wt == NULL)
+						return rs_error_set(err, RS_ENOMEM, "out of memory for "
+						                    "a transposed copy");
+					for (j = 0; j < cols; j++)
+						for (i = 0; i < rows; i++)
+							wt[j + i * cols] = w[i + j * ld];
+				}
+				st = rs_quantize(wt, cols, rows, cols, (rs_quantizer)q, b, NULL, NULL,
+				                 NULL, &r, err);
+			} else {
+				st = rs_quantize(w, rows, cols, ld, (rs_quantizer)q, b, NULL, NULL, NULL,
+				                 &r, err);
+			}
+			if (st != RS_OK) {
+				free(wt);
+				return st;
+			}
+			out->err[q][b] = r.rel_error;
+			out->storage[q][b] = r.storage_bits;
+		}
+	}
+	free(wt);
+	return RS_OK;
+}
+
+double
+rs_analysis_prune_outputs_error(const rs_layer_analysis *a, size_t dropped)
+{
+	return a->transposed ? rs_prune_cols_error(a->magnitudes, dropped) :
+	                       rs_prune_rows_error(a->magnitudes, dropped);
+}
+
+double
+rs_analysis_prune_inputs_error(const rs_layer_analysis *a, size_t dropped)
+{
+	return a->transposed ? rs_prune_rows_error(a->magnitudes, dropped) :
+	                       rs_prune_cols_error(a->magnitudes, dropped);
+}

@@ -1,0 +1,188 @@
+/*
+ * tui-solver.c — low rank + sparse entries are solved by alternating
+ * projections, which takes a full SVD per iteration: too slow for a
+ * keypress.  One background thread solves one layer at a time; the table
+ * shows the layer as "solving" with the iteration and error so far, and
+ * the entry gets its error when the solve ends.  A solve whose entry has
+ * changed meanwhile is cancelled and its result dropped.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rankscope/combine.h"
+#include "tui.h"
+
+static void
+on_iteration(void *userdata, size_t iteration, double rel_error)
+{
+	tui *t = userdata;
+	ssize_t n;
+
+	pthread_mutex_lock(&t->solver.lock);
+	t->solver.iteration = iteration;
+	t->solver.error = rel_error;
+	pthread_mutex_unlock(&t->solver.lock);
+	n = write(t->wake_fd[1], "s", 1);   /* redraw */
+	(void)n;
+}
+
+static void *
+solve_main(void *arg)
+{
+	tui *t = arg;
+	tui_solver *sv = &t->solver;
+	const rs_layer *l = &t->layers[sv->layer];
+	size_t m = l->rows, n = l->cols, count = m * n;
+	rs_combine_spec spec = {
+		.rank = sv->entry.rank,
+		.nonzeros = count - rs_prune_dropped(count, sv->entry.sparsity),
+		.value_bits = RS_VALUE_BITS, .max_iterations = RS_COMBINE_DEFAULT_ITERATIONS,
+		.tolerance = RS_COMBINE_DEFAULT_TOLERANCE,
+	};
+	rs_combine_result res;
+	double *w = malloc(count * sizeof *w);
+	rs_error err;
+	rs_status st;
+	ssize_t wr;
+
+	memset(&res, 0, sizeof res);
+	if (w == NULL)
+		st = rs_error_set(&err, RS_ENOMEM, "out of memory for layer '%s'", l->name);
+	else
+		st = rs_layer_load(l, w, m, t->path, &err);
+	if (st == RS_OK)
+		st = rs_combine(w, m, n, m, &spec, &sv->cancel, on_iteration, t, NULL, NULL,
+		                &res, &err);
+	free(w);
+	pthread_mutex_lock(&sv->lock);
+	sv->status = st;
+	if (st != RS_OK)
+		snprintf(sv->message, sizeof sv->message, "%s", err.msg);
+	sv->result_error = res.rel_error;
+	sv->fallback = res.fallback;
+	sv->fallback_rank = res.fallback_rank;
+	sv->fallback_nonzeros = res.fallback_nonzeros;
+	sv->done = true;
+	pthread_mutex_unlock(&sv->lock);
+	rs_combine_result_free(&res);
+	wr = write(t->wake_fd[1], "s", 1);
+	(void)wr;
+	return NULL;
+}
+
+void
+tui_solver_init(tui *t)
+{
+	memset(&t->solver, 0, sizeof t->solver);
+	pthread_mutex_init(&t->solver.lock, NULL);
+}
+
+static bool
+same_spec(const rs_plan_entry *a, const rs_plan_entry *b)
+{
+	return a->method == RS_METHOD_LOWRANK_SPARSE && b->method == RS_METHOD_LOWRANK_SPARSE &&
+	       a->rank == b->rank && a->sparsity == b->sparsity;
+}
+
+/* Takes a finished solve's result into the plan (when still wanted). */
+static void
+collect(tui *t)
+{
+	tui_solver *sv = &t->solver;
+	rs_plan_entry *e = &t->plan.entries[sv->layer];
+	const rs_layer *l = &t->layers[sv->layer];
+	size_t count = l->rows * l->cols;
+
+	pthread_join(sv->thread, NULL);
+	sv->running = false;
+	if (!same_spec(e, &sv->entry) || sv->status == RS_ECANCELLED)
+		return;   /* the entry changed while it was being solved */
+	if (sv->status != RS_OK) {
+		tui_message(t, true, "%s: low rank + sparse: %s", l->name, sv->message);
+		*e = rs_plan_entry_dense();
+		return;
+	}
+	/* The kernel never returns a combination worse than a single part at
+	 * the same storage: when a part wins, the entry becomes that part. */
+	switch (sv->fallback) {
+	case RS_COMBINE_LOWRANK_ONLY:
+		*e = rs_plan_entry_lowrank(sv->fallback_rank);
+		tui_message(t, false, "%s: low rank alone (rank %zu) beats the combination at "
+		            "its storage: using it", l->name, sv->fallback_rank);
+		break;
+	case RS_COMBINE_SPARSE_ONLY:
+		*e = rs_plan_entry_dense();
+		e->method = RS_METHOD_PRUNE;
+		e->sparsity = 1.0 - (double)sv->fallback_nonzeros / (double)count;
+		tui_message(t, false, "%s: pruning alone beats the combination at its storage: "
+		            "using it", l->name);
+		break;
+	default:
+		e->solved_error = sv->result_error;
+		tui_message(t, false, "%s: low rank + sparse solved in %zu iterations, err_F %.4f",
+		            l->name, sv->iteration, sv->result_error);
+		break;
+	}
+	/* the solve's result is not an edit of its own */
+	if (t->nundo > 0) {
+		rs_plan_entry *u = &t->undo[t->nundo - 1].entries[sv->layer];
+		if (same_spec(u, &sv->entry))
+			*u = *e;
+	}
+}
+
+void
+tui_solver_poll(tui *t)
+{
+	tui_solver *sv = &t->solver;
+	size_t i;
+
+	if (sv->running) {
+		bool done;
+		pthread_mutex_lock(&sv->lock);
+		done = sv->done;
+		pthread_mutex_unlock(&sv->lock);
+		if (done)
+			collect(t);
+		else if (!same_spec(&t->plan.entries[sv->layer], &sv->entry))
+			sv->cancel = 1;   /* checked between iterations */
+		if (sv->running)
+			return;
+	}
+	for (i = 0; i < t->nlayers; i++) {
+		const rs_plan_entry *e = &t->plan.entries[i];
+		if (e->method != RS_METHOD_LOWRANK_SPARSE || !isnan(e->solved_error) ||
+		    t->spectra[i] == NULL)
+			continue;
+		sv->layer = i;
+		sv->entry = *e;
+		sv->cancel = 0;
+		sv->done = false;
+		sv->iteration = 0;
+		sv->error = NAN;
+		if (pthread_create(&sv->thread, NULL, solve_main, t) != 0) {
+			tui_message(t, true, "cannot start a solver thread");
+			t->plan.entries[i] = rs_plan_entry_dense();
+			return;
+		}
+		sv->running = true;
+		return;
+	}
+}
+
+void
+tui_solver_stop(tui *t)
+{
+	if (t->solver.running) {
+		t->solver.cancel = 1;
+		pthread_join(t->solver.thread, NULL);
+		t->solver.running = false;
+	}
+	pthread_mutex_destroy(&t->solver.lock);
+}
