@@ -499,15 +499,16 @@ plan_set(lua_State *L)
 	i = layer_arg(L, 2);
 	k = s->host.layers[i].rows < s->host.layers[i].cols ?
 	    s->host.layers[i].rows : s->host.layers[i].cols;
-	if (lua_isinteger(L, 3)) {
-		rank = lua_tointeger(L, 3);
+	if (lua_type(L, 3) == LUA_TNUMBER) {
+		rank = luaL_checkinteger(L, 3);   /* 2.0 is 2; 2.5 is an error */
 	} else {
 		luaL_checktype(L, 3, LUA_TTABLE);
 		if (lua_getfield(L, 3, "method") != LUA_TNIL)
 			method = luaL_checkstring(L, -1);
 		if (lua_getfield(L, 3, "rank") != LUA_TNIL) {
-			luaL_argcheck(L, lua_isinteger(L, -1), 3, "rank must be an integer");
-			rank = lua_tointeger(L, -1);
+			int exact;
+			rank = lua_tointegerx(L, -1, &exact);
+			luaL_argcheck(L, exact, 3, "rank must be an integer");
 		}
 		lua_pop(L, 2);
 	}
