@@ -160,7 +160,7 @@ check_refusals(fixture *f, const char *dir)
 		{"{\"name\": \"a.weight\", \"shape\": [40, 31], \"method\": \"dense\"}", B_OK, C_OK,
 		 "tensor shape differs"},
 		{A_OK, B_OK, "{\"name\": \"c.weight\", \"fold\": 1, \"method\": \"dense\"}", "fold differs"},
-		{A_OK, "{\"name\": \"b.weight\", \"fold\": 2, \"method\": \"dense\"}", C_OK, "fold differs"},
+		{A_OK, "{\"name\": \"b.weight\", \"fold\": 2, \"method\": \"dense\"}", C_OK, "is a linear layer (its fold must be null)"},
 		{"{\"name\": \"a.weight\", \"method\": \"lowrank\", \"rank\": 0}", B_OK, C_OK,
 		 "rank 0 out of range 1..29"},
 		{"{\"name\": \"a.weight\", \"method\": \"lowrank\", \"rank\": 30}", B_OK, C_OK,
