@@ -15,10 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "rankscope/apply.h"
 #include "rankscope/combine.h"
+#include "rankscope/file.h"
 #include "rankscope/svd.h"
 #include "rankscope/util.h"
 
@@ -537,11 +539,19 @@ rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
 	if (fd < 0 || (f = fdopen(fd, "wb")) == NULL) {
 		st = rs_error_set(err, RS_EIO, "%s: cannot create a temporary file beside it: %s",
 		                  out_path, strerror(errno));
-		if (fd >= 0)
+		if (fd >= 0) {
 			close(fd);
+			unlink(tmp);
+		}
 		free(tmp);
 		tmp = NULL;
 		goto out;
+	}
+	/* mkstemp creates 0600; the output gets the usual umask mode */
+	{
+		mode_t mask = umask(0);
+		umask(mask);
+		fchmod(fd, 0666 & ~mask);
 	}
 	if ((st = write_all(f, header, hlen, out_path, err)) != RS_OK)
 		goto out;
@@ -579,6 +589,8 @@ rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
 	f = NULL;
 	if (st == RS_OK && rename(tmp, out_path) != 0)
 		st = rs_error_set(err, RS_EIO, "%s: cannot replace: %s", out_path, strerror(errno));
+	if (st == RS_OK)
+		rs_file_sync_directory(out_path);
 out:
 	parts_free(&parts);
 	if (f != NULL)

@@ -36,7 +36,7 @@ diff_run(const cmd_entry *self, cmd_options *opts)
 {
 	rs_plan_summary a, b;
 	rs_error err;
-	size_t i, changed = 0, width = 5;
+	size_t i, changed = 0, width = 5, total;
 
 	(void)self;
 	if (rs_plan_summary_read(opts->args[0], &a, &err) != RS_OK) {
@@ -48,12 +48,19 @@ diff_run(const cmd_entry *self, cmd_options *opts)
 		rs_plan_summary_free(&a);
 		return CMD_EXIT_FAILURE;
 	}
+	total = a.nlayers;
 	if (a.header_sha256 && b.header_sha256 && strcmp(a.header_sha256, b.header_sha256) != 0)
 		printf("note: the plans were made for different models (%s, %s)\n",
 		       a.model_path ? a.model_path : "?", b.model_path ? b.model_path : "?");
 	for (i = 0; i < a.nlayers; i++)
 		if (strlen(a.layers[i].name) > width)
 			width = strlen(a.layers[i].name);
+	for (i = 0; i < b.nlayers; i++) {
+		if (strlen(b.layers[i].name) > width)
+			width = strlen(b.layers[i].name);
+		if (find(&a, b.layers[i].name) == NULL)
+			total++;   /* the union of both plans' layers */
+	}
 	printf("%-*s  %-14s %-14s %9s %9s %9s %9s %10s\n", (int)width, "layer", "A", "B",
 	       "err_F A", "err_F B", "err_2 A", "err_2 B", "params B-A");
 	for (i = 0; i < a.nlayers; i++) {
@@ -79,7 +86,7 @@ diff_run(const cmd_entry *self, cmd_options *opts)
 			printf("%-*s  only in B\n", (int)width, b.layers[i].name);
 			changed++;
 		}
-	printf("%zu of %zu layers differ\n", changed, a.nlayers);
+	printf("%zu of %zu layers differ\n", changed, total);
 	printf("params after: A %lld, B %lld (%+lld); ratio A %.2fx, B %.2fx; "
 	       "worst err_2 A %.4f, B %.4f\n", a.params_after, b.params_after,
 	       b.params_after - a.params_after, a.ratio, b.ratio, a.max_rel_spec,

@@ -51,8 +51,8 @@ write_fully(int fd, const unsigned char *data, size_t len)
 	return RS_OK;
 }
 
-static void
-sync_directory_of(const char *path)
+void
+rs_file_sync_directory(const char *path)
 {
 	char *dir = rs_xstrdup(path), *slash = strrchr(dir, '/');
 	int fd;
@@ -107,7 +107,7 @@ rs_file_write_atomic(const char *path, const void *data, size_t len,
 	}
 	free(tmp);
 	if (durable)
-		sync_directory_of(path);
+		rs_file_sync_directory(path);
 	return RS_OK;
 }
 

@@ -235,7 +235,10 @@ read_layer(const char *path, const char *model_path, size_t index, json_t *o,
 			                    "from the tensor in %s", where, model_path);
 	}
 	v = json_object_get(o, "fold");
-	if (v != NULL && !(json_is_null(v) && l->fold == RS_FOLD_NONE) &&
+	if (v != NULL && l->fold == RS_FOLD_NONE && !json_is_null(v))
+		return rs_error_set(err, RS_EINVAL, "%s: the plan gives a fold, but the layer is "
+		                    "a linear layer (its fold must be null)", where);
+	if (v != NULL && l->fold != RS_FOLD_NONE &&
 	    !(json_is_integer(v) && json_integer_value(v) == l->fold))
 		return rs_error_set(err, RS_EINVAL, "%s: fold %s in the plan, but the layer is "
 		    "opened with fold %d (use --fold)", where, json_is_integer(v) ? "differs" :

@@ -67,16 +67,24 @@
  *              largest width b' <= 16 whose storage fits (binary and
  *              ternary have one width); error measured on rs_quantize's
  *              output.
- * A candidate with nothing to keep (r' = 0, s' = 0, no b') is skipped:
+ * (For binary and ternary the width is fixed, so b' is either theirs or
+ * nothing.)  A candidate with nothing to keep (r' = 0, s' = 0, no b') is
+ * skipped:
  * it would be the zero matrix, error 1, which the combination never
  * exceeds.  So is the candidate of the same kind as a single-part spec:
  * its budget buys exactly the spec (storage grows strictly with rank, nnz
  * and width), so it is the combination itself.  The candidate with the
  * smallest error replaces the combination when that error is strictly
- * smaller than the combination's final one; then approx holds it,
+ * smaller than the combination's final one (ties keep the combination,
+ * then the earlier of low-rank, pruned, quantised); then approx holds it,
  * rel_error is its error, fallback says which, and fallback_rank (r') or
  * fallback_nonzeros (s') is set.  iterations and errors still describe the
  * combination's run, and storage_bits is B.
+ *
+ * W must be finite (RS_ENUMERIC names the first bad element).  An
+ * all-zero W is exact at once: one iteration, error 0, approx 0.  approx
+ * is written after W was last read, so it may be w itself when
+ * ld == rows (in-place).
  *
  * Memory: the residual, L and Q as dense m x n doubles, one more m x n
  * buffer (selection and the quantiser's output), dgesdd's thin U and V^T,
@@ -330,8 +338,10 @@ step_lowrank(combine *c, bool first, rs_error *err)
 	rs_status st;
 
 	residual(c, NULL, c->spec->quantize ? c->q : NULL, true, c->r);
-	if ((st = truncate_svd(c, c->spec->rank, c->lmat, err)) != RS_OK)
+	if ((st = truncate_svd(c, c->spec->rank, c->lmat, err)) != RS_OK) {
+		rs_error_prefix(err, "combination, low-rank part: ");
 		return st;
+	}
 	if (first)
 		memcpy(c->sigma_w, c->sigma, c->k * sizeof *c->sigma);
 	return RS_OK;
@@ -376,7 +386,7 @@ step_quant(combine *c, double *e2, rs_error *err)
 	st = rs_quantize(c->r, c->m, c->n, c->m, spec->quantizer, spec->bits, c->scratch,
 	                 NULL, NULL, &qr, err);
 	if (st != RS_OK) {
-		rs_error_prefix(err, "quantised part: ");
+		rs_error_prefix(err, "combination, quantised part: ");
 		return st;
 	}
 	e_new = distance2(c->r, c->scratch, c->count);
@@ -460,7 +470,6 @@ typedef struct candidates {
 	size_t rank;            /* r' */
 	size_t nonzeros;        /* s' */
 	cut prune_cut;          /* W's top-s' cut */
-	bool have_quant;        /* c->scratch holds Q_b'(W) */
 } candidates;
 
 static double *
@@ -502,8 +511,10 @@ single_parts(combine *c, uint64_t budget, candidates *best, rs_error *err)
 				info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', (lapack_int)c->m,
 				                      (lapack_int)c->n, c->r, (lapack_int)c->m,
 				                      c->sigma_w, &dummy, 1, &dummy, 1);
-				if ((st = lapack_outcome(info, "dgesdd", err)) != RS_OK)
+				if ((st = lapack_outcome(info, "dgesdd", err)) != RS_OK) {
+					rs_error_prefix(err, "combination, low-rank alone: ");
 					return st;
+				}
 			}
 			for (i = c->k; i > r; i--)
 				tail += c->sigma_w[i - 1] * c->sigma_w[i - 1];
@@ -560,7 +571,7 @@ single_parts(combine *c, uint64_t budget, candidates *best, rs_error *err)
 			st = rs_quantize(c->w, c->m, c->n, c->ld, spec->quantizer, b, c->scratch,
 			                 NULL, NULL, &qr, err);
 			if (st != RS_OK) {
-				rs_error_prefix(err, "quantised alone at %u bits: ", b);
+				rs_error_prefix(err, "combination, quantised alone at %u bits: ", b);
 				return st;
 			}
 			for (j = 0; j < c->n; j++)
@@ -570,26 +581,27 @@ single_parts(combine *c, uint64_t budget, candidates *best, rs_error *err)
 				}
 			e = sqrt(e2 / c->norm2);
 			if (e < best->error) {
-				best->kind = RS_COMBINE_QUANT_ONLY;
+				best->kind = RS_COMBINE_QUANT_ONLY;   /* Q_b'(W) stays in scratch */
 				best->error = e;
-				best->have_quant = true;
 			}
 		}
 	}
 	return RS_OK;
 }
 
-/* approx <- the winning single part. */
+/* approx <- the winning single part.  Each element of W is read before
+ * (or when) the same element of approx is written, so approx may be W. */
 static rs_status
 write_fallback(combine *c, const candidates *best, double *approx, rs_error *err)
 {
 	size_t i, j, ties;
+	rs_status st;
 
 	switch (best->kind) {
 	case RS_COMBINE_LOWRANK_ONLY:
 		if (best->rank == c->k) {       /* full rank: W itself */
 			for (j = 0; j < c->n; j++)
-				memcpy(approx + j * c->m, c->w + j * c->ld, c->m * sizeof *approx);
+				memmove(approx + j * c->m, c->w + j * c->ld, c->m * sizeof *approx);
 			return RS_OK;
 		}
 		if (c->u == NULL) {
@@ -600,7 +612,9 @@ write_fallback(combine *c, const candidates *best, double *approx, rs_error *err
 				return nomem(c, err);
 		}
 		residual(c, NULL, NULL, false, c->r);
-		return truncate_svd(c, best->rank, approx, err);
+		if ((st = truncate_svd(c, best->rank, approx, err)) != RS_OK)
+			rs_error_prefix(err, "combination, low-rank alone: ");
+		return st;
 	case RS_COMBINE_SPARSE_ONLY:
 		ties = best->prune_cut.ties;
 		for (j = 0; j < c->n; j++)
@@ -769,7 +783,17 @@ rs_combine(const double *w, size_t rows, size_t cols, size_t ld,
 	}
 
 	result->rel_error = result->errors[result->iterations - 1];
-	if (approx != NULL) {
+	memset(&best, 0, sizeof best);
+	best.kind = RS_COMBINE_NONE;
+	best.error = result->rel_error;
+	if ((st = single_parts(&c, result->storage_bits, &best, err)) != RS_OK)
+		goto fail;
+	/* approx is written last: W is no longer read after this, so approx
+	 * may be w itself (when ld == rows). */
+	if (approx != NULL && best.kind != RS_COMBINE_NONE) {
+		if ((st = write_fallback(&c, &best, approx, err)) != RS_OK)
+			goto fail;
+	} else if (approx != NULL) {
 		if (spec->rank > 0)
 			memcpy(approx, c.lmat, c.count * sizeof *approx);
 		else
@@ -783,18 +807,7 @@ rs_combine(const double *w, size_t rows, size_t cols, size_t ld,
 	if (sparse != NULL)
 		for (i = 0; i < c.ns; i++)
 			sparse[c.sidx[i]] = c.sval[i];
-
-	memset(&best, 0, sizeof best);
-	best.kind = RS_COMBINE_NONE;
-	best.error = result->rel_error;
-	if ((st = single_parts(&c, result->storage_bits, &best, err)) != RS_OK)
-		goto fail;
 	if (best.kind != RS_COMBINE_NONE) {
-		if (approx != NULL && (st = write_fallback(&c, &best, approx, err)) != RS_OK)
-			goto fail;
-		if (sparse != NULL)   /* a single part has no separate sparse part */
-			for (j = 0; j < cols; j++)
-				memset(sparse + j * rows, 0, rows * sizeof *sparse);
 		result->fallback = best.kind;
 		result->rel_error = best.error;
 		if (best.kind == RS_COMBINE_LOWRANK_ONLY)

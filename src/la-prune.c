@@ -225,8 +225,9 @@ line_norms(rs_magnitudes *m, const double *w, size_t ld)
 	if (row_sq == NULL || col_sq == NULL || m->row_prefix_sq == NULL ||
 	    m->row_order == NULL || m->col_prefix_sq == NULL || m->col_order == NULL)
 		goto out;
-	/* Column by column, so w is read in memory order. */
-	for (j = 0; j < cols; j++) {
+	/* Column by column, so w is read in memory order.  An empty matrix
+	 * may come without storage: w is not touched then. */
+	for (j = 0; j < cols && rows > 0; j++) {
 		const double *col = w + j * ld;
 		double s = 0;
 		for (i = 0; i < rows; i++) {

@@ -11,7 +11,7 @@
  * value^2.  Each cluster is then a contiguous range of the sorted values
  * between two midpoints, so a Lloyd step is k binary searches and k range
  * means, O(k log N) instead of O(k N), and k-means++ seeding keeps its
- * D^2 weights per cluster range in a Fenwick tree, O(log N) per centre.
+ * D^2 weights per cluster range in a sum tree, O(log N) per centre.
  * The value sums are double-double, because a cluster's sum is the
  * difference of two prefixes that can be a million times larger.
  *
@@ -32,7 +32,6 @@
 #include "config.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -407,9 +406,9 @@ kdata_build(kdata *kd, const double *w, size_t rows, size_t cols, size_t ld)
 	for (i = 0; i < kd->d; i++) {
 		double cnt = kd->p0[i + 1] - kd->p0[i], x = kd->v[i];
 		double prod = cnt * x;
-		/* the product's rounding error, exactly (none for one copy) */
-		if (cnt != 1)
-			lo += fma(cnt, x, -prod);
+		/* The product rounds relative to itself, harmless; the running
+		 * sum's own rounding is what a difference of prefixes would
+		 * magnify, so that is what is kept. */
 		lo += two_sum(hi, prod, &hi);
 		sq += prod * x;
 		kd->p1[i + 1] = hi;
@@ -508,64 +507,45 @@ rng_uniform(uint64_t *state)
 
 /*
  * Centres during seeding, by insertion order: pos is the index of the
- * centre's value in kd->v, prev/next link them in value order, weight is
- * the D^2 weight of the range of values nearest to each, and tree is a
- * Fenwick tree over those weights for sampling.
+ * centre's value in kd->v, prev/next link them in value order, and tree
+ * is a sum tree over the D^2 weights of the ranges of values nearest to
+ * each (leaves at leaf + id), for sampling in O(log k).  Inner nodes are
+ * recomputed from their children rather than patched by differences, so
+ * the sums never drift, however much larger the first weights were.
  */
 typedef struct seeds {
-	size_t cap, count;
+	size_t count, leaf;
 	size_t *pos, *prev, *next;
-	double *weight, *tree;
+	double *tree;
 } seeds;
 
 static void
-fenwick_add(seeds *s, size_t id, double delta)
+tree_set(seeds *s, size_t id, double weight)
 {
-	size_t i;
+	size_t i = s->leaf + id;
 
-	for (i = id + 1; i <= s->cap; i += i & (~i + 1))
-		s->tree[i] += delta;
+	s->tree[i] = weight;
+	for (i /= 2; i > 0; i /= 2)
+		s->tree[i] = s->tree[2 * i] + s->tree[2 * i + 1];
 }
 
-static void
-fenwick_rebuild(seeds *s)
-{
-	size_t i;
-
-	/* Adding and removing weights leaves rounding behind; starting over
-	 * now and then keeps the tree faithful to the weights. */
-	memset(s->tree, 0, (s->cap + 1) * sizeof *s->tree);
-	for (i = 0; i < s->count; i++)
-		fenwick_add(s, i, s->weight[i]);
-}
-
-static double
-fenwick_total(const seeds *s)
-{
-	double total = 0;
-	size_t i;
-
-	for (i = s->cap; i > 0; i -= i & (~i + 1))
-		total += s->tree[i];
-	return total;
-}
-
-/* The id whose cumulative weight range holds target; *rem is what is
+/* The id whose share of the total weight holds target; *rem is what is
  * left of target inside it. */
 static size_t
-fenwick_find(const seeds *s, double target, double *rem)
+tree_find(const seeds *s, double target, double *rem)
 {
-	size_t at = 0, step = 1;
+	size_t i = 1;
 
-	while (step * 2 <= s->cap)
-		step *= 2;
-	for (; step; step /= 2)
-		if (at + step <= s->cap && s->tree[at + step] <= target) {
-			at += step;
-			target -= s->tree[at];
+	while (i < s->leaf) {
+		if (target < s->tree[2 * i] || s->tree[2 * i + 1] <= 0) {
+			i = 2 * i;
+		} else {
+			target -= s->tree[2 * i];
+			i = 2 * i + 1;
 		}
+	}
 	*rem = target;
-	return at;
+	return i - s->leaf;
 }
 
 /* The range [*lo, *hi) of distinct values nearest to centre id. */
@@ -582,14 +562,11 @@ static void
 seed_reweigh(const kdata *kd, seeds *s, size_t id)
 {
 	size_t lo, hi;
-	double w;
 
 	if (id == NONE)
 		return;
 	seed_range(kd, s, id, &lo, &hi);
-	w = range_weight(kd, lo, hi, kd->v[s->pos[id]]);
-	fenwick_add(s, id, w - s->weight[id]);
-	s->weight[id] = w;
+	tree_set(s, id, range_weight(kd, lo, hi, kd->v[s->pos[id]]));
 }
 
 /* Adds the value at index at, which lies in the range of centre near. */
@@ -599,7 +576,6 @@ seed_insert(const kdata *kd, seeds *s, size_t near, size_t at)
 	size_t id = s->count++, p, q;
 
 	s->pos[id] = at;
-	s->weight[id] = 0;
 	if (near == NONE) {
 		p = q = NONE;
 	} else if (at < s->pos[near]) {
@@ -615,11 +591,26 @@ seed_insert(const kdata *kd, seeds *s, size_t near, size_t at)
 		s->next[p] = id;
 	if (q != NONE)
 		s->prev[q] = id;
-	if ((s->count & (s->count - 1)) == 0)
-		fenwick_rebuild(s);
 	seed_reweigh(kd, s, p);
 	seed_reweigh(kd, s, id);
 	seed_reweigh(kd, s, q);
+}
+
+/* In the range [lo, hi) around centre c, the first value whose
+ * cumulative weight passes rem. */
+static size_t
+seed_pick(const kdata *kd, size_t lo, size_t hi, double c, double rem)
+{
+	size_t a = lo, b = hi - 1;
+
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+		if (range_weight(kd, lo, mid + 1, c) > rem)
+			b = mid;
+		else
+			a = mid + 1;
+	}
+	return a;
 }
 
 /* The value farthest from its centre (lowest index on ties), with that
@@ -669,13 +660,13 @@ kmeans_seed(const kdata *kd, size_t k, double *centres)
 		return 0;
 	if (k > kd->d)
 		k = kd->d;
-	s.cap = k;
 	s.count = 0;
+	for (s.leaf = 1; s.leaf < k; s.leaf *= 2)
+		;
 	s.pos = rs_xmalloc(k * sizeof *s.pos);
 	s.prev = rs_xmalloc(k * sizeof *s.prev);
 	s.next = rs_xmalloc(k * sizeof *s.next);
-	s.weight = rs_xcalloc(k, sizeof *s.weight);
-	s.tree = rs_xcalloc(k + 1, sizeof *s.tree);
+	s.tree = rs_xcalloc(2 * s.leaf, sizeof *s.tree);
 
 	/* the first centre: a value drawn by count */
 	target = rng_uniform(&rng) * kd->p0[kd->d];
@@ -691,30 +682,19 @@ kmeans_seed(const kdata *kd, size_t k, double *centres)
 	seed_insert(kd, &s, NONE, lo);
 
 	while (s.count < k) {
-		double total = fenwick_total(&s);
+		double total = s.tree[1];
 
 		near = NONE;
 		at = NONE;
 		if (total > 0) {
-			id = fenwick_find(&s, rng_uniform(&rng) * total, &rem);
+			id = tree_find(&s, rng_uniform(&rng) * total, &rem);
 			if (id >= s.count)
 				id = s.count - 1;
 			seed_range(kd, &s, id, &lo, &hi);
-			/* the first value whose cumulative weight passes rem */
-			{
-				size_t a = lo, b = hi - 1;
-				double c = kd->v[s.pos[id]];
-				while (a < b) {
-					size_t mid = a + (b - a) / 2;
-					if (range_weight(kd, lo, mid + 1, c) > rem)
-						b = mid;
-					else
-						a = mid + 1;
-				}
-				if (kd->v[a] != c) {
-					near = id;
-					at = a;
-				}
+			i = seed_pick(kd, lo, hi, kd->v[s.pos[id]], rem);
+			if (kd->v[i] != kd->v[s.pos[id]]) {
+				near = id;
+				at = i;
 			}
 		}
 		if (at == NONE && !seed_farthest(kd, &s, &near, &at))
@@ -731,12 +711,30 @@ kmeans_seed(const kdata *kd, size_t k, double *centres)
 	free(s.pos);
 	free(s.prev);
 	free(s.next);
-	free(s.weight);
 	free(s.tree);
 	return k;
 }
 
 /* ---- k-means: Lloyd iterations ------------------------------------------ */
+
+/*
+ * boundary() from `from` to the end, galloping first: with many centres
+ * a cluster is a few values long, and doubling strides from where the
+ * last one ended stays in cache where a bisection of all N would not.
+ */
+static size_t
+boundary_after(const kdata *kd, size_t from, double ca, double cb)
+{
+	size_t lo = from, hi = from, step = 1;
+
+	/* everything before lo goes below; hi goes above or is the end */
+	while (hi < kd->d && goes_below(kd->v[hi], ca, cb)) {
+		lo = hi + 1;
+		hi = kd->d - hi > step ? hi + step : kd->d;
+		step *= 2;
+	}
+	return boundary(kd, lo, hi, ca, cb);
+}
 
 /* end[t] = one past the last distinct value nearest to centre t. */
 static void
@@ -745,7 +743,7 @@ cluster_ends(const kdata *kd, const double *c, size_t k, size_t *end)
 	size_t t, from = 0;
 
 	for (t = 0; t + 1 < k; t++)
-		from = end[t] = boundary(kd, from, kd->d, c[t], c[t + 1]);
+		from = end[t] = boundary_after(kd, from, c[t], c[t + 1]);
 	end[k - 1] = kd->d;
 }
 

@@ -763,6 +763,7 @@ plan_set(lua_State *L)
 	size_t i, k;
 	rs_plan_entry e = rs_plan_entry_dense();
 	const char *method = "lowrank";
+	lua_Integer rank = 0;
 	double v;
 	bool has_rank = false;
 
@@ -770,18 +771,17 @@ plan_set(lua_State *L)
 	i = layer_arg(L, 2);
 	k = s->host.layers[i].rows < s->host.layers[i].cols ?
 	    s->host.layers[i].rows : s->host.layers[i].cols;
-	if (lua_isinteger(L, 3)) {
-		e.rank = (size_t)luaL_checkinteger(L, 3);
-		luaL_argcheck(L, lua_tointeger(L, 3) >= 1, 3, "rank must be at least 1");
+	if (lua_type(L, 3) == LUA_TNUMBER) {
+		rank = luaL_checkinteger(L, 3);   /* 2.0 is 2; 2.5 is an error */
 		has_rank = true;
 	} else {
 		luaL_checktype(L, 3, LUA_TTABLE);
 		if (lua_getfield(L, 3, "method") != LUA_TNIL)
 			method = luaL_checkstring(L, -1);
 		if (lua_getfield(L, 3, "rank") != LUA_TNIL) {
-			luaL_argcheck(L, lua_isinteger(L, -1), 3, "rank must be an integer");
-			luaL_argcheck(L, lua_tointeger(L, -1) >= 1, 3, "rank must be at least 1");
-			e.rank = (size_t)lua_tointeger(L, -1);
+			int exact;
+			rank = lua_tointegerx(L, -1, &exact);
+			luaL_argcheck(L, exact, 3, "rank must be an integer");
 			has_rank = true;
 		}
 		lua_pop(L, 2);
@@ -807,9 +807,10 @@ plan_set(lua_State *L)
 	switch (e.method) {
 	case RS_METHOD_LOWRANK:
 	case RS_METHOD_LOWRANK_SPARSE:
-		luaL_argcheck(L, has_rank && e.rank <= k, 3,
+		luaL_argcheck(L, has_rank && rank >= 1 && (size_t)rank <= k, 3,
 		              lua_pushfstring(L, "rank must be 1..%d for layer '%s'", (int)k,
 		                              s->host.layers[i].name));
+		e.rank = (size_t)rank;
 		if (e.method == RS_METHOD_LOWRANK && e.rank == k)
 			e = rs_plan_entry_dense();
 		break;

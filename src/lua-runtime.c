@@ -233,11 +233,15 @@ raise_interrupted(lua_State *L)
 	return lua_error(L);
 }
 
+/*
+ * An interrupt is sticky: the hook stays and raises again at every count,
+ * so a script that catches the error with pcall() is stopped all the same.
+ * Only the top-level call (run, eval, list) clears it when it returns.
+ */
 static void
 stop_hook(lua_State *L, lua_Debug *ar)
 {
 	(void)ar;
-	lua_sethook(L, NULL, 0, 0);
 	raise_interrupted(L);
 }
 
@@ -248,7 +252,8 @@ poll_hook(lua_State *L, lua_Debug *ar)
 
 	(void)ar;
 	if (s->stop || (s->host.should_stop && s->host.should_stop(s->host.userdata))) {
-		s->stop = 0;
+		s->stop = 1;
+		lua_sethook(L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 		raise_interrupted(L);
 	}
 }
@@ -271,8 +276,11 @@ pcall(rs_script *s, int nargs, int nresults, rs_error *err)
 
 	lua_pushcfunction(L, message_handler);
 	lua_insert(L, base);
-	s->stop = 0;
-	lua_sethook(L, poll_hook, LUA_MASKCOUNT, HOOK_COUNT);
+	/* A pending interrupt (s->stop) is kept: it may have arrived between
+	 * two calls of one run. */
+	lua_sethook(L, s->stop ? stop_hook : poll_hook,
+	            s->stop ? LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT : LUA_MASKCOUNT,
+	            s->stop ? 1 : HOOK_COUNT);
 	status = lua_pcall(L, nargs, nresults, base);
 	lua_sethook(L, NULL, 0, 0);
 	lua_remove(L, base);
@@ -380,12 +388,47 @@ static const char *const param_type_names[] = {
 	[RS_PARAM_CHOICE] = "choice",
 };
 
+/*
+ * Strategy tables come from user code: read them raw, so that no
+ * metamethod (which could raise an error outside any protected call, or
+ * loop) runs while we inspect them.
+ */
+static int
+raw_field(lua_State *L, int table, const char *key)
+{
+	table = lua_absindex(L, table);
+	if (!lua_istable(L, table)) {
+		lua_pushnil(L);
+		return LUA_TNIL;
+	}
+	lua_pushstring(L, key);
+	return lua_rawget(L, table);
+}
+
+/* A value shown as text without calling __tostring. */
+static char *
+plain_text(lua_State *L, int idx)
+{
+	switch (lua_type(L, idx)) {
+	case LUA_TNUMBER:
+		if (lua_isinteger(L, idx))
+			return rs_xasprintf("%lld", (long long)lua_tointeger(L, idx));
+		return rs_xasprintf("%.14g", (double)lua_tonumber(L, idx));
+	case LUA_TSTRING:
+		return rs_xstrdup(lua_tostring(L, idx));
+	case LUA_TBOOLEAN:
+		return rs_xstrdup(lua_toboolean(L, idx) ? "true" : "false");
+	default:
+		return rs_xasprintf("(a %s)", luaL_typename(L, idx));
+	}
+}
+
 static char *
 opt_string_field(lua_State *L, int table, const char *key)
 {
 	char *v = NULL;
 
-	if (lua_getfield(L, table, key) == LUA_TSTRING)
+	if (raw_field(L, table, key) == LUA_TSTRING)
 		v = rs_xstrdup(lua_tostring(L, -1));
 	lua_pop(L, 1);
 	return v;
@@ -409,13 +452,13 @@ read_info(rs_script *s, const char *path, rs_strategy_info *info, rs_error *err)
 	info->description = opt_string_field(L, t, "description");
 	if (info->name == NULL)
 		return rs_error_set(err, RS_EINVAL, "%s: strategy has no 'name' string", path);
-	if (lua_getfield(L, t, "run") != LUA_TFUNCTION) {
+	if (raw_field(L, t, "run") != LUA_TFUNCTION) {
 		lua_pop(L, 1);
 		return rs_error_set(err, RS_EINVAL, "%s: strategy '%s' has no 'run' function",
 		                    path, info->name);
 	}
 	lua_pop(L, 1);
-	if (lua_getfield(L, t, "params") == LUA_TNIL) {
+	if (raw_field(L, t, "params") == LUA_TNIL) {
 		lua_pop(L, 1);
 		return RS_OK;
 	}
@@ -432,6 +475,11 @@ read_info(rs_script *s, const char *path, rs_strategy_info *info, rs_error *err)
 
 		lua_rawgeti(L, -1, (lua_Integer)i + 1);
 		pt = lua_gettop(L);
+		if (!lua_istable(L, pt)) {
+			lua_pop(L, 2);
+			return rs_error_set(err, RS_EINVAL, "%s: params[%zu] must be a table "
+			                    "{name = ..., type = ..., ...}", path, i + 1);
+		}
 		p->name = opt_string_field(L, pt, "name");
 		type = opt_string_field(L, pt, "type");
 		p->help = opt_string_field(L, pt, "help");
@@ -452,19 +500,19 @@ read_info(rs_script *s, const char *path, rs_strategy_info *info, rs_error *err)
 			                    "(number, integer, boolean, string or choice)", path, p->name);
 		}
 		p->type = (rs_param_type)k;
-		if (lua_getfield(L, pt, "min") == LUA_TNUMBER) {
+		if (raw_field(L, pt, "min") == LUA_TNUMBER) {
 			p->has_min = true;
 			p->min = lua_tonumber(L, -1);
 		}
-		if (lua_getfield(L, pt, "max") == LUA_TNUMBER) {
+		if (raw_field(L, pt, "max") == LUA_TNUMBER) {
 			p->has_max = true;
 			p->max = lua_tonumber(L, -1);
 		}
 		lua_pop(L, 2);
-		if (lua_getfield(L, pt, "default") != LUA_TNIL)
-			p->default_text = rs_xstrdup(luaL_tolstring(L, -1, NULL)), lua_pop(L, 1);
+		if (raw_field(L, pt, "default") != LUA_TNIL)
+			p->default_text = plain_text(L, -1);
 		lua_pop(L, 1);
-		if (lua_getfield(L, pt, "choices") == LUA_TTABLE) {
+		if (raw_field(L, pt, "choices") == LUA_TTABLE) {
 			size_t c, nc = lua_rawlen(L, -1);
 			p->choices = rs_xcalloc(nc ? nc : 1, sizeof *p->choices);
 			for (c = 0; c < nc; c++) {
@@ -535,6 +583,23 @@ has_name(const rs_strategy_info *infos, size_t n, const char *file_stem)
 	return false;
 }
 
+/* Whether the value on top is meant as a strategy: anything but a table
+ * with neither run nor name, which is a module strategies require. */
+static bool
+looks_like_strategy(lua_State *L)
+{
+	bool yes;
+
+	if (!lua_istable(L, -1))
+		return true;   /* reported as a broken strategy */
+	yes = raw_field(L, -1, "run") != LUA_TNIL;
+	lua_pop(L, 1);
+	if (raw_field(L, -1, "name") != LUA_TNIL)
+		yes = true;
+	lua_pop(L, 1);
+	return yes;
+}
+
 rs_status
 rs_script_list(rs_script *s, rs_strategy_info **out, size_t *n, rs_error *err)
 {
@@ -543,6 +608,7 @@ rs_script_list(rs_script *s, rs_strategy_info **out, size_t *n, rs_error *err)
 	rs_error first;
 	bool failed = false;
 
+	s->stop = 0;
 	for (d = 0; d < s->ndirs; d++) {
 		DIR *dir = opendir(s->dirs[d]);
 		struct dirent *ent;
@@ -565,7 +631,13 @@ rs_script_list(rs_script *s, rs_strategy_info **out, size_t *n, rs_error *err)
 			free(stem);
 			path = rs_xasprintf("%s/%s", s->dirs[d], ent->d_name);
 			infos = rs_xreallocarray(infos, count + 1, sizeof *infos);
-			if (load_file(s, path, 0, &e) == RS_OK) {
+			if (load_file(s, path, 0, &e) == RS_OK && !looks_like_strategy(s->L)) {
+				/* a module strategies require, not a strategy: skip it */
+				lua_settop(s->L, 0);
+				free(path);
+				continue;
+			}
+			if (lua_gettop(s->L) > 0) {
 				if (read_info(s, path, &infos[count], &e) == RS_OK) {
 					count++;
 					lua_pop(s->L, 1);
@@ -583,6 +655,7 @@ rs_script_list(rs_script *s, rs_strategy_info **out, size_t *n, rs_error *err)
 		}
 		closedir(dir);
 	}
+	s->stop = 0;
 	qsort(infos, count, sizeof *infos, compare_infos);
 	*out = infos;
 	*n = count;
@@ -637,10 +710,15 @@ push_param_value(lua_State *L, const rs_strategy_info *info,
 				lua_pushstring(L, value);
 				return RS_OK;
 			}
-		return rs_error_set(err, RS_EINVAL, "strategy '%s': parameter '%s' must be one of "
-		                    "%s%s%s, not '%s'", info->name, p->name, p->choices[0],
-		                    p->nchoices > 1 ? " ... " : "",
-		                    p->nchoices > 1 ? p->choices[p->nchoices - 1] : "", value);
+		{
+			char list[512] = "";
+			size_t o = 0;
+			for (c = 0; c < p->nchoices && o < sizeof list; c++)
+				o += (size_t)snprintf(list + o, sizeof list - o, "%s%s",
+				                      c ? ", " : "", p->choices[c]);
+			return rs_error_set(err, RS_EINVAL, "strategy '%s': parameter '%s' must be "
+			                    "one of %s, not '%s'", info->name, p->name, list, value);
+		}
 	default:
 		break;
 	}
@@ -655,6 +733,11 @@ push_param_value(lua_State *L, const rs_strategy_info *info,
 		return rs_error_set(err, RS_EINVAL, "strategy '%s': parameter '%s' = %s is out "
 		                    "of range %g..%g", info->name, p->name, value,
 		                    p->has_min ? p->min : -HUGE_VAL, p->has_max ? p->max : HUGE_VAL);
+	/* beyond 2^53 a double no longer holds every integer: refuse rather
+	 * than convert out of range */
+	if (p->type == RS_PARAM_INTEGER && fabs(v) > 9007199254740992.0)
+		return rs_error_set(err, RS_EINVAL, "strategy '%s': parameter '%s' = %s is too "
+		                    "large for an integer", info->name, p->name, value);
 	if (p->type == RS_PARAM_INTEGER)
 		lua_pushinteger(L, (lua_Integer)v);
 	else
@@ -671,11 +754,11 @@ push_params(lua_State *L, int t, const rs_strategy_info *info,
 	size_t i, j;
 
 	lua_newtable(L);
-	lua_getfield(L, t, "params");
+	raw_field(L, t, "params");
 	for (j = 0; j < info->nparams; j++) {
 		lua_rawgeti(L, -1, (lua_Integer)j + 1);
-		lua_getfield(L, -1, "default");
-		lua_setfield(L, -4, info->params[j].name);
+		raw_field(L, -1, "default");
+		lua_setfield(L, -4, info->params[j].name);   /* a fresh plain table */
 		lua_pop(L, 1);
 	}
 	lua_pop(L, 1);
@@ -731,6 +814,7 @@ rs_script_run(rs_script *s, const char *what, const char *const *params,
 		    "lists them)", what);
 	rs_plan_copy(&before, s->host.plan);
 	lua_settop(L, 0);
+	s->stop = 0;
 
 	/* The chunk gets (model, plan, params): a plain script uses them
 	 * directly; a strategy module returns its table. */
@@ -752,7 +836,7 @@ rs_script_run(rs_script *s, const char *what, const char *const *params,
 		if (st == RS_OK)
 			st = push_params(L, t, &info, params, nparams, err);
 		if (st == RS_OK) {
-			lua_getfield(L, t, "run");
+			raw_field(L, t, "run");
 			rsl_push_model(L);
 			rsl_push_plan(L);
 			lua_pushvalue(L, t + 1);
@@ -763,6 +847,8 @@ rs_script_run(rs_script *s, const char *what, const char *const *params,
 		info_clear(&info);
 	}
 	lua_settop(L, 0);
+	s->stop = 0;
+	lua_sethook(L, NULL, 0, 0);
 	if (st != RS_OK) {
 		/* A failed or interrupted strategy leaves the plan as it was. */
 		memcpy(s->host.plan->entries, before.entries,
@@ -795,6 +881,7 @@ rs_script_eval(rs_script *s, const char *code, rs_error *err)
 	}
 	free(ret);
 	rs_plan_copy(&before, s->host.plan);
+	s->stop = 0;
 	st = pcall(s, 0, LUA_MULTRET, err);
 	n = lua_gettop(L);
 	if (st == RS_OK && n > 0) {
@@ -803,6 +890,8 @@ rs_script_eval(rs_script *s, const char *code, rs_error *err)
 		st = pcall(s, n, 0, err);
 	}
 	lua_settop(L, 0);
+	s->stop = 0;
+	lua_sethook(L, NULL, 0, 0);
 	if (st != RS_OK)
 		memcpy(s->host.plan->entries, before.entries,
 		       before.nlayers * sizeof *before.entries);

@@ -130,7 +130,7 @@ run_selected(tui *t)
 	const rs_strategy_info *s = &t->strategies[t->menu_selected];
 	char **params = rs_xcalloc(s->nparams ? s->nparams : 1, sizeof *params);
 	char *summary = NULL;
-	size_t i;
+	size_t i, n = 0;
 	rs_error err;
 
 	if (t->finished < t->nlayers) {
@@ -139,16 +139,18 @@ run_selected(tui *t)
 		free(params);
 		return;
 	}
-	for (i = 0; i < s->nparams; i++)
-		params[i] = rs_xasprintf("%s=%s", s->params[i].name, t->form_values[i]);
+	/* an empty value means the strategy's own default */
+	for (i = 0, n = 0; i < s->nparams; i++)
+		if (t->form_values[i][0] != '\0')
+			params[n++] = rs_xasprintf("%s=%s", s->params[i].name, t->form_values[i]);
 	tui_edit_begin(t);
 	t->global_mode = TUI_GLOBAL_OFF;
 	tui_message(t, false, "running %s (Esc stops it)...", s->name);
 	refresh();
-	if (rs_script_run(t->script, s->path, (const char *const *)params, s->nparams,
+	if (rs_script_run(t->script, s->path, (const char *const *)params, n,
 	                  &summary, &err) == RS_OK) {
 		rs_plan_origin_free(&t->origin);
-		rs_plan_origin_set(&t->origin, s->name, (const char *const *)params, s->nparams);
+		rs_plan_origin_set(&t->origin, s->name, (const char *const *)params, n);
 		tui_message(t, false, "%s", summary ? summary : "done");
 		t->menu = 0;
 		tui_table_refresh(t);
@@ -157,7 +159,7 @@ run_selected(tui *t)
 		tui_edit_drop_unchanged(t);
 	}
 	free(summary);
-	for (i = 0; i < s->nparams; i++)
+	for (i = 0; i < n; i++)
 		free(params[i]);
 	free(params);
 }

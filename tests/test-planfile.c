@@ -25,7 +25,7 @@ typedef struct fixture {
 	rs_model *model;
 	rs_layer *layers;
 	size_t nlayers;
-	const rs_spectrum *spectra[3];
+	rs_layer_analysis analyses[3];
 	rs_spectrum *owned[3];
 } fixture;
 
@@ -52,7 +52,7 @@ fixture_init(fixture *f)
 		for (j = 0; j < k; j++)
 			sigma[j] = 3.0 * pow(0.7, (double)j) + 0.001 * (double)i;
 		f->owned[i] = rs_spectrum_new(f->layers[i].rows, f->layers[i].cols, sigma);
-		f->spectra[i] = f->owned[i];
+		f->analyses[i] = (rs_layer_analysis){.spectrum = f->owned[i]};
 	}
 }
 
@@ -90,10 +90,10 @@ check_round_trip(fixture *f, const char *dir)
 	char *t1, *t2;
 
 	rs_plan_init(&plan, f->nlayers);
-	plan.entries[0] = (rs_plan_entry){RS_METHOD_LOWRANK, 7};
-	plan.entries[2] = (rs_plan_entry){RS_METHOD_LOWRANK, 2};
+	plan.entries[0] = rs_plan_entry_lowrank(7);
+	plan.entries[2] = rs_plan_entry_lowrank(2);
 	rs_plan_origin_set(&origin, "budget-minimax", params, 2);
-	CHECK(rs_plan_save(p1, f->model, f->layers, f->nlayers, f->spectra, &plan, &origin,
+	CHECK(rs_plan_save(p1, f->model, f->layers, f->nlayers, f->analyses, &plan, &origin,
 	                   &err) == RS_OK, "save: %s", err.msg);
 	CHECK(rs_plan_load(p1, f->model, f->layers, f->nlayers, &loaded, &back, &err) == RS_OK,
 	      "load: %s", err.msg);
@@ -101,7 +101,7 @@ check_round_trip(fixture *f, const char *dir)
 	CHECK(back.strategy && strcmp(back.strategy, "budget-minimax") == 0 &&
 	      back.nparams == 2 && strcmp(back.values[0], "0.3") == 0,
 	      "origin survives, parameter text kept as given");
-	CHECK(rs_plan_save(p2, f->model, f->layers, f->nlayers, f->spectra, &loaded, &back,
+	CHECK(rs_plan_save(p2, f->model, f->layers, f->nlayers, f->analyses, &loaded, &back,
 	                   &err) == RS_OK, "save again");
 	t1 = read_text(p1);
 	t2 = read_text(p2);
@@ -160,7 +160,7 @@ check_refusals(fixture *f, const char *dir)
 		{"{\"name\": \"a.weight\", \"shape\": [40, 31], \"method\": \"dense\"}", B_OK, C_OK,
 		 "tensor shape differs"},
 		{A_OK, B_OK, "{\"name\": \"c.weight\", \"fold\": 1, \"method\": \"dense\"}", "fold differs"},
-		{A_OK, "{\"name\": \"b.weight\", \"fold\": 2, \"method\": \"dense\"}", C_OK, "fold differs"},
+		{A_OK, "{\"name\": \"b.weight\", \"fold\": 2, \"method\": \"dense\"}", C_OK, "is a linear layer (its fold must be null)"},
 		{"{\"name\": \"a.weight\", \"method\": \"lowrank\", \"rank\": 0}", B_OK, C_OK,
 		 "rank 0 out of range 1..29"},
 		{"{\"name\": \"a.weight\", \"method\": \"lowrank\", \"rank\": 30}", B_OK, C_OK,
@@ -257,16 +257,16 @@ check_interrupted_save(fixture *f, const char *parent)
 
 	rs_mkdir_p(dir, NULL);
 	rs_plan_init(&plan, f->nlayers);
-	CHECK(rs_plan_save(path, f->model, f->layers, f->nlayers, f->spectra, &plan, NULL,
+	CHECK(rs_plan_save(path, f->model, f->layers, f->nlayers, f->analyses, &plan, NULL,
 	                   &err) == RS_OK, "first save");
 	before = read_text(path);
-	plan.entries[0] = (rs_plan_entry){RS_METHOD_LOWRANK, 3};
+	plan.entries[0] = rs_plan_entry_lowrank(3);
 	/* A file size limit makes the write fail part way, as a full disk would. */
 	signal(SIGXFSZ, SIG_IGN);
 	getrlimit(RLIMIT_FSIZE, &old);
 	tiny.rlim_max = old.rlim_max;
 	setrlimit(RLIMIT_FSIZE, &tiny);
-	st = rs_plan_save(path, f->model, f->layers, f->nlayers, f->spectra, &plan, NULL, &err);
+	st = rs_plan_save(path, f->model, f->layers, f->nlayers, f->analyses, &plan, NULL, &err);
 	setrlimit(RLIMIT_FSIZE, &old);
 	CHECK(st == RS_EIO, "a save that cannot be written fails");
 	CHECK_CONTAINS(err.msg, "plan.json: write failed");

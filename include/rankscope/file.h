@@ -23,6 +23,9 @@ rs_status rs_mkdir_p(const char *dir, rs_error *err);
 rs_status rs_file_write_atomic(const char *path, const void *data, size_t len,
                                bool durable, rs_error *err);
 
+/* fsyncs the directory holding path, so a rename into it is durable. */
+void rs_file_sync_directory(const char *path);
+
 /* Reads a whole file of at most `max` bytes into a malloc'd buffer. */
 rs_status rs_file_read_all(const char *path, size_t max, unsigned char **data,
                            size_t *len, rs_error *err);
