@@ -260,14 +260,15 @@ tui_totals_draw(tui *t, int y, int w)
 	rs_format_count(fa, sizeof fa, (double)tot.flops_after);
 	rs_format_bytes(sb, sizeof sb, (tot.bits_before + 7) / 8);
 	rs_format_bytes(sa, sizeof sa, (tot.bits_after + 7) / 8);
+	/* [edited] first: on a narrow screen the end of the line is cut */
 	snprintf(line, sizeof line,
-	         "params %s -> %s (%.2fx)  size %s -> %s (%.2fx)  flops %s -> %s  worst err_2 "
-	         "%.4f%s%s  network bound %.4f%s%s",
+	         "%sparams %s -> %s (%.2fx)  size %s -> %s (%.2fx)  flops %s -> %s  worst err_2 "
+	         "%.4f%s%s  network bound %.4f%s",
+	         tui_edit_dirty(t) ? "[edited] " : "",
 	         before, after, tot.ratio, sb, sa, tot.bits_ratio, fb, fa, tot.worst_err_spec,
 	         tot.worst_err_spec > 0 ? " " : "",
 	         tot.worst_err_spec > 0 ? t->layers[tot.worst_layer].name : "",
-	         tot.net_bound, tot.pending ? " (pending layers count dense)" : "",
-	         tui_edit_dirty(t) ? "  [edited]" : "");
+	         tot.net_bound, tot.pending ? " (pending layers count dense)" : "");
 	attron(A_BOLD);
 	mvprintw(y, 0, "%.*s", w, line);
 	attroff(A_BOLD);

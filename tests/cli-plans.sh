@@ -105,7 +105,7 @@ refuse() {
 # ---- writing: run -o ---------------------------------------------------------
 
 run 0 "$RANKSCOPE" run uniform --param keep=0.3 "$mlp" -o "$d/mlp.json"
-contains "$out" "3 of 3 layers factorised" "run prints the plan table"
+contains "$out" "3 of 3 layers compressed" "run prints the plan table"
 plan=$(cat "$d/mlp.json")
 equals "$(sed -n '1,3p' "$d/mlp.json")" '{
   "format": "rankscope-plan",

@@ -60,7 +60,7 @@ line=$(printf '%s\n' "$out" | grep '^c ')
 equals "$(printf '%s' "$line" | awk '{print $3, $4}')" "lowrank 3" "printed plan: c at rank 3"
 line=$(printf '%s\n' "$out" | grep '^conv ')
 equals "$(printf '%s' "$line" | awk '{print $2, $3}')" "8x27 dense" "printed plan: conv dense"
-contains "$out" "2 of 5 layers factorised" "printed totals"
+contains "$out" "2 of 5 layers compressed" "printed totals"
 # print's output comes before the table
 first=$(printf '%s\n' "$out" | head -1)
 equals "$first" "left: a=2 c=3" "script output precedes the plan"
@@ -221,7 +221,7 @@ plan:set("b", 1)
 return 5
 EOF
 run 0 "$RANKSCOPE" run "$scratch/returns-number.lua" "$model"
-contains "$out" "1 of 5 layers factorised" "a script returning a number is a plain script"
+contains "$out" "1 of 5 layers compressed" "a script returning a number is a plain script"
 script returns-table <<'EOF'
 return { 1, 2, 3 }
 EOF
@@ -487,7 +487,7 @@ lacks "$out" "$lua_dir/uniform.lua" "the overridden shipped strategy is not list
 equals "$(printf '%s\n' "$out" | grep -c '^uniform:')" "1" "listed once"
 run 0 "$RANKSCOPE" run --strategy-path "$scratch/override" uniform "$model"
 contains "$out" "user uniform ran" "run uses the user's strategy"
-contains "$out" "0 of 5 layers factorised" "the user's strategy made the plan"
+contains "$out" "0 of 5 layers compressed" "the user's strategy made the plan"
 
 # $XDG_CONFIG_HOME/rankscope/strategies, between --strategy-path and the
 # shipped ones.

@@ -106,10 +106,10 @@ for m in mlp cnn; do
 			"$m $s: one row per layer"
 		total=$(totals_line)
 		contains "$total" "flops $((2 * before)) -> " "$m $s: flops before"
-		contains "$total" " of $nlayers layers factorised" "$m $s: layers in the totals"
+		contains "$total" " of $nlayers layers compressed" "$m $s: layers in the totals"
 		# the totals count the rows that are not dense
 		lowrank=$(printf '%s\n' "$out" | awk '$3 == "lowrank"' | wc -l | tr -d ' ')
-		contains "$total" ", $lowrank of $nlayers layers factorised" "$m $s: factorised count"
+		contains "$total" ", $lowrank of $nlayers layers compressed" "$m $s: factorised count"
 		summary=$(printf '%s\n' "$out" | tail -1)
 		case $s in
 		budget-*) contains "$summary" "$s: " "$m $s: summary line" ;;
@@ -191,7 +191,7 @@ for m in mlp cnn; do
 	equals "$(printf '%s\n' "$rows" | head -1 | awk '{print $3}')" "dense" "$m protect-edges: first layer dense"
 	equals "$(printf '%s\n' "$rows" | tail -1 | awk '{print $3}')" "dense" "$m protect-edges: last layer dense"
 	equals "$(printf '%s\n' "$rows" | sed '1d;$d' | awk '$3 == "lowrank"' | wc -l | tr -d ' ')" \
-		"$((nlayers - 2))" "$m protect-edges: the inner layers factorised at energy 0.9"
+		"$((nlayers - 2))" "$m protect-edges: the inner layers compressed at energy 0.9"
 	contains "$(printf '%s\n' "$out" | tail -1)" "protect-edges energy 0.9: 2 layers protected" \
 		"$m protect-edges: summary"
 done

@@ -42,6 +42,7 @@ keys Up r 6 0 Enter
 see "costs more than dense (break-even 56)" "rank 60 on 512x64 does not pay"
 contains "$(row fc1.weight)" "dense" "fc1 stays dense at rank 60"
 keys r 5 6 Enter
+see "56/64 err_F" "rank 56 set"
 contains "$(row fc1.weight)" "56  $(expected fc1.weight 56)" "break-even rank 56 pays"
 
 # Bad input in the rank prompt is refused with a message.
@@ -80,7 +81,10 @@ keys O
 first=$(screen | grep -E '^[> ]fc[0-9]' | head -1 | cut -c2-11)
 equals "$first" "fc3.weight" "reversed: smallest first"
 
-# Help, generated from the key table.
+# Help, generated from the key table (a tall screen, so that the box does
+# not overlap the slider rows).
+tmux -S "$sock" resize-window -x 130 -y 50
+sleep 1
 keys '?'
 see "rankscope keys" "help screen"
 contains "$(screen)" "type a rank for this layer" "help lists r"

@@ -15,18 +15,18 @@ mouse() {
 		"\\$(printf %03o $(($2 + 33)))" "\\$(printf %03o $(($3 + 33)))")"
 }
 
-# --- mouse, on a 130x36 screen: the rank slider is row 31, its track runs
+# --- mouse, on a 130x36 screen: the rank slider is row 29, its track runs
 # from column 8 over 64 cells, so column 8 + c sets rank 1 + c (k = 64).
 tui_start 130 36 "$RANKSCOPE" "$mlp"
 see "spectra 3/3" "spectra computed"
-mouse 0 30 31
-mouse 3 30 31
+mouse 0 30 29
+mouse 3 30 29
 see "23/64 err_F" "click on the rank slider sets rank 23"
-mouse 0 20 31
-mouse 32 35 31
-mouse 32 50 31
+mouse 0 20 29
+mouse 32 35 29
+mouse 32 50 29
 see "43/64 err_F" "dragging follows the pointer"
-mouse 3 50 31
+mouse 3 50 29
 keys u
 see "23/64 err_F" "a whole drag is one undo step"
 mouse 0 10 4

@@ -329,7 +329,7 @@ local function expect_totals(what)
 	return tt
 end
 t = expect_totals("after set")
-check.eq(t.compressed, 4, "four layers factorised")
+check.eq(t.compressed, 4, "four layers compressed")
 check.eq(t.params_after, 2 * 10 + 1 * 11 + 3 * 21 + conv.rows * conv.cols + 2 * 10,
 	"params after, by hand")
 -- err_spec: a 0.5^2, b 0.8, c 0.7^3, enc 0.9^2 = 0.81, the worst
