@@ -665,7 +665,7 @@ print_timeline(const bench *b, const char *label, const timeline *tl)
 
 static void
 run_engine(bench *b, const char *label, int threads, rs_svd_method method,
-           outcome *o)
+           bool statistics, outcome *o)
 {
 	rs_engine_options eo = { 0 };
 	timeline tl;
@@ -680,6 +680,7 @@ run_engine(bench *b, const char *label, int threads, rs_svd_method method,
 	eo.threads = threads;
 	eo.method = method;
 	eo.cache_dir = NULL;
+	eo.statistics = statistics;
 	eo.on_layer_done = on_layer_done;
 	eo.userdata = &tl;
 	/* The engine leaves OpenBLAS at its own thread count; start each run
@@ -983,19 +984,21 @@ main(int argc, char **argv)
 		int threads;              /* 0 = all CPUs */
 		rs_svd_method method;
 		bool extra;               /* diagnostic: skipped by --no-extra */
+		bool statistics;          /* also pruning and quantisation curves */
 	} configs[] = {
-		{ RUN_SGESDD, NULL, 0, RS_SVD_GESDD, false },
-		{ RUN_SGESDD_RAW, NULL, 0, RS_SVD_GESDD, true },
-		{ RUN_ENGINE, "engine, auto, all CPUs", 0, RS_SVD_AUTO, false },
+		{ RUN_SGESDD, NULL, 0, RS_SVD_GESDD, false, false },
+		{ RUN_SGESDD_RAW, NULL, 0, RS_SVD_GESDD, true, false },
+		{ RUN_ENGINE, "engine, auto, all CPUs", 0, RS_SVD_AUTO, false, false },
 		{ RUN_ENGINE, "engine, dgesdd forced, all CPUs", 0, RS_SVD_GESDD,
-		  true },
-		{ RUN_ENGINE, "engine, auto, 1 worker", 1, RS_SVD_AUTO, true },
+		  true, false },
+		{ RUN_ENGINE, "engine, auto, 1 worker", 1, RS_SVD_AUTO, true, false },
+		{ RUN_ENGINE, "engine + pruning/quant curves", 0, RS_SVD_AUTO, false, true },
 	};
 	enum { NCONFIGS = sizeof configs / sizeof configs[0] };
 	options opt;
 	bench b = { 0 };
 	outcome out[NCONFIGS];
-	size_t nout = 0, ntensors, i, engine = 0, raw = 0;
+	size_t nout = 0, ntensors, i, engine = 0, raw = 0, curves = 0;
 	int round;
 	synth_tensor *tensors;
 	char *path, cpu[128];
@@ -1093,7 +1096,9 @@ main(int argc, char **argv)
 			if (c->kind == RUN_ENGINE) {
 				if (engine == 0)
 					engine = nout;
-				run_engine(&b, c->label, c->threads, c->method, &o);
+				if (c->statistics)
+					curves = nout;
+				run_engine(&b, c->label, c->threads, c->method, c->statistics, &o);
 			} else {
 				if (c->kind == RUN_SGESDD_RAW)
 					raw = nout;
@@ -1131,6 +1136,13 @@ main(int argc, char **argv)
 	       "  vs sgesdd, vs dgesdd: worst over layers of max_i |dsigma_i| / "
 	       "sigma_1\n");
 	print_outcomes(out, nout, out[0].wall);
+	if (curves > 0) {
+		/* the same engine run with the statistics on, against it off */
+		double extra = out[curves].wall - out[engine].wall;
+		printf("  pruning and quantisation curves (sorted magnitudes, 5 quantisers x "
+		       "8 widths): %.2f s more, %.2f x the spectrum engine's time\n", extra,
+		       extra / out[engine].wall);
+	}
 	if (b.nref > 0) {
 		printf("  dgesdd reference layers:");
 		for (i = 0; i < b.nref; i++)

@@ -22,6 +22,43 @@ rs_quant_curve_build(const double *w, size_t rows, size_t cols, size_t ld,
 
 		out->err[q][0] = 1.0;
 		out->storage[q][0] = 0;
+		if (q == RS_QUANT_KMEANS) {
+			/* every width from one sort */
+			st = rs_quantize_kmeans_curve(w, rows, cols, ld, RS_QUANT_CURVE_BITS,
+			                              out->err[q], out->storage[q], err);
+			if (st != RS_OK) {
+				free(wt);
+				return st;
+			}
+			continue;
+		}
+		if (q == RS_QUANT_UNIFORM_TENSOR || q == RS_QUANT_UNIFORM_CHANNEL) {
+			bool channels = q == RS_QUANT_UNIFORM_CHANNEL;
+			/* channels are rows of W: columns of what we hold when it is W^T */
+			if (channels && transposed && wt == NULL) {
+				wt = malloc(rows * cols * sizeof *wt);
+				if (wt == NULL)
+					return rs_error_set(err, RS_ENOMEM, "out of memory for a "
+					                    "transposed copy");
+				for (j = 0; j < cols; j++)
+					for (i = 0; i < rows; i++)
+						wt[j + i * cols] = w[i + j * ld];
+			}
+			/* every width in one pass */
+			if (channels && transposed)
+				st = rs_quantize_uniform_curve(wt, cols, rows, cols, true,
+				                               RS_QUANT_CURVE_BITS, out->err[q],
+				                               out->storage[q], err);
+			else
+				st = rs_quantize_uniform_curve(w, rows, cols, ld, channels,
+				                               RS_QUANT_CURVE_BITS, out->err[q],
+				                               out->storage[q], err);
+			if (st != RS_OK) {
+				free(wt);
+				return st;
+			}
+			continue;
+		}
 		for (b = 1; b <= RS_QUANT_CURVE_BITS; b++) {
 			/* binary and ternary have no width: one run serves all */
 			if (fixed && b > 1) {
@@ -29,23 +66,7 @@ rs_quant_curve_build(const double *w, size_t rows, size_t cols, size_t ld,
 				out->storage[q][b] = out->storage[q][1];
 				continue;
 			}
-			if (q == RS_QUANT_UNIFORM_CHANNEL && transposed) {
-				/* channels are rows of W = columns of what we hold */
-				if (wt == NULL) {
-					wt = malloc(rows * cols * sizeof *wt);
-					if (wt == NULL)
-						return rs_error_set(err, RS_ENOMEM, "out of memory for "
-						                    "a transposed copy");
-					for (j = 0; j < cols; j++)
-						for (i = 0; i < rows; i++)
-							wt[j + i * cols] = w[i + j * ld];
-				}
-				st = rs_quantize(wt, cols, rows, cols, (rs_quantizer)q, b, NULL, NULL,
-				                 NULL, &r, err);
-			} else {
-				st = rs_quantize(w, rows, cols, ld, (rs_quantizer)q, b, NULL, NULL, NULL,
-				                 &r, err);
-			}
+			st = rs_quantize(w, rows, cols, ld, (rs_quantizer)q, b, NULL, NULL, NULL, &r, err);
 			if (st != RS_OK) {
 				free(wt);
 				return st;

@@ -49,6 +49,7 @@ struct rs_engine {
 	char **errors;
 	rs_svd_method *used;
 	size_t finished;
+	size_t stats_pending;       /* DONE layers whose statistics are being built */
 	size_t cache_hits;
 
 	pthread_t coordinator;
@@ -81,6 +82,8 @@ finish_layer(rs_engine *e, size_t i, rs_job_state state, rs_spectrum *spectrum,
 	}
 	e->state[i] = state;
 	e->spectra[i] = spectrum;
+	if (state == RS_JOB_DONE && e->statistics)
+		e->stats_pending++;   /* before finished: wait must see it */
 	e->errors[i] = error;
 	if (from_cache)
 		e->cache_hits++;
@@ -99,35 +102,49 @@ fail_layer(rs_engine *e, size_t i, const rs_error *err)
 	finish_layer(e, i, RS_JOB_FAILED, NULL, rs_xstrdup(err->msg), false);
 }
 
-/* Magnitude statistics and quantisation curves from the loaded buffer
- * (before the SVD overwrites it). */
-static rs_status
-build_statistics(rs_engine *e, size_t i, const double *a, size_t rows, size_t cols,
-                 rs_error *err)
+/*
+ * Magnitude statistics and quantisation curves, after the layer's spectrum
+ * is published: the spectrum is what the workbench needs first, and the
+ * statistics (a sort and forty quantiser runs) can cost more than an SVD of
+ * a small layer.  The layer is loaded again the same way the spectrum was
+ * (cheap: a straight conversion), so the statistics' element order is the
+ * one apply reproduces.  Failure (memory) leaves them absent.
+ */
+static void
+build_statistics(rs_engine *e, size_t i)
 {
 	const rs_layer *layer = &e->layers[i];
-	rs_magnitudes *mags = rs_magnitudes_new(a, rows, cols, rows);
-	rs_quant_curve *curve = malloc(sizeof *curve);
+	size_t rows = layer->rows, cols = layer->cols, lrows, lcols;
+	double *a;
+	rs_magnitudes *mags = NULL;
+	rs_quant_curve *curve = NULL;
 
-	if (mags == NULL || curve == NULL) {
-		rs_magnitudes_free(mags);
-		free(curve);
-		return rs_error_set(err, RS_ENOMEM, "%s: layer '%s': out of memory for its "
-		                    "magnitude statistics", e->path, layer->name);
+	if (!e->statistics)
+		return;
+	a = malloc(rows * cols * sizeof *a);
+	if (a != NULL && !atomic_load(&e->cancel) &&
+	    rs_layer_load_for_spectrum(layer, a, &lrows, &lcols, e->path, NULL) == RS_OK) {
+		mags = rs_magnitudes_new(a, lrows, lcols, lrows);
+		curve = malloc(sizeof *curve);
+		if (mags == NULL || curve == NULL ||
+		    rs_quant_curve_build(a, lrows, lcols, lrows,
+		                         layer->kind == RS_LAYER_LINEAR || layer->fold == 0,
+		                         curve, NULL) != RS_OK) {
+			rs_magnitudes_free(mags);
+			free(curve);
+			mags = NULL;
+			curve = NULL;
+		}
 	}
-	if (rs_quant_curve_build(a, rows, cols, rows,
-	                         layer->kind == RS_LAYER_LINEAR || layer->fold == 0,
-	                         curve, err) != RS_OK) {
-		rs_error_prefix(err, "%s: layer '%s': ", e->path, layer->name);
-		rs_magnitudes_free(mags);
-		free(curve);
-		return RS_EINVAL;
-	}
+	free(a);
 	pthread_mutex_lock(&e->lock);
 	e->magnitudes[i] = mags;
 	e->quant[i] = curve;
+	e->stats_pending--;
+	pthread_cond_broadcast(&e->finished_cond);
 	pthread_mutex_unlock(&e->lock);
-	return RS_OK;
+	if (e->on_layer_done)
+		e->on_layer_done(e->userdata, i);
 }
 
 /* Computes (or fetches from the cache) one layer's singular values. */
@@ -140,7 +157,7 @@ run_layer(rs_engine *e, size_t i)
 	rs_svd_method method = e->method;
 	rs_cache_key key;
 	rs_spectrum *spectrum;
-	double *a = NULL, *sigma = NULL, *cached = NULL;
+	double *a = NULL, *sigma = NULL;
 	rs_error err;
 
 	if (atomic_load(&e->cancel)) {
@@ -156,10 +173,11 @@ run_layer(rs_engine *e, size_t i)
 
 	if (e->cache_dir) {
 		rs_cache_key_for(layer, method, &key);
-		if (!e->statistics && rs_cache_load(e->cache_dir, &key, rows, cols, &sigma)) {
+		if (rs_cache_load(e->cache_dir, &key, rows, cols, &sigma)) {
 			spectrum = rs_spectrum_new(rows, cols, sigma);
 			if (spectrum != NULL) {
 				finish_layer(e, i, RS_JOB_DONE, spectrum, NULL, true);
+				build_statistics(e, i);
 				return;
 			}
 			free(sigma);
@@ -178,21 +196,6 @@ run_layer(rs_engine *e, size_t i)
 	/* W or W^T, whichever is a straight read: same singular values */
 	if (rs_layer_load_for_spectrum(layer, a, &lrows, &lcols, e->path, &err) != RS_OK)
 		goto failed;
-	if (e->statistics && build_statistics(e, i, a, lrows, lcols, &err) != RS_OK)
-		goto failed;
-	/* with statistics the load was needed anyway; the spectrum may still
-	 * come from the cache */
-	if (e->statistics && e->cache_dir &&
-	    rs_cache_load(e->cache_dir, &key, rows, cols, &cached)) {
-		spectrum = rs_spectrum_new(rows, cols, cached);
-		if (spectrum != NULL) {
-			free(a);
-			free(sigma);
-			finish_layer(e, i, RS_JOB_DONE, spectrum, NULL, true);
-			return;
-		}
-		free(cached);
-	}
 	if (atomic_load(&e->cancel)) {
 		free(a);
 		free(sigma);
@@ -215,6 +218,7 @@ run_layer(rs_engine *e, size_t i)
 		goto failed;
 	}
 	finish_layer(e, i, RS_JOB_DONE, spectrum, NULL, false);
+	build_statistics(e, i);
 	return;
 failed:
 	free(a);
@@ -363,7 +367,7 @@ void
 rs_engine_wait(rs_engine *e)
 {
 	pthread_mutex_lock(&e->lock);
-	while (e->finished < e->nlayers)
+	while (e->finished < e->nlayers || e->stats_pending > 0)
 		pthread_cond_wait(&e->finished_cond, &e->lock);
 	pthread_mutex_unlock(&e->lock);
 }

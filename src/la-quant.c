@@ -262,6 +262,80 @@ quant_uniform(qjob *job, unsigned bits, bool per_channel, double *codebook,
 	return RS_OK;
 }
 
+/*
+ * The uniform quantiser's errors at every width 1..max_bits in one pass:
+ * the same ranges, steps, codes and summation order as quant_uniform, so
+ * each error is bit for bit what rs_quantize reports at that width.
+ */
+rs_status
+rs_quantize_uniform_curve(const double *w, size_t rows, size_t cols, size_t ld,
+                          bool per_channel, unsigned max_bits, double *rel_errors,
+                          uint64_t *storage, rs_error *err)
+{
+	size_t nr = per_channel ? rows : 1, i, j, r, n = rows * cols;
+	double *lo, *hi, *step, esq[17] = {0}, total = 0;
+	unsigned b, c;
+
+	if (max_bits < 1 || max_bits > 16)
+		return rs_error_set(err, RS_EINVAL, "uniform curve: 1 to 16 bits, not %u", max_bits);
+	if (n > 0 && ld < rows)
+		return rs_error_set(err, RS_EINVAL,
+		    "leading dimension %zu is less than the %zu rows", ld, rows);
+	lo = malloc((nr ? nr : 1) * sizeof *lo);
+	hi = malloc((nr ? nr : 1) * sizeof *hi);
+	step = malloc((nr ? nr : 1) * (max_bits + 1) * sizeof *step);
+	if (lo == NULL || hi == NULL || step == NULL) {
+		free(lo);
+		free(hi);
+		free(step);
+		return rs_error_set(err, RS_ENOMEM, "out of memory for the scales of %zu channels",
+		                    nr);
+	}
+	for (r = 0; r < nr; r++) {
+		lo[r] = rows && cols ? INFINITY : 0.0;
+		hi[r] = rows && cols ? -INFINITY : 0.0;
+	}
+	for (j = 0; j < cols; j++)
+		for (i = 0; i < rows; i++) {
+			double x = w[i + j * ld];
+			if (!isfinite(x)) {
+				free(lo);
+				free(hi);
+				free(step);
+				return rs_error_set(err, RS_ENUMERIC, "cannot quantise: element "
+				                    "(%zu, %zu) is %g", i, j, x);
+			}
+			r = per_channel ? i : 0;
+			if (x < lo[r])
+				lo[r] = x;
+			if (x > hi[r])
+				hi[r] = x;
+		}
+	for (r = 0; r < nr; r++)
+		for (b = 1; b <= max_bits; b++)
+			step[r * (max_bits + 1) + b] = (hi[r] - lo[r]) / (double)((1u << b) - 1);
+	for (j = 0; j < cols; j++)
+		for (i = 0; i < rows; i++) {
+			double x = w[i + j * ld];
+			r = per_channel ? i : 0;
+			total += x * x;
+			for (b = 1; b <= max_bits; b++) {
+				double st = step[r * (max_bits + 1) + b], d;
+				c = uniform_code(x, lo[r], st, 1u << b);
+				d = x - (lo[r] + c * st);
+				esq[b] += d * d;
+			}
+		}
+	for (b = 1; b <= max_bits; b++) {
+		rel_errors[b] = total > 0 ? sqrt(esq[b] / total) : 0.0;
+		storage[b] = (uint64_t)b * n + 64 * (uint64_t)nr;
+	}
+	free(lo);
+	free(hi);
+	free(step);
+	return RS_OK;
+}
+
 /* ---- binary and ternary ------------------------------------------------- */
 
 static void
@@ -887,6 +961,65 @@ quant_kmeans(qjob *job, unsigned bits, double *codebook, size_t *levels,
 		}
 	*levels = kk;
 	free(c);
+	return RS_OK;
+}
+
+static rs_status check_finite(const double *w, size_t rows, size_t cols, size_t ld,
+                              rs_error *err);
+
+/*
+ * The k-means curve over 1..max_bits from one sort: the data preparation
+ * (sorting, de-duplication, prefix sums) dominates a single k-means run, so
+ * sharing it makes the whole curve cost about as much as two runs.  Each
+ * width's codebook is exactly the one rs_quantize finds (same data, same
+ * seeding, same iterations); its error is summed over the distinct values
+ * with their counts.
+ */
+rs_status
+rs_quantize_kmeans_curve(const double *w, size_t rows, size_t cols, size_t ld,
+                         unsigned max_bits, double *rel_errors, uint64_t *storage,
+                         rs_error *err)
+{
+	size_t n = rows * cols, i, t;
+	unsigned b;
+	double *c, total = 0;
+	kdata kd;
+	rs_status st;
+
+	if (max_bits < 1 || max_bits > 16)
+		return rs_error_set(err, RS_EINVAL, "k-means curve: 1 to 16 bits, not %u", max_bits);
+	if (n > 0 && ld < rows)
+		return rs_error_set(err, RS_EINVAL,
+		    "leading dimension %zu is less than the %zu rows", ld, rows);
+	if ((st = check_finite(w, rows, cols, ld, err)) != RS_OK)
+		return st;
+	if (!kdata_build(&kd, w, rows, cols, ld)) {
+		kdata_free(&kd);
+		return rs_error_set(err, RS_ENOMEM,
+		    "out of memory sorting the %zux%zu values for k-means", rows, cols);
+	}
+	for (i = 0; i < kd.d; i++)
+		total += (kd.p0[i + 1] - kd.p0[i]) * kd.v[i] * kd.v[i];
+	c = rs_xmalloc(((size_t)1 << max_bits) * sizeof *c);
+	for (b = 1; b <= max_bits; b++) {
+		size_t kk = 0;
+		double sse = 0;
+		if (kd.d > 0) {
+			double tol = KMEANS_TOLERANCE * (kd.v[kd.d - 1] - kd.v[0]);
+			kk = kmeans_seed(&kd, (size_t)1 << b, c);
+			kmeans_lloyd(&kd, c, kk, tol);
+		}
+		for (i = 0; i < kd.d && kk > 0; i++) {
+			double e;
+			t = nearest_centre(c, kk, kd.v[i]);
+			e = kd.v[i] - c[t];
+			sse += (kd.p0[i + 1] - kd.p0[i]) * e * e;
+		}
+		rel_errors[b] = total > 0 ? sqrt(sse / total) : 0.0;
+		storage[b] = (uint64_t)b * n + 32 * ((uint64_t)1 << b);
+	}
+	free(c);
+	kdata_free(&kd);
 	return RS_OK;
 }
 

@@ -151,6 +151,9 @@ sync_spectra(tui *t)
 	for (i = 0; i < t->nlayers; i++) {
 		rs_job_state s;
 		if (t->spectra[i] != NULL) {
+			/* statistics come after the spectrum */
+			if (t->analyses[i].magnitudes == NULL)
+				t->analyses[i] = rs_engine_analysis(t->engine, i);
 			finished++;
 			continue;
 		}

@@ -123,7 +123,7 @@ check_other_methods(void)
 		rs_plan_figures_for(&l, &a, &e, &f);
 		CHECK(rs_quantize(w, 4, 6, 4, RS_QUANT_KMEANS, 2, NULL, NULL, NULL, &qr, NULL) == RS_OK,
 		      "quantize");
-		CHECK_NEAR(f.err_fro, qr.rel_error, 0, "k-means 2-bit error from the curve");
+		CHECK_NEAR(f.err_fro, qr.rel_error, 1e-12, "k-means 2-bit error from the curve");
 		CHECK(f.bits == qr.storage_bits && f.bits == 2 * 24 + 32 * 4, "k-means storage");
 		e.quantizer = RS_QUANT_UNIFORM_CHANNEL;
 		rs_plan_figures_for(&l, &at, &e, &f);

@@ -40,8 +40,9 @@ typedef struct rs_engine_options {
 	rs_svd_method method;       /* AUTO chooses per layer */
 	const char *cache_dir;      /* NULL = no cache */
 	/* Also build each layer's magnitude statistics and quantisation curves
-	 * (what pruning and quantisation figures are read from).  They are not
-	 * cached: a sort per layer costs little next to its spectrum. */
+	 * (what pruning and quantisation figures are read from), after its
+	 * spectrum is published: the callback runs again when they arrive, and
+	 * rs_engine_wait waits for them too.  They are not cached. */
 	bool statistics;
 	/* Called from a worker thread after each layer finishes (any final
 	 * state).  Must be quick and thread-safe; may be NULL. */

@@ -65,4 +65,21 @@ rs_status rs_quantize(const double *w, size_t rows, size_t cols, size_t ld,
                       uint16_t *codes, double *codebook, rs_quant_result *result,
                       rs_error *err);
 
+/*
+ * The k-means errors and storage at every width 1..max_bits at once
+ * (rel_errors[b], storage[b] for b = 1..max_bits; index 0 untouched), from
+ * one sort of the data: the same codebooks rs_quantize finds, at a fraction
+ * of the cost of max_bits separate calls.
+ */
+rs_status rs_quantize_kmeans_curve(const double *w, size_t rows, size_t cols, size_t ld,
+                                   unsigned max_bits, double *rel_errors,
+                                   uint64_t *storage, rs_error *err);
+
+/* The uniform quantiser's (per tensor, or per channel = row) errors and
+ * storage at every width 1..max_bits in one pass, each exactly what
+ * rs_quantize reports at that width. */
+rs_status rs_quantize_uniform_curve(const double *w, size_t rows, size_t cols, size_t ld,
+                                    bool per_channel, unsigned max_bits, double *rel_errors,
+                                    uint64_t *storage, rs_error *err);
+
 #endif

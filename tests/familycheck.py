@@ -1,0 +1,780 @@
+"""Independent checker for rankscope's pruning, quantisation and low rank +
+sparse figures and for the models `rankscope apply` writes with them.
+
+Written from the definitions in rankscope's headers (prune.h, quant.h,
+combine.h, plan.h) and the output layout apply documents, not from its
+code: it reads and writes safetensors with its own code, folds
+convolution kernels by the index formulas of the four fold schemes, and
+recomputes every figure with numpy in float64.
+
+usage:
+  familycheck.py make-combo OUT
+      writes a float32/float16 model whose layers are exactly low rank plus
+      a few large spikes ("spiky"), only spikes ("spikes"), exactly rank 6
+      ("rank6"), random float16 ("half") and a bias
+  familycheck.py figures LOG MODEL
+      LOG is the output of tests/lua/families/figures.lua on MODEL: every
+      record it holds is recomputed from the raw weights
+  familycheck.py apply PLAN MODEL OUT APPLY_LOG
+      OUT was written by `rankscope apply PLAN MODEL -o OUT`, which printed
+      APPLY_LOG: names, dtypes, shapes, copied bytes, metadata, and every
+      layer rebuilt from its parts against the plan's predictions
+  familycheck.py global-prune PLAN MODEL OUT SPARSITY
+      OUT is the model a global-prune plan at SPARSITY wrote: one threshold
+      across the layers, recomputed here from all the weights
+
+Each subcommand prints "NAME: N checks, F failed" and exits 1 when F > 0
+(2 on a usage error).
+"""
+import json
+import math
+import struct
+import sys
+
+import numpy as np
+
+TOL_FIG = 1e-9       # figures recomputed in float64 from the same weights
+TOL_APPLY = 1e-5     # measured on float32 parts against float64 predictions
+
+DTYPES = {  # name -> (numpy dtype, bits)
+    "F64": ("<f8", 64), "F32": ("<f4", 32), "F16": ("<f2", 16), "BF16": ("bf16", 16),
+    "U8": ("<u1", 8), "I8": ("<i1", 8), "U16": ("<u2", 16), "I16": ("<i2", 16),
+    "U32": ("<u4", 32), "I32": ("<i4", 32), "U64": ("<u8", 64), "I64": ("<i8", 64),
+    "BOOL": ("<u1", 8),
+}
+FLOATS = ("F64", "F32", "F16", "BF16")
+VALUE_BITS = 32
+
+
+class Checker:
+    def __init__(self, name):
+        self.name = name
+        self.checks = 0
+        self.failures = 0
+
+    def check(self, ok, what):
+        self.checks += 1
+        if not ok:
+            self.failures += 1
+            print(f"FAIL: {what}", file=sys.stderr)
+        return ok
+
+    def close(self, got, want, tol, what):
+        ok = (isinstance(got, (int, float)) and not isinstance(got, bool)
+              and abs(got - want) <= tol * max(1.0, abs(want)))
+        return self.check(ok, f"{what}: got {got!r}, expected {want!r}")
+
+    def done(self):
+        print(f"{self.name}: {self.checks} checks, {self.failures} failed")
+        return 1 if self.failures else 0
+
+
+# ---- safetensors ------------------------------------------------------------
+
+class SafeTensors:
+    """A safetensors file: header entries in file order, metadata, bytes."""
+
+    def __init__(self, path):
+        with open(path, "rb") as f:
+            self.blob = f.read()
+        (n,) = struct.unpack_from("<Q", self.blob, 0)
+        self.header_len = n
+
+        def pairs(items):
+            keys = [k for k, _ in items]
+            if len(keys) != len(set(keys)):
+                raise ValueError(f"{path}: duplicate key in the header")
+            return dict(items)
+        header = json.loads(self.blob[8:8 + n].decode("utf-8"), object_pairs_hook=pairs)
+        self.metadata = header.pop("__metadata__", {})
+        self.entries = header
+        self.data = self.blob[8 + n:]
+
+    def raw(self, name):
+        b, e = self.entries[name]["data_offsets"]
+        return self.data[b:e]
+
+    def values(self, name):
+        """The tensor in its own dtype (floats as float64), stored shape."""
+        info = self.entries[name]
+        kind = DTYPES[info["dtype"]][0]
+        raw = self.raw(name)
+        if kind == "bf16":
+            a = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            a = np.frombuffer(raw, dtype=kind)
+        if info["dtype"] in FLOATS:
+            a = a.astype(np.float64)
+        return a.reshape(info["shape"])
+
+    def is_layer(self, name):
+        info = self.entries[name]
+        return (info["dtype"] in FLOATS and len(info["shape"]) in (2, 4)
+                and int(np.prod(info["shape"])) > 0)
+
+
+def write_safetensors(path, tensors, metadata):
+    """tensors: list of (name, dtype name, numpy array already in that dtype)."""
+    header, offset, blobs = {"__metadata__": metadata}, 0, []
+    for name, dtype, a in tensors:
+        b = np.ascontiguousarray(a).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(a.shape),
+                        "data_offsets": [offset, offset + len(b)]}
+        offset += len(b)
+        blobs.append(b)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+# ---- folding ----------------------------------------------------------------
+
+def fold_index(shape, scheme):
+    """For each element of a tensor (row-major), its (row, col) in the layer
+    matrix, and the matrix shape.  2-D: as it is.  Kernels (f, c, kh, kw):
+    0: f x (c kh kw)  1: (f kh) x (c kw)  2: (f kw) x (c kh)  3: (f kh kw) x c
+    with the first-named index varying slowest."""
+    if len(shape) == 2:
+        m, n = shape
+        r, c = np.meshgrid(np.arange(m), np.arange(n), indexing="ij")
+        return (m, n), r.ravel(), c.ravel()
+    f, c, kh, kw = shape
+    fi, ci, hi, wi = np.meshgrid(np.arange(f), np.arange(c), np.arange(kh),
+                                 np.arange(kw), indexing="ij")
+    if scheme == 0:
+        out = (f, c * kh * kw), fi, (ci * kh + hi) * kw + wi
+    elif scheme == 1:
+        out = (f * kh, c * kw), fi * kh + hi, ci * kw + wi
+    elif scheme == 2:
+        out = (f * kw, c * kh), fi * kw + wi, ci * kh + hi
+    elif scheme == 3:
+        out = (f * kh * kw, c), (fi * kh + hi) * kw + wi, ci
+    else:
+        raise ValueError(f"fold scheme {scheme}")
+    return out[0], out[1].ravel(), out[2].ravel()
+
+
+def fold(t, scheme):
+    """The layer matrix of tensor t."""
+    (m, n), r, c = fold_index(t.shape, scheme)
+    w = np.full((m, n), np.nan)
+    w[r, c] = t.ravel()
+    assert not np.isnan(w).any()
+    return w
+
+
+def unfold(w, shape, scheme):
+    """The tensor (row-major flat) whose layer matrix is w."""
+    _, r, c = fold_index(shape, scheme)
+    return w[r, c]
+
+
+# ---- the definitions ----------------------------------------------------------
+
+def dropped(count, p):
+    """Elements dropped at sparsity p: floor(p count)."""
+    if not p > 0:
+        return 0
+    if p >= 1:
+        return count
+    return min(count, math.floor(p * count))
+
+
+def prune_error(w, p):
+    sq = np.sort((w * w).ravel())
+    total = sq.sum()
+    d = dropped(sq.size, p)
+    return math.sqrt(sq[:d].sum() / total) if total > 0 else 0.0
+
+
+def lines_error(w, p, axis):
+    """Dropping the floor(p side) rows (axis 1 sums) or columns of least norm."""
+    norms = np.sort((w * w).sum(axis=axis))
+    total = norms.sum()
+    d = math.floor(p * norms.size) if p > 0 else 0
+    return math.sqrt(norms[:d].sum() / total) if total > 0 else 0.0
+
+
+def sparse_bits(m, n, nnz):
+    csr = 32 * (m + 1) + nnz * (16 if n <= 65536 else 32)
+    return nnz * VALUE_BITS + min(m * n, csr)
+
+
+def quant_width(q, b):
+    return {"binary": 1, "ternary": 2}.get(q, b)
+
+
+def quant_bits(q, b, m, n):
+    extra = {"uniform-tensor": 64, "uniform-channel": 64 * m, "kmeans": 32 * 2 ** b,
+             "binary": 32, "ternary": 32}[q]
+    return quant_width(q, b) * m * n + extra
+
+
+def round_half_away(v):
+    """C's round() for v >= 0 (numpy's rounds half to even)."""
+    f = np.floor(v)
+    return np.where(v - f >= 0.5, f + 1, f)
+
+
+def uniform_levels(x, bits):
+    """(codes, lo, step) of x on 2^bits levels evenly over [min, max]."""
+    levels = 2 ** bits
+    lo, hi = x.min(), x.max()
+    step = (hi - lo) / (levels - 1)
+    if step > 0:
+        codes = np.clip(round_half_away((x - lo) / step), 0, levels - 1)
+    else:
+        codes = np.zeros_like(x)
+    return codes, lo, step
+
+
+def quantise(w, q, b):
+    """Q(W) by definition; None for k-means (checked on apply's codebook)."""
+    if q == "uniform-tensor":
+        codes, lo, step = uniform_levels(w, b)
+        return lo + codes * step
+    if q == "uniform-channel":
+        out = np.empty_like(w)
+        for i in range(w.shape[0]):
+            codes, lo, step = uniform_levels(w[i], b)
+            out[i] = lo + codes * step
+        return out
+    if q == "binary":
+        alpha = np.abs(w).mean()
+        return np.where(w < 0, -alpha, alpha)
+    if q == "ternary":
+        t, alpha = ternary_optimum(w)
+        return np.where(np.abs(w) < t, 0.0, np.where(w < 0, -alpha, alpha))
+    return None
+
+
+def ternary_optimum(w):
+    """(threshold, alpha) minimising ||W - alpha T||_F over every threshold:
+    keeping the j largest magnitudes at alpha = their mean leaves
+    ||W||^2 - S_j^2 / j; only whole runs of equal magnitudes can be kept."""
+    a = np.sort(np.abs(w).ravel())[::-1]
+    s = np.cumsum(a)
+    j = np.arange(1, a.size + 1)
+    ends = np.append(a[1:] != a[:-1], True)
+    gain = np.where(ends, s * s / j, -1.0)
+    best = int(np.argmax(gain))
+    if gain[best] <= 0:
+        return math.inf, 0.0
+    return a[best], s[best] / (best + 1)
+
+
+def rel(d, w):
+    nw = np.linalg.norm(w)
+    return float(np.linalg.norm(d) / nw) if nw > 0 else 0.0
+
+
+def rel_spec(d, w):
+    s = np.linalg.norm(w, 2)
+    return float(np.linalg.norm(d, 2) / s) if s > 0 else 0.0
+
+
+# ---- make-combo -----------------------------------------------------------------
+
+def cmd_make_combo(out):
+    rng = np.random.default_rng(20240601)
+    m, n = 60, 50
+
+    def with_spectrum(s):
+        u, _ = np.linalg.qr(rng.standard_normal((m, m)))
+        v, _ = np.linalg.qr(rng.standard_normal((n, n)))
+        return (u[:, :len(s)] * s) @ v[:, :len(s)].T
+
+    def spikes(count, scale):
+        x = np.zeros(m * n)
+        at = rng.choice(m * n, size=count, replace=False)
+        x[at] = rng.choice([-1.0, 1.0], size=count) * rng.uniform(scale, 2 * scale, size=count)
+        return x.reshape(m, n)
+
+    spiky = with_spectrum([3.0, 2.0, 1.5, 1.0]) + spikes(20, 5.0)
+    rank6 = with_spectrum([1.0, 0.8, 0.6, 0.5, 0.4, 0.3])
+    half = rng.standard_normal((40, 30)) / math.sqrt(30)
+    tensors = [
+        ("spiky.weight", "F32", spiky.astype("<f4")),
+        ("spikes.weight", "F32", spikes(30, 1.0).astype("<f4")),
+        ("rank6.weight", "F32", rank6.astype("<f4")),
+        ("half.weight", "F16", half.astype("<f2")),
+        ("half.bias", "F32", rng.standard_normal(40).astype("<f4")),
+    ]
+    write_safetensors(out, tensors, {"made_by": "tests/familycheck.py make-combo"})
+    print("make-combo: 0 checks, 0 failed")
+    return 0
+
+
+# ---- figures ----------------------------------------------------------------------
+
+def parse_fig(tokens):
+    out = {}
+    for t in tokens:
+        k, v = t.split("=", 1)
+        out[k] = v
+    return out
+
+
+def cmd_figures(log_path, model_path):
+    c = Checker("figures")
+    st = SafeTensors(model_path)
+    layers = {}
+    quant_reported = {}
+    counts = {"rec": 0, "fig": 0}
+    with open(log_path) as f:
+        lines = [l.split() for l in f if l.startswith(("figlayer ", "rec ", "fig "))]
+    for t in lines:
+        if t[0] == "figlayer":
+            name, m, n, scheme, dbits = t[1], int(t[2]), int(t[3]), t[4], int(t[5])
+            if not c.check(name in st.entries and st.is_layer(name), f"{name}: a layer"):
+                continue
+            info = st.entries[name]
+            w = fold(st.values(name), None if scheme == "-" else int(scheme))
+            c.check(w.shape == (m, n), f"{name}: matrix {m}x{n} vs {w.shape}")
+            c.check(dbits == DTYPES[info["dtype"]][1], f"{name}: {dbits} bits a value")
+            layers[name] = {"w": w, "m": m, "n": n, "dense": w.size * DTYPES[info["dtype"]][1],
+                            "fro": np.linalg.norm(w), "spec": np.linalg.norm(w, 2),
+                            "sv": np.linalg.svd(w, compute_uv=False), "quant": {}}
+            continue
+        name = t[1]
+        if name not in layers:
+            c.check(False, f"record of an unknown layer: {' '.join(t)}")
+            continue
+        L = layers[name]
+        w, m, n = L["w"], L["m"], L["n"]
+        if t[0] == "rec":
+            counts["rec"] += 1
+            kind, args, value = t[2], t[3:-1], t[-1]
+            what = f"{name}: {kind}({', '.join(args)})"
+            if kind == "prune_error":
+                c.close(float(value), prune_error(w, float(args[0])), TOL_FIG, what)
+            elif kind == "prune_rows_error":
+                c.close(float(value), lines_error(w, float(args[0]), 1), TOL_FIG, what)
+            elif kind == "prune_cols_error":
+                c.close(float(value), lines_error(w, float(args[0]), 0), TOL_FIG, what)
+            elif kind == "count_below":
+                want = int(np.count_nonzero(np.abs(w) < float(args[0])))
+                c.check(int(value) == want, f"{what}: got {value}, expected {want}")
+            elif kind == "storage":
+                want = L["dense"] if args[0] == "-" else sparse_bits(m, n, int(args[0]))
+                c.check(int(value) == want, f"{what}: got {value}, expected {want}")
+            elif kind == "quant_storage":
+                want = quant_bits(args[0], int(args[1]), m, n)
+                c.check(int(value) == want, f"{what}: got {value}, expected {want}")
+            elif kind == "quant_error":
+                q, b = args[0], int(args[1])
+                L["quant"][(q, b)] = float(value)
+                qw = quantise(w, q, b)
+                if qw is not None:
+                    c.close(float(value), rel(w - qw, w), TOL_FIG, what)
+                else:
+                    # k-means (its codebook is checked on what apply
+                    # writes): no worse than the single level at the mean
+                    c.check(0 <= float(value) <= rel(w - w.mean(), w) + TOL_FIG,
+                            f"{what}: {value} within [0, error of the mean]")
+            else:
+                c.check(False, f"unknown record {' '.join(t)}")
+            continue
+        # fig NAME SPEC key=value...
+        counts["fig"] += 1
+        spec, got = t[2], parse_fig(t[3:])
+        what = f"{name}: plan:set {spec}"
+        parts = spec.split(":")
+        method = parts[0]
+        count, dense = m * n, L["dense"]
+        want = {"method": "dense", "bits": dense, "nonzeros": count, "err_fro": 0.0,
+                "err_spec": 0.0, "bound": "F", "params": count, "flops": 2 * count}
+        choice = None
+        if method in ("prune", "prune-rows", "prune-cols"):
+            p = float(parts[1])
+            if method == "prune":
+                nnz = count - dropped(count, p)
+                bits, err = sparse_bits(m, n, nnz), prune_error(w, p)
+            else:
+                side, other = (m, n) if method == "prune-rows" else (n, m)
+                nnz = (side - (math.floor(p * side) if p > 0 else 0)) * other
+                bits = nnz * VALUE_BITS + side
+                err = lines_error(w, p, 1 if method == "prune-rows" else 0)
+            choice = {"bits": bits, "nonzeros": nnz, "err_fro": err,
+                      "params": nnz, "flops": 2 * nnz}
+        elif method == "quant":
+            q, b = parts[1], int(parts[2])
+            qw = quantise(w, q, b)
+            err = rel(w - qw, w) if qw is not None else L["quant"].get((q, b), math.nan)
+            choice = {"bits": quant_bits(q, b, m, n), "err_fro": err}
+        elif method == "lowrank":
+            r = int(parts[1])
+            sv = L["sv"]
+            if r * (m + n) < m * n:
+                want.update({"method": "lowrank", "bits": r * (m + n) * VALUE_BITS,
+                             "err_fro": math.sqrt((sv[r:] ** 2).sum() / (sv ** 2).sum()),
+                             "err_spec": sv[r] / sv[0] if r < sv.size else 0.0,
+                             "params": r * (m + n), "flops": 2 * r * (m + n)})
+        if choice is not None and choice["bits"] < dense:
+            want.update(choice)
+            want["method"] = method
+            want["bound"] = "T"
+            want["err_spec"] = choice["err_fro"] * L["fro"] / L["spec"]
+        for key in ("method", "bits", "nonzeros", "bound", "params", "flops"):
+            c.check(str(got.get(key)) == str(want[key]),
+                    f"{what}: {key} {got.get(key)}, expected {want[key]}")
+        for key in ("err_fro", "err_spec"):
+            c.close(float(got.get(key, "nan")), want[key], TOL_FIG, f"{what}: {key}")
+    c.check(len(layers) > 0 and counts["rec"] > 0 and counts["fig"] > 0,
+            f"the log holds layers, records and figures ({len(layers)}, {counts})")
+    return c.done()
+
+
+# ---- apply --------------------------------------------------------------------------
+
+def part_names(name, method):
+    return [name + "." + s for s in {
+        "lowrank": ["lowrank.A", "lowrank.B"],
+        "prune": ["sparse.values", "sparse.indices"],
+        "prune-rows": ["channels.values", "channels.index"],
+        "prune-cols": ["channels.values", "channels.index"],
+        "quant": ["quant.codes", "quant.codebook"],
+        "lowrank+sparse": ["lowrank.A", "lowrank.B", "sparse.values", "sparse.indices"],
+    }.get(method, [])] or [name]
+
+
+def parse_apply_log(path):
+    """{layer: (method, pred_fro, meas_fro, bound, pred_spec, meas_spec)}, and
+    the largest gap of the closing line."""
+    rows, gap = {}, None
+    with open(path) as f:
+        for line in f:
+            t = line.split()
+            if not t or t[0] == "layer":
+                continue
+            if t[0] == "wrote":
+                gap = float(line.rsplit("predicted|", 1)[1].split()[0])
+                continue
+            bound = "<=" in t
+            t = [x for x in t if x != "<="]
+            rows[t[0]] = (t[1], float(t[2]), float(t[3]), bound, float(t[4]), float(t[5]))
+    return rows, gap
+
+
+def check_sparse(c, name, out, shape, scheme, values_name, indices_name, nnz, w_flat):
+    """The sparse part: shapes, ascending indices, and its dense scatter as
+    the layer matrix."""
+    vi, ii = out.entries[values_name], out.entries[indices_name]
+    c.check(vi["dtype"] == "F32" and vi["shape"] == [nnz],
+            f"{values_name}: F32 [{nnz}], got {vi['dtype']} {vi['shape']}")
+    c.check(ii["dtype"] == "I64" and ii["shape"] == [nnz],
+            f"{indices_name}: I64 [{nnz}], got {ii['dtype']} {ii['shape']}")
+    vals, idx = out.values(values_name).ravel(), out.values(indices_name).ravel()
+    ok = c.check(vals.size == idx.size == nnz, f"{name}: {nnz} sparse values and indices")
+    ok = c.check(ok and (nnz == 0 or (idx[0] >= 0 and idx[-1] < w_flat.size)),
+                 f"{name}: sparse indices within the tensor") and ok
+    c.check(ok and bool(np.all(np.diff(idx) > 0)), f"{name}: sparse indices strictly ascending")
+    flat = np.zeros(w_flat.size)
+    if ok:
+        flat[idx] = vals
+    return fold(flat.reshape(shape), scheme), vals, idx
+
+
+def cmd_apply(plan_path, model_path, out_path, log_path):
+    c = Checker("apply")
+    with open(plan_path, "rb") as f:
+        plan = json.loads(f.read().decode("utf-8"))
+    src, out = SafeTensors(model_path), SafeTensors(out_path)
+    printed, gap = parse_apply_log(log_path)
+
+    # layout: data 8-byte aligned, tensors contiguous in header order
+    c.check((8 + out.header_len) % 8 == 0, "data starts at a multiple of 8")
+    end = 0
+    for name, info in out.entries.items():
+        b, e = info["data_offsets"]
+        c.check(b == end and e >= b, f"{name}: offsets {b}..{e} follow on")
+        n_el = int(np.prod(info["shape"])) if info["shape"] else 1
+        c.check(e - b == n_el * DTYPES[info["dtype"]][1] // 8,
+                f"{name}: {e - b} bytes for {info['dtype']} {info['shape']}")
+        end = e
+    c.check(len(out.data) == end, f"data is {len(out.data)} bytes, tensors {end}")
+
+    entries = {l["name"]: l for l in plan["layers"]}
+    expected = []
+    for name in src.entries:
+        expected += part_names(name, entries[name]["method"]) if name in entries else [name]
+    c.check(list(out.entries) == expected,
+            f"tensors in order {expected}, got {list(out.entries)}")
+
+    # copied through byte for byte
+    for name, info in src.entries.items():
+        if name in entries and entries[name]["method"] != "dense":
+            c.check(name not in out.entries, f"{name}: the compressed weight is gone")
+            continue
+        o = out.entries.get(name)
+        if c.check(o is not None, f"{name}: copied"):
+            c.check(o["dtype"] == info["dtype"] and o["shape"] == info["shape"],
+                    f"{name}: same dtype and shape")
+            c.check(out.raw(name) == src.raw(name), f"{name}: same bytes")
+
+    compressed = [l for l in plan["layers"] if l["method"] != "dense"]
+    c.check(sorted(printed) == sorted(l["name"] for l in compressed),
+            f"apply printed a line for each compressed layer: {sorted(printed)}")
+    worst_gap = 0.0
+    for l in compressed:
+        name, method, scheme = l["name"], l["method"], l["fold"]
+        info = src.entries[name]
+        shape = info["shape"]
+        t = src.values(name)
+        w = fold(t, scheme)
+        m, n = w.shape
+        count = m * n
+        p = l["predicted"]
+        c.check(l["matrix"] == [m, n], f"{name}: matrix {l['matrix']} is the fold's {[m, n]}")
+        if not all(x in out.entries for x in part_names(name, method)):
+            c.check(False, f"{name}: parts {part_names(name, method)} missing")
+            continue
+        approx = None
+        if method in ("lowrank", "lowrank+sparse"):
+            r = l["rank"]
+            ai, bi = out.entries[name + ".lowrank.A"], out.entries[name + ".lowrank.B"]
+            c.check(ai["dtype"] == "F32" and ai["shape"] == [r, n],
+                    f"{name}.lowrank.A: F32 [{r}, {n}], got {ai['dtype']} {ai['shape']}")
+            c.check(bi["dtype"] == "F32" and bi["shape"] == [m, r],
+                    f"{name}.lowrank.B: F32 [{m}, {r}], got {bi['dtype']} {bi['shape']}")
+            approx = out.values(name + ".lowrank.B") @ out.values(name + ".lowrank.A")
+        if method in ("prune", "lowrank+sparse"):
+            nnz = count - dropped(count, l["sparsity"])
+            c.check(p["nonzeros"] == nnz, f"{name}: predicted.nonzeros {p['nonzeros']} vs {nnz}")
+            s, vals, idx = check_sparse(c, name, out, shape, scheme, name + ".sparse.values",
+                                        name + ".sparse.indices", nnz, t.ravel())
+            if method == "prune":
+                approx = s
+                flat = t.ravel()
+                kept = np.zeros(flat.size, dtype=bool)
+                kept[idx] = True
+                c.check(np.array_equal(vals, flat[idx].astype(np.float32)),
+                        f"{name}: sparse values are the weights at their indices")
+                if 0 < nnz < flat.size:
+                    c.check(np.abs(flat[kept]).min() >= np.abs(flat[~kept]).max(),
+                            f"{name}: the kept weights are the largest in magnitude")
+            else:
+                approx = approx + s
+        if method in ("prune-rows", "prune-cols"):
+            rows = method == "prune-rows"
+            side, other = (m, n) if rows else (n, m)
+            kept = side - (math.floor(l["sparsity"] * side) if l["sparsity"] > 0 else 0)
+            c.check(p["nonzeros"] == kept * other,
+                    f"{name}: predicted.nonzeros {p['nonzeros']} vs {kept * other}")
+            vi = out.entries[name + ".channels.values"]
+            ii = out.entries[name + ".channels.index"]
+            vshape = [kept, n] if rows else [m, kept]
+            c.check(vi["dtype"] == "F32" and vi["shape"] == vshape,
+                    f"{name}.channels.values: F32 {vshape}, got {vi['dtype']} {vi['shape']}")
+            c.check(ii["dtype"] == "I64" and ii["shape"] == [kept],
+                    f"{name}.channels.index: I64 [{kept}], got {ii['dtype']} {ii['shape']}")
+            if vi["shape"] != vshape or ii["shape"] != [kept]:
+                continue
+            vals, idx = out.values(name + ".channels.values"), out.values(name + ".channels.index")
+            ok = c.check(kept == 0 or (np.all(np.diff(idx) > 0) and idx[0] >= 0 and
+                                       idx[-1] < side),
+                         f"{name}: channel indices ascending within 0..{side - 1}")
+            if not ok:
+                continue
+            approx = np.zeros_like(w)
+            norms = (w * w).sum(axis=1 if rows else 0)
+            keep = np.zeros(side, dtype=bool)
+            keep[idx] = True
+            if rows:
+                approx[idx, :] = vals
+                c.check(np.array_equal(vals, w[idx, :].astype(np.float32)),
+                        f"{name}: kept rows are the weights' rows")
+            else:
+                approx[:, idx] = vals
+                c.check(np.array_equal(vals, w[:, idx].astype(np.float32)),
+                        f"{name}: kept columns are the weights' columns")
+            if 0 < kept < side:
+                c.check(norms[keep].min() >= norms[~keep].max(),
+                        f"{name}: the kept channels have the largest norms")
+        if method == "quant":
+            q, b = l["quantizer"], l["bits"]
+            width = quant_width(q, b)
+            levels = 2 ** width
+            ci, bi = out.entries[name + ".quant.codes"], out.entries[name + ".quant.codebook"]
+            bshape = [m, levels] if q == "uniform-channel" else [levels]
+            c.check(ci["dtype"] == "U8" and ci["shape"] == [count],
+                    f"{name}.quant.codes: U8 [{count}], got {ci['dtype']} {ci['shape']}")
+            c.check(bi["dtype"] == "F32" and bi["shape"] == bshape,
+                    f"{name}.quant.codebook: F32 {bshape}, got {bi['dtype']} {bi['shape']}")
+            if ci["shape"] != [count] or bi["shape"] != bshape:
+                continue
+            codes = fold(out.values(name + ".quant.codes").astype(np.int64).reshape(shape),
+                         scheme).astype(np.int64)
+            book = out.values(name + ".quant.codebook")
+            if not c.check(codes.min() >= 0 and codes.max() < levels,
+                           f"{name}: codes within 0..{levels - 1}"):
+                continue
+            if q == "uniform-channel":
+                approx = np.take_along_axis(book, codes, axis=1)
+            else:
+                approx = book[codes]
+            check_codebook(c, name, q, width, w, codes, book)
+        if approx is None:
+            c.check(False, f"{name}: method {method} not rebuilt")
+            continue
+        d = w - approx
+        fro, spec = rel(d, w), rel_spec(d, w)
+        c.check(abs(fro - p["rel_fro"]) <= TOL_APPLY,
+                f"{name} ({method}): measured rel_fro {fro:.9g} vs predicted {p['rel_fro']:.9g}")
+        if p["rel_spec_is_bound"]:
+            c.check(method != "lowrank", f"{name}: a low-rank spectral error is exact")
+            c.check(spec <= p["rel_spec"] + 1e-7,
+                    f"{name} ({method}): measured rel_spec {spec:.9g} exceeds the bound "
+                    f"{p['rel_spec']:.9g}")
+            c.close(p["rel_spec"], p["rel_fro"] * np.linalg.norm(w) / np.linalg.norm(w, 2),
+                    1e-9, f"{name}: the bound is rel_fro ||W||_F / ||W||_2")
+        else:
+            c.check(method == "lowrank", f"{name} ({method}): its spectral error is a bound")
+            c.check(abs(spec - p["rel_spec"]) <= TOL_APPLY,
+                    f"{name} ({method}): measured rel_spec {spec:.9g} vs predicted "
+                    f"{p['rel_spec']:.9g}")
+        row = printed.get(name)
+        if c.check(row is not None, f"{name}: apply printed it"):
+            pm, pf, mf, pb, ps, ms = row
+            c.check(pm == method, f"{name}: printed method {pm}")
+            c.check(abs(pf - p["rel_fro"]) <= 6e-7, f"{name}: printed predicted err_F {pf}")
+            c.check(abs(ps - p["rel_spec"]) <= 6e-7, f"{name}: printed predicted err_2 {ps}")
+            c.check(abs(mf - fro) <= 2e-6, f"{name}: printed measured err_F {mf} vs {fro:.7f}")
+            c.check(abs(ms - spec) <= 2e-6, f"{name}: printed measured err_2 {ms} vs {spec:.7f}")
+            c.check(pb == p["rel_spec_is_bound"], f"{name}: '<=' printed iff a bound")
+        worst_gap = max(worst_gap, abs(fro - p["rel_fro"]),
+                        0.0 if p["rel_spec_is_bound"] else abs(spec - p["rel_spec"]))
+    c.check(gap is not None and gap <= TOL_APPLY and abs(gap - worst_gap) <= 1e-6,
+            f"the closing line's largest gap {gap} (measured here {worst_gap:.3g})")
+
+    # metadata: the model's kept, the plan and the version added
+    meta = out.metadata
+    for key, value in src.metadata.items():
+        c.check(meta.get(key) == value, f"metadata {key} kept")
+    c.check(set(meta) == set(src.metadata) | {"rankscope_plan", "rankscope_version"},
+            f"metadata keys {sorted(meta)}")
+    stored = json.loads(meta.get("rankscope_plan", "{}"))
+    c.check(stored == plan, "rankscope_plan is the plan, as parsed JSON")
+    return c.done()
+
+
+def check_codebook(c, name, q, width, w, codes, book):
+    """The codebook is the quantiser's, and every weight took its level."""
+    f32 = lambda x: float(np.float32(x))
+    if q in ("uniform-tensor", "uniform-channel"):
+        rows = [(w, book)] if q == "uniform-tensor" else list(zip(w, book))
+        ok = True
+        for x, bk in rows:
+            lo, hi = x.min(), x.max()
+            step = (hi - lo) / (bk.size - 1)
+            ok &= bk[0] == f32(lo) and abs(bk[-1] - hi) <= 1e-6 * max(abs(hi), abs(lo), 1e-30)
+            ok &= bool(np.allclose(np.diff(bk), step, rtol=1e-5, atol=1e-7 * abs(step) + 1e-30))
+        c.check(ok, f"{name}: {q} levels evenly spaced from min to max")
+        codes_want = (np.stack([uniform_levels(x, width)[0] for x in w])
+                      if q == "uniform-channel" else uniform_levels(w, width)[0])
+        c.check(np.array_equal(codes, codes_want.astype(np.int64)),
+                f"{name}: {q} codes are the nearest levels "
+                f"({int(np.count_nonzero(codes != codes_want))} differ)")
+    elif q == "binary":
+        alpha = np.abs(w).mean()
+        c.check(abs(book[0] + alpha) <= 1e-6 * alpha and abs(book[1] - alpha) <= 1e-6 * alpha,
+                f"{name}: binary codebook [-mean|w|, mean|w|] = {book.tolist()}")
+        c.check(np.array_equal(codes, np.where(w < 0, 0, 1)), f"{name}: binary codes are signs")
+    elif q == "ternary":
+        t, alpha = ternary_optimum(w)
+        c.check(abs(book[0] + alpha) <= 1e-6 * alpha and book[1] == 0 and
+                abs(book[2] - alpha) <= 1e-6 * alpha and book.size == 4,
+                f"{name}: ternary codebook [-alpha, 0, alpha, pad], alpha {alpha}: {book.tolist()}")
+        want = np.where(np.abs(w) < t, 1, np.where(w < 0, 0, 2))
+        c.check(np.array_equal(codes, want),
+                f"{name}: ternary codes by the optimal threshold {t}")
+    elif q == "kmeans":
+        used = np.unique(book)
+        c.check(np.all(np.diff(book) >= 0), f"{name}: k-means codebook ascending")
+        c.check(used.size <= 2 ** width, f"{name}: at most 2^{width} centres")
+        # every weight maps to its nearest centre (up to the float32
+        # rounding of the centres)
+        dist = np.abs(w[..., None] - book.reshape((1,) * w.ndim + (-1,)))
+        mine = np.take_along_axis(dist, codes[..., None], axis=-1)[..., 0]
+        spread = w.max() - w.min()
+        bad = int(np.count_nonzero(mine > dist.min(axis=-1) + 1e-6 * spread))
+        c.check(bad == 0, f"{name}: k-means: {bad} weights not at their nearest centre")
+        # a Lloyd fixed point: each used centre is the mean of its weights
+        worst = 0.0
+        for k in np.unique(codes):
+            worst = max(worst, abs(w[codes == k].mean() - book[k]))
+        c.check(worst <= 1e-5 * spread, f"{name}: k-means centres are their clusters' means "
+                f"(worst gap {worst:.3g}, range {spread:.3g})")
+
+
+# ---- global-prune ---------------------------------------------------------------------
+
+def cmd_global_prune(plan_path, model_path, out_path, sparsity):
+    c = Checker("global-prune")
+    with open(plan_path, "rb") as f:
+        plan = json.loads(f.read().decode("utf-8"))
+    src, out = SafeTensors(model_path), SafeTensors(out_path)
+    sparsity = float(sparsity)
+    mats = {l["name"]: fold(src.values(l["name"]), l["fold"]) for l in plan["layers"]}
+    total = sum(w.size for w in mats.values())
+    # the threshold, independently: the floor(s N)-th smallest magnitude of
+    # all the layers' weights; everything at or below it goes
+    allmag = np.sort(np.concatenate([np.abs(w).ravel() for w in mats.values()]))
+    target = math.floor(sparsity * total)
+    thr = allmag[target - 1] if target > 0 else -1.0
+    kept_min, dropped_max, removed, all_pay = math.inf, -math.inf, 0, True
+    for l in plan["layers"]:
+        name = l["name"]
+        w = mats[name]
+        m, n = w.shape
+        below = int(np.count_nonzero(np.abs(w) <= thr))
+        nnz = w.size - below
+        dbits = w.size * DTYPES[src.entries[name]["dtype"]][1]
+        pays = below > 0 and sparse_bits(m, n, nnz) < dbits and nnz > 0
+        all_pay &= pays
+        c.check(l["method"] == ("prune" if pays else "dense"),
+                f"{name}: {below} of {w.size} at or below the threshold {thr:.6g}: "
+                f"{'prune' if pays else 'dense'} expected, the plan has {l['method']}")
+        if l["method"] != "prune":
+            c.check(name in out.entries, f"{name}: kept dense")
+            continue
+        c.check(l["predicted"]["nonzeros"] == nnz,
+                f"{name}: {l['predicted']['nonzeros']} nonzeros, expected {nnz}")
+        idx = out.values(name + ".sparse.indices").ravel()
+        flat = src.values(name).ravel()
+        keep = np.zeros(flat.size, dtype=bool)
+        keep[idx] = True
+        if keep.any():
+            kept_min = min(kept_min, np.abs(flat[keep]).min())
+        if (~keep).any():
+            dropped_max = max(dropped_max, np.abs(flat[~keep]).max())
+        removed += int(np.count_nonzero(~keep))
+    c.check(dropped_max <= kept_min,
+            f"one threshold: every dropped |w| ({dropped_max:.9g} at most) <= every kept |w| "
+            f"({kept_min:.9g} at least)")
+    achieved = removed / total
+    if all_pay:
+        ties = int(np.count_nonzero(allmag == thr)) if target > 0 else 0
+        c.check(sparsity - 1 / total <= achieved <= sparsity + (ties + 1) / total,
+                f"achieved sparsity {achieved:.9f} within 1/N of {sparsity}")
+    else:
+        c.check(achieved <= sparsity + 1 / total,
+                f"achieved sparsity {achieved:.9f} not above {sparsity} with dense layers")
+    return c.done()
+
+
+COMMANDS = {"make-combo": (cmd_make_combo, 1), "figures": (cmd_figures, 2),
+            "apply": (cmd_apply, 4), "global-prune": (cmd_global_prune, 4)}
+
+
+def main(argv):
+    if len(argv) < 2 or argv[1] not in COMMANDS or len(argv) - 2 != COMMANDS[argv[1]][1]:
+        print(__doc__, file=sys.stderr)
+        return 2
+    fn, _ = COMMANDS[argv[1]]
+    return fn(*argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
