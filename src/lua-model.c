@@ -688,53 +688,6 @@ rsl_solve_combination(lua_State *L, size_t i, rs_plan_entry *e)
 	rs_combine_result_free(&res);
 }
 
-/* rankscope.combine(layer, {rank = r, sparsity = p}): the solve's details,
- * {rel_error, iterations, errors = {...}, storage_bits, fallback} (the
- * plan is not changed). */
-static int
-module_combine(lua_State *L)
-{
-	rs_script *s = rsl_script(L);
-	size_t i = check_layer(L, 1), j, k;
-	rs_plan_entry e = rs_plan_entry_dense();
-	rs_combine_result res;
-	static const char *const fallbacks[] = {"none", "lowrank", "sparse", "quant"};
-	double v;
-
-	luaL_checktype(L, 2, LUA_TTABLE);
-	k = s->host.layers[i].rows < s->host.layers[i].cols ?
-	    s->host.layers[i].rows : s->host.layers[i].cols;
-	e.method = RS_METHOD_LOWRANK_SPARSE;
-	lua_getfield(L, 2, "rank");
-	luaL_argcheck(L, lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 &&
-	              (size_t)lua_tointeger(L, -1) <= k, 2, "rank must be an integer 1..k");
-	e.rank = (size_t)lua_tointeger(L, -1);
-	lua_pop(L, 1);
-	lua_getfield(L, 2, "sparsity");
-	v = luaL_optnumber(L, -1, -1);
-	luaL_argcheck(L, v >= 0 && v < 1, 2, "sparsity must be in [0, 1)");
-	e.sparsity = v;
-	lua_pop(L, 1);
-	solve_combination(L, i, &e, &res);
-	lua_createtable(L, 0, 6);
-	lua_pushnumber(L, res.rel_error);
-	lua_setfield(L, -2, "rel_error");
-	lua_pushinteger(L, (lua_Integer)res.iterations);
-	lua_setfield(L, -2, "iterations");
-	lua_createtable(L, (int)res.iterations, 0);
-	for (j = 0; j < res.iterations; j++) {
-		lua_pushnumber(L, res.errors[j]);
-		lua_rawseti(L, -2, (lua_Integer)j + 1);
-	}
-	lua_setfield(L, -2, "errors");
-	lua_pushinteger(L, (lua_Integer)res.storage_bits);
-	lua_setfield(L, -2, "storage_bits");
-	lua_pushstring(L, fallbacks[res.fallback]);
-	lua_setfield(L, -2, "fallback");
-	rs_combine_result_free(&res);
-	return 1;
-}
-
 /* Reads an optional number field of the table at arg. */
 static bool
 opt_number(lua_State *L, int arg, const char *key, double *out)
@@ -749,6 +702,95 @@ opt_number(lua_State *L, int arg, const char *key, double *out)
 	lua_pop(L, 1);
 	return present;
 }
+
+/*
+ * rankscope.combine(layer, {rank = r, sparsity = p, quantizer = q, bits = b}):
+ * runs the alternating projections for any mix of a rank-r part, a sparse
+ * part keeping (1 - p) of the entries and a quantised part, and returns
+ * {rel_error, iterations, errors = {...}, storage_bits, fallback,
+ * fallback_rank, fallback_nonzeros}.  The plan is not changed.
+ */
+static int
+module_combine(lua_State *L)
+{
+	static const char *const fallbacks[] = {"none", "lowrank", "sparse", "quant"};
+	rs_script *s = rsl_script(L);
+	size_t i = check_layer(L, 1), j, k;
+	const rs_layer *l = &s->host.layers[i];
+	size_t count = l->rows * l->cols;
+	rs_combine_spec spec = {
+		.value_bits = RS_VALUE_BITS, .max_iterations = RS_COMBINE_DEFAULT_ITERATIONS,
+		.tolerance = RS_COMBINE_DEFAULT_TOLERANCE,
+	};
+	rs_combine_result res;
+	double v, *w;
+	rs_error err;
+	rs_status st;
+
+	luaL_checktype(L, 2, LUA_TTABLE);
+	k = l->rows < l->cols ? l->rows : l->cols;
+	if (lua_getfield(L, 2, "rank") != LUA_TNIL) {
+		int exact;
+		lua_Integer r = lua_tointegerx(L, -1, &exact);
+		luaL_argcheck(L, exact && r >= 0 && (size_t)r <= k, 2,
+		              "rank must be an integer 0..k");
+		spec.rank = (size_t)r;
+	}
+	lua_pop(L, 1);
+	if (opt_number(L, 2, "sparsity", &v)) {
+		luaL_argcheck(L, v >= 0 && v < 1, 2, "sparsity must be in [0, 1)");
+		spec.nonzeros = count - rs_prune_dropped(count, v);
+	}
+	if (lua_getfield(L, 2, "quantizer") != LUA_TNIL) {
+		spec.quantize = true;
+		if (!rs_quantizer_parse(luaL_checkstring(L, -1), &spec.quantizer))
+			return luaL_argerror(L, 2, "unknown quantizer (uniform-tensor, "
+			                     "uniform-channel, kmeans, binary, ternary)");
+		spec.bits = 4;
+	}
+	lua_pop(L, 1);
+	if (opt_number(L, 2, "bits", &v)) {
+		luaL_argcheck(L, v == floor(v) && v >= 1 && v <= 16, 2, "bits must be 1..16");
+		spec.bits = (unsigned)v;
+	}
+	luaL_argcheck(L, spec.rank > 0 || spec.nonzeros > 0 || spec.quantize, 2,
+	              "give at least one part: rank, sparsity or quantizer");
+	w = malloc(count * sizeof *w);
+	if (w == NULL)
+		return luaL_error(L, "layer '%s': out of memory", l->name);
+	memset(&res, 0, sizeof res);
+	st = rs_layer_load(l, w, l->rows, s->host.model->path, &err);
+	if (st == RS_OK)
+		st = rs_combine(w, l->rows, l->cols, l->rows, &spec, (const volatile int *)&s->stop,
+		                NULL, NULL, NULL, NULL, &res, &err);
+	free(w);
+	if (st == RS_ECANCELLED)
+		return luaL_error(L, "interrupted");
+	if (st != RS_OK)
+		return luaL_error(L, "layer '%s': %s", l->name, err.msg);
+	lua_createtable(L, 0, 8);
+	lua_pushnumber(L, res.rel_error);
+	lua_setfield(L, -2, "rel_error");
+	lua_pushinteger(L, (lua_Integer)res.iterations);
+	lua_setfield(L, -2, "iterations");
+	lua_createtable(L, (int)res.iterations, 0);
+	for (j = 0; j < res.iterations; j++) {
+		lua_pushnumber(L, res.errors[j]);
+		lua_rawseti(L, -2, (lua_Integer)j + 1);
+	}
+	lua_setfield(L, -2, "errors");
+	lua_pushinteger(L, (lua_Integer)res.storage_bits);
+	lua_setfield(L, -2, "storage_bits");
+	lua_pushstring(L, fallbacks[res.fallback]);
+	lua_setfield(L, -2, "fallback");
+	lua_pushinteger(L, (lua_Integer)res.fallback_rank);
+	lua_setfield(L, -2, "fallback_rank");
+	lua_pushinteger(L, (lua_Integer)res.fallback_nonzeros);
+	lua_setfield(L, -2, "fallback_nonzeros");
+	rs_combine_result_free(&res);
+	return 1;
+}
+
 
 /*
  * plan:set(layer, spec): spec is a rank (an integer), or a table

@@ -155,8 +155,7 @@ for _, layer in ipairs(model:layers()) do
 		end
 	end
 	for _, r in ipairs({ 1, layer:breakeven() }) do
-		local f = plan:set(layer, r)
-		fig(layer, "lowrank:" .. r, f)
+		if r >= 1 then fig(layer, "lowrank:" .. r, plan:set(layer, r)) end
 	end
 	plan:set(layer, { method = "dense" })
 	fig(layer, "dense", plan:get(layer))
