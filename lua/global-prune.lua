@@ -36,7 +36,9 @@ return {
 		end
 		local removed, pruned = 0, 0
 		for _, layer in ipairs(layers) do
-			local p = layer:count_below(hi) / layer:params()
+			-- half an element over, so floor(p N) gives back the same count
+			local n = layer:count_below(hi)
+			local p = n == 0 and 0 or (n + 0.5) / layer:params()
 			local f = plan:set(layer, { method = "prune", sparsity = math.min(p, 0.999999) })
 			if f.method == "prune" then
 				removed = removed + (layer:params() - f.nonzeros)

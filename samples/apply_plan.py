@@ -5,10 +5,10 @@
 APPLIED is the output of `rankscope apply PLAN MODEL -o APPLIED` for one of
 the sample models (digits-mlp, digits-cnn, digits-lorita).  Its metadata
 names the model class ("model") and holds the plan ("rankscope_plan").
-Each factorised layer NAME is stored as NAME.lowrank.A (r x cols) and
-NAME.lowrank.B (rows x r); its weight is rebuilt as B @ A and, for a
-convolution kernel, unfolded by the fold scheme the plan records (see
-rankscope-plan(5)).  The model is then evaluated on the fixed 360-image
+Each compressed layer is rebuilt from its parts as rankscope-plan(5)
+describes: B @ A for low rank (unfolded by the plan's fold scheme for a
+convolution kernel), scattered sparse values, kept channels, codes looked up
+in their codebook, or low rank plus sparse.  The model is then evaluated on the fixed 360-image
 test split of digits_models.py.  With --original, the uncompressed model is
 evaluated too, for comparison.
 
@@ -25,6 +25,7 @@ import sys
 sys.dont_write_bytecode = True   # leave no __pycache__ in samples/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import digits_models as dm  # noqa: E402
+import torch  # noqa: E402
 
 
 def unfold(m, shape, fold):
@@ -45,23 +46,71 @@ def unfold(m, shape, fold):
     raise ValueError(f"unknown fold scheme {fold!r}")
 
 
+def folded(layer, m):
+    """A folded matrix back to the tensor's shape."""
+    if layer["fold"] is not None:
+        return unfold(m, layer["shape"], layer["fold"])
+    return m
+
+
+def scatter(layer, values, indices):
+    """A dense tensor with values at flat (row-major) positions."""
+    n = 1
+    for d in layer["shape"]:
+        n *= d
+    w = torch.zeros(n, dtype=torch.float64)
+    w[indices.long()] = values.double()
+    return w.reshape(layer["shape"])
+
+
 def rebuild(tensors, plan):
-    """State dict with every factorised layer's weight rebuilt from B @ A."""
+    """State dict with every compressed layer's weight rebuilt from its parts
+    (layouts in rankscope-plan(5))."""
     state = dict(tensors)
     for layer in plan["layers"]:
-        if layer["method"] != "lowrank":
-            continue
-        name, r = layer["name"], layer["rank"]
+        method, name = layer["method"], layer["name"]
         rows, cols = layer["matrix"]
-        a = state.pop(name + ".lowrank.A")
-        b = state.pop(name + ".lowrank.B")
-        if list(a.shape) != [r, cols] or list(b.shape) != [rows, r]:
-            raise ValueError(f"{name}: factors {list(b.shape)} x {list(a.shape)} do not "
-                             f"make the plan's {rows} x {cols} at rank {r}")
-        m = b.double() @ a.double()
-        if layer["fold"] is not None:
-            m = unfold(m, layer["shape"], layer["fold"])
-        state[name] = m.float().contiguous()
+        if method == "dense":
+            continue
+        if method in ("lowrank", "lowrank+sparse"):
+            r = layer["rank"]
+            a = state.pop(name + ".lowrank.A")
+            b = state.pop(name + ".lowrank.B")
+            if list(a.shape) != [r, cols] or list(b.shape) != [rows, r]:
+                raise ValueError(f"{name}: factors {list(b.shape)} x {list(a.shape)} do not "
+                                 f"make the plan's {rows} x {cols} at rank {r}")
+            w = folded(layer, b.double() @ a.double())
+            if method == "lowrank+sparse":
+                w = w + scatter(layer, state.pop(name + ".sparse.values"),
+                                state.pop(name + ".sparse.indices"))
+        elif method == "prune":
+            w = scatter(layer, state.pop(name + ".sparse.values"),
+                        state.pop(name + ".sparse.indices"))
+        elif method in ("prune-rows", "prune-cols"):
+            values = state.pop(name + ".channels.values").double()
+            index = state.pop(name + ".channels.index").long()
+            m = torch.zeros(rows, cols, dtype=torch.float64)
+            if method == "prune-rows":
+                m[index, :] = values
+            else:
+                m[:, index] = values
+            w = folded(layer, m)
+        elif method == "quant":
+            codes = state.pop(name + ".quant.codes").long()
+            book = state.pop(name + ".quant.codebook").double()
+            if book.dim() == 2:
+                # one codebook per row of the folded matrix; with fold 0 (and
+                # for linear layers) those rows are the tensor's leading index
+                if layer["fold"] not in (None, 0):
+                    raise ValueError(f"{name}: per-channel codes are read here for "
+                                     "fold 0 only")
+                cm = codes.reshape(rows, cols)
+                w = torch.gather(book, 1, cm).reshape(layer["shape"])
+            else:
+                w = book[codes].reshape(layer["shape"])
+        else:
+            raise ValueError(f"{name}: unknown method {method!r}")
+        state[name] = w.float().contiguous()
     return state
 
 
@@ -89,10 +138,10 @@ def main():
     by = plan["created_by"]
     params = " ".join(f"{k}={v}" for k, v in by["params"].items())
     totals = plan["totals"]
-    factorised = sum(1 for l in plan["layers"] if l["method"] == "lowrank")
+    factorised = sum(1 for l in plan["layers"] if l["method"] != "dense")
     print(f"model     {metadata['model']}")
     print(f"plan      {by['strategy'] or '(by hand)'} {params}".rstrip())
-    print(f"layers    {factorised} of {len(plan['layers'])} factorised")
+    print(f"layers    {factorised} of {len(plan['layers'])} compressed")
     print(f"params    {totals['params_before']} -> {totals['params_after']} "
           f"({totals['ratio']:.2f}x)")
     print(f"err_2     {totals['max_rel_spec']:.4f} worst layer")

@@ -190,11 +190,16 @@ def write_safetensors(path, tensors, metadata):
             f.write(blob)
 
 
+# The dtypes the sample files and rankscope apply's outputs use.
+_DTYPES = {"F32": "<f4", "I64": "<i8", "U8": "u1", "U16": "<u2"}
+
+
 def read_safetensors(path):
-    """Read a float32 safetensors file; return (tensors, metadata).
+    """Read a safetensors file; return (tensors, metadata).
 
     tensors is an ordered dict name -> torch.Tensor in header order.
-    Only F32 is accepted because that is all the sample files contain.
+    F32 weights, and the I64/U8/U16 index and code tensors that
+    rankscope apply writes for pruned and quantised layers, are accepted.
     """
     with open(path, "rb") as f:
         data = f.read()
@@ -204,11 +209,16 @@ def read_safetensors(path):
     base = 8 + n
     tensors = {}
     for name, info in header.items():
-        if info["dtype"] != "F32":
-            raise ValueError(f"{path}: {name} has dtype {info['dtype']}, not F32")
+        if info["dtype"] not in _DTYPES:
+            raise ValueError(f"{path}: {name} has dtype {info['dtype']}, not one of "
+                             f"{', '.join(_DTYPES)}")
         begin, end = info["data_offsets"]
-        array = np.frombuffer(data, dtype="<f4", count=(end - begin) // 4,
+        dt = np.dtype(_DTYPES[info["dtype"]])
+        array = np.frombuffer(data, dtype=dt, count=(end - begin) // dt.itemsize,
                               offset=base + begin)
+        # torch has no uint16: codes are widened to int64
+        if dt.kind == "u" and dt.itemsize > 1:
+            array = array.astype(np.int64)
         tensors[name] = torch.from_numpy(array.reshape(info["shape"]).copy())
     return tensors, metadata
 

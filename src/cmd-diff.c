@@ -26,9 +26,10 @@ static void
 choice(char *buf, size_t len, const rs_plan_summary_layer *l)
 {
 	if (l->rank < 0)
-		snprintf(buf, len, "%s", l->method);
+		snprintf(buf, len, "%s%s%s", l->method, l->detail[0] ? " " : "", l->detail);
 	else
-		snprintf(buf, len, "%s %lld", l->method, l->rank);
+		snprintf(buf, len, "%s %lld%s%s", l->method, l->rank, l->detail[0] ? " " : "",
+		         l->detail);
 }
 
 static int
@@ -61,23 +62,24 @@ diff_run(const cmd_entry *self, cmd_options *opts)
 		if (find(&a, b.layers[i].name) == NULL)
 			total++;   /* the union of both plans' layers */
 	}
-	printf("%-*s  %-14s %-14s %9s %9s %9s %9s %10s\n", (int)width, "layer", "A", "B",
+	printf("%-*s  %-24s %-24s %9s %9s %9s %9s %10s\n", (int)width, "layer", "A", "B",
 	       "err_F A", "err_F B", "err_2 A", "err_2 B", "params B-A");
 	for (i = 0; i < a.nlayers; i++) {
 		const rs_plan_summary_layer *x = &a.layers[i], *y = find(&b, x->name);
-		char ca[32], cb[32];
+		char ca[96], cb[96];
 
 		if (y == NULL) {
 			printf("%-*s  only in A\n", (int)width, x->name);
 			changed++;
 			continue;
 		}
-		if (strcmp(x->method, y->method) == 0 && x->rank == y->rank)
+		if (strcmp(x->method, y->method) == 0 && x->rank == y->rank &&
+		    strcmp(x->detail, y->detail) == 0)
 			continue;
 		changed++;
 		choice(ca, sizeof ca, x);
 		choice(cb, sizeof cb, y);
-		printf("%-*s  %-14s %-14s %9.4f %9.4f %9.4f %9.4f %+10lld\n", (int)width, x->name,
+		printf("%-*s  %-24s %-24s %9.4f %9.4f %9.4f %9.4f %+10lld\n", (int)width, x->name,
 		       ca, cb, x->rel_fro, y->rel_fro, x->rel_spec, y->rel_spec,
 		       y->params - x->params);
 	}

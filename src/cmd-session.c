@@ -78,6 +78,8 @@ cmd_session_open(cmd_session *s, const char *path, const cmd_options *opts)
 	eo = cmd_session_engine_options(s, opts);
 	s->engine = rs_engine_start(s->layers, s->nlayers, path, &eo);
 	show_progress(s, !opts->quiet && isatty(STDERR_FILENO));
+	/* progress counts spectra; statistics may still be on their way */
+	rs_engine_wait(s->engine);
 	return true;
 }
 

@@ -103,7 +103,8 @@ layer_json(const rs_layer *l, const rs_layer_analysis *a, const rs_plan_entry *e
 	json_object_set_new(o, "rank", ranked ? json_integer((json_int_t)f.rank) : json_null());
 	json_object_set_new(o, "groups", json_integer(1));
 	json_object_set_new(o, "sparsity", json_real(sparse ? e->sparsity : 0.0));
-	json_object_set_new(o, "bits", json_integer(quant ? (json_int_t)e->bits :
+	json_object_set_new(o, "bits", json_integer(quant ?
+	                    (json_int_t)rs_quantizer_bits(e->quantizer, e->bits) :
 	                    (json_int_t)rs_dtype_get(l->tensor->dtype)->bits));
 	json_object_set_new(o, "quantizer", quant ? json_string(rs_quantizer_name(e->quantizer)) :
 	                    json_null());
@@ -538,6 +539,16 @@ rs_plan_summary_read(const char *path, rs_plan_summary *out, rs_error *err)
 		}
 		l->name = rs_xstrdup(json_string_value(name));
 		l->method = rs_xstrdup(json_string_value(method));
+		{
+			/* what else distinguishes two choices of one method */
+			json_t *sp = json_object_get(v, "sparsity"), *q = json_object_get(v, "quantizer");
+			json_t *b = json_object_get(v, "bits");
+			if (json_is_string(q) && json_is_integer(b))
+				snprintf(l->detail, sizeof l->detail, "%s/%lldb", json_string_value(q),
+				         (long long)json_integer_value(b));
+			else if (json_is_number(sp) && json_number_value(sp) > 0)
+				snprintf(l->detail, sizeof l->detail, "p=%.4g", json_number_value(sp));
+		}
 		l->rank = json_is_integer(rank) ? json_integer_value(rank) : -1;
 		l->params = (long long)params;
 		out->nlayers++;

@@ -618,7 +618,7 @@ push_figures(lua_State *L, size_t i)
 	if (e->method == RS_METHOD_QUANT) {
 		lua_pushstring(L, rs_quantizer_name(e->quantizer));
 		lua_setfield(L, -2, "quantizer");
-		lua_pushinteger(L, e->bits);
+		lua_pushinteger(L, rs_quantizer_bits(e->quantizer, e->bits));
 		lua_setfield(L, -2, "quant_bits");
 	}
 	if (e->method == RS_METHOD_PRUNE || e->method == RS_METHOD_PRUNE_ROWS ||
@@ -658,10 +658,8 @@ solve_combination(lua_State *L, size_t i, rs_plan_entry *e, rs_combine_result *r
 		st = rs_combine(w, m, n, m, &spec, (const volatile int *)&s->stop, NULL, NULL,
 		                NULL, NULL, res, &err);
 	free(w);
-	if (st == RS_ECANCELLED) {
-		s->stop = 0;
-		luaL_error(L, "interrupted");
-	}
+	if (st == RS_ECANCELLED)
+		luaL_error(L, "interrupted");   /* stays raised until the script ends */
 	if (st != RS_OK)
 		luaL_error(L, "layer '%s': %s", l->name, err.msg);
 	switch (res->fallback) {
@@ -671,7 +669,8 @@ solve_combination(lua_State *L, size_t i, rs_plan_entry *e, rs_combine_result *r
 	case RS_COMBINE_SPARSE_ONLY:
 		*e = rs_plan_entry_dense();
 		e->method = RS_METHOD_PRUNE;
-		e->sparsity = 1.0 - (double)res->fallback_nonzeros / (double)count;
+		/* half an element over, so floor(p N) gives back the same count */
+		e->sparsity = ((double)(count - res->fallback_nonzeros) + 0.5) / (double)count;
 		break;
 	default:
 		e->solved_error = res->rel_error;

@@ -156,7 +156,7 @@ static const tui_binding bindings[] = {
 	{{'[', 0}, NULL, NULL, key_denser},
 	{{'b', 0}, "b B", "bits - / + 1 (quantises this layer)", key_fewer_bits},
 	{{'B', 0}, NULL, NULL, key_more_bits},
-	{{'Q', 0}, "Q", "next quantiser: uniform, per-channel, k-means, binary, ternary", key_quantizer},
+	{{'Q', 0}, "Q", "quantiser: uniform, per-channel, k-means, binary, ternary", key_quantizer},
 	{{'M', 0}, "M", "method for this layer: a menu", key_methods},
 	{{'d', 0}, "d", "keep this layer dense", key_make_dense},
 	{{'m', 0}, "m", "global mode: off, keep ratio, energy threshold", key_cycle_global},

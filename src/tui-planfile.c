@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -30,6 +31,16 @@ tui_planfile_save_prompt(tui *t)
 		tui_message(t, true, "spectra still computing (%zu/%zu): a plan records "
 		            "predicted errors, so save when they are done", t->finished, t->nlayers);
 		return;
+	}
+	{
+		size_t i;
+		for (i = 0; i < t->nlayers; i++)
+			if (t->plan.entries[i].method == RS_METHOD_LOWRANK_SPARSE &&
+			    isnan(t->plan.entries[i].solved_error)) {
+				tui_message(t, true, "%s: the low rank + sparse solve is still running: "
+				            "save when it is done", t->layers[i].name);
+				return;
+			}
 	}
 	if (t->plan_path[0] == '\0')
 		default_name(t);

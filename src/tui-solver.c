@@ -119,7 +119,8 @@ collect(tui *t)
 	case RS_COMBINE_SPARSE_ONLY:
 		*e = rs_plan_entry_dense();
 		e->method = RS_METHOD_PRUNE;
-		e->sparsity = 1.0 - (double)sv->fallback_nonzeros / (double)count;
+		/* half an element over, so floor(p N) gives back the same count */
+		e->sparsity = ((double)(count - sv->fallback_nonzeros) + 0.5) / (double)count;
 		tui_message(t, false, "%s: pruning alone beats the combination at its storage: "
 		            "using it", l->name);
 		break;

@@ -249,9 +249,9 @@ draw(tui *t)
 {
 	int main_h = LINES - 8, table_w, plot_w;
 	static const char hints[] =
-	    " \u2190/\u2192 rank  r type  d dense  m global  -/+ value  s strategy  : lua  o sort  / filter  u undo  w save  ? help  q quit";
+	    " \u2190/\u2192 rank  [ ] sparse  b B bits  M method  m global  s strategy  : lua  / filter  u undo  w save  ? help  q quit";
 	static const char hints_ascii[] =
-	    " <-/-> rank  r type  d dense  m global  -/+ value  s strategy  : lua  o sort  / filter  u undo  w save  ? help  q quit";
+	    " <-/-> rank  [ ] sparse  b B bits  M method  m global  s strategy  : lua  / filter  u undo  w save  ? help  q quit";
 
 	erase();
 	if (LINES < 14 || COLS < 50) {

@@ -1,13 +1,20 @@
 /*
  * apply.h — writing a compressed model from a plan (apply.c).
  *
- * Output is safetensors.  A layer the plan factorises at rank r becomes
- * two float32 tensors, NAME.lowrank.A (r x cols) and NAME.lowrank.B
- * (rows x r), with W ~ B A, the singular values split evenly:
- * B = U_r sqrt(S_r), A = sqrt(S_r) V_r^T.  For a conv kernel the matrices
- * are those of the plan's fold scheme.  Every other tensor is copied byte
- * for byte.  __metadata__ keeps the input's entries and adds
- * "rankscope_plan" (the plan as compact JSON) and "rankscope_version".
+ * Output is safetensors.  Each compressed layer becomes the parts of its
+ * method (rankscope-plan(5) has the full layout):
+ *   lowrank         NAME.lowrank.A (r x cols), NAME.lowrank.B (rows x r),
+ *                   float32, W ~ B A with the singular values split evenly
+ *   prune           NAME.sparse.values (F32) and NAME.sparse.indices (I64,
+ *                   flat positions in the tensor's row-major data, ascending)
+ *   prune-rows/cols NAME.channels.values (the kept rows or columns of the
+ *                   folded matrix, row-major) and NAME.channels.index (I64)
+ *   quant           NAME.quant.codes (U8 or U16, tensor order) and
+ *                   NAME.quant.codebook (F32; rows x levels per channel)
+ *   lowrank+sparse  the low-rank factors and the sparse values/indices
+ * Every other tensor is copied byte for byte.  __metadata__ keeps the
+ * input's entries and adds "rankscope_plan" (the plan as compact JSON) and
+ * "rankscope_version".
  *
  * The file is written to a temporary name beside OUT, fsync'd and renamed:
  * a failed apply leaves no partial output and any old OUT untouched.

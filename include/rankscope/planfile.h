@@ -68,6 +68,7 @@ typedef struct rs_plan_summary_layer {
 	char *name;
 	char *method;
 	long long rank;           /* -1 when dense */
+	char detail[64];          /* sparsity, quantiser and bits where they apply */
 	double rel_fro, rel_spec;
 	long long params;
 } rs_plan_summary_layer;
