@@ -145,7 +145,7 @@ tui_start_prompt(tui *t, tui_prompt_kind kind, const char *initial)
 static void
 sync_spectra(tui *t)
 {
-	size_t i, finished = 0;
+	size_t i, finished = 0, stats = 0;
 	bool arrived = false;
 
 	for (i = 0; i < t->nlayers; i++) {
@@ -154,6 +154,7 @@ sync_spectra(tui *t)
 			/* statistics come after the spectrum */
 			if (t->analyses[i].magnitudes == NULL)
 				t->analyses[i] = rs_engine_analysis(t->engine, i);
+			stats += t->analyses[i].magnitudes != NULL;
 			finished++;
 			continue;
 		}
@@ -170,14 +171,17 @@ sync_spectra(tui *t)
 				tui_edit_set_rank(t, i, e.rank);
 			}
 		}
-		if (s == RS_JOB_FAILED || s == RS_JOB_CANCELLED)
+		if (s == RS_JOB_FAILED || s == RS_JOB_CANCELLED) {
 			finished++;
+			stats++;   /* nothing more will come for this layer */
+		}
 		if (s == RS_JOB_DONE)
 			finished++;
 		if (s == RS_JOB_FAILED && i != SIZE_MAX && t->message[0] == '\0')
 			tui_message(t, true, "%s", rs_engine_error(t->engine, i));
 	}
 	t->finished = finished;
+	t->with_statistics = stats;
 	if (arrived && t->sort != TUI_SORT_FILE && t->sort != TUI_SORT_NAME)
 		tui_table_refresh(t);
 }
@@ -195,8 +199,10 @@ draw_title(tui *t)
 		total += t->layers[i].rows * t->layers[i].cols;
 	rs_format_count(params, sizeof params, (double)total);
 	/* the path last: it is the part a narrow terminal can best lose */
-	snprintf(line, sizeof line, " rankscope %c spectra %zu/%zu %s %zu layers %s %s params %s %s",
-	         t->finished < t->nlayers ? spinner[tick++ % 4] : ' ', t->finished,
+	snprintf(line, sizeof line, " rankscope %c spectra %zu/%zu stats %zu/%zu %s %zu layers "
+	         "%s %s params %s %s",
+	         t->finished < t->nlayers || t->with_statistics < t->nlayers ?
+	         spinner[tick++ % 4] : ' ', t->finished, t->nlayers, t->with_statistics,
 	         t->nlayers, dash, t->nlayers, dash, params, dash, t->path);
 	attron(tui_attr(t, TUI_PAIR_TITLE));
 	mvprintw(0, 0, "%-*.*s", COLS, COLS, line);
@@ -571,7 +577,8 @@ tui_run(const char *path, rs_model *model, rs_layer *layers, size_t nlayers,
 		draw(&t);
 		/* Wake at least every 200 ms while spectra are running, for the
 		 * spinner; sleep until input otherwise. */
-		if (poll(fds, 2, t.finished < t.nlayers || t.solver.running ? 200 : -1) < 0 &&
+		if (poll(fds, 2, t.finished < t.nlayers || t.with_statistics < t.nlayers ||
+		         t.solver.running ? 200 : -1) < 0 &&
 		    errno != EINTR)
 			break;
 		while (read(t.wake_fd[0], drain, sizeof drain) > 0)

@@ -101,6 +101,7 @@ typedef struct tui {
 	const rs_spectrum **spectra;   /* snapshot of finished spectra, NULL = pending */
 	rs_layer_analysis *analyses;   /* the same with statistics, for plan figures */
 	size_t finished;               /* layers finished (done or failed) */
+	size_t with_statistics;        /* layers whose statistics have arrived */
 
 	/* the plan and its history */
 	rs_plan plan;

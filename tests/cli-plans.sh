@@ -234,12 +234,15 @@ csv_matches_table() {
 				n = split(line, f, " ")
 				if (f[1] == "total:") break
 				if (f[1] == "layer") continue
-				t[f[1]] = f[2] " " f[3] " " f[4] " " f[5] " " f[6] " " f[8]; nt++
+				# matrix method rank err_F err_2 ratio ("<=" before a bound
+				# err_2; the size is a number and a unit)
+				b = f[6] == "<=" ? 1 : 0
+				t[f[1]] = f[2] " " f[3] " " f[4] " " f[5] " " f[6 + b] " " f[10 + b]; nt++
 			}
 		}
 		NR > 1 {
 			rank = $6 == "" ? ($2 < $3 ? $2 : $3) : $6
-			want = sprintf("%sx%s %s %s %.4f %.4f %.2fx", $2, $3, $5, rank, $7, $8, $12 / $10)
+			want = sprintf("%sx%s %s %s %.4f %.4f %.2fx", $2, $3, $5, rank, $10, $11, $19 / $17)
 			if (t[$1] != want) { print $1 ": csv " want ", table " t[$1]; bad = 1 }
 			rows++
 		}
@@ -247,7 +250,7 @@ csv_matches_table() {
 	[ -z "$why" ] || fail "$3: $why"
 }
 
-header="layer,rows,cols,fold,method,rank,err_fro,err_spec,energy,params,flops,params_dense"
+header="layer,rows,cols,fold,method,rank,sparsity,quantizer,bits,err_fro,err_spec,err_spec_is_bound,energy,params,nonzeros,flops,storage_bits,params_dense,storage_bits_dense"
 run 0 "$RANKSCOPE" run uniform --param keep=0.3 --fold 1 "$cnn"
 cp "$scratch/out" "$d/cnn-table.txt"
 contains "$out" "uniform keep=0.3" "table format: summary on stdout"
@@ -268,7 +271,7 @@ cp "$scratch/out" "$d/cnn-show.txt"
 csv_matches_table "$d/cnn-show.csv" "$d/cnn-show.txt" "show csv vs show table"
 run 0 "$RANKSCOPE" show --format csv "$d/minimax.json" "$mlp"
 cp "$scratch/out" "$d/minimax.csv"
-contains "$out" "fc1.weight,512,64,,dense,,0,0,1,32768,65536,32768" "csv dense row"
+contains "$out" "fc1.weight,512,64,,dense,,,,,0,0,0,1,32768,32768,65536,1048576,32768,1048576" "csv dense row"
 run 0 "$RANKSCOPE" show "$d/minimax.json" "$mlp"
 cp "$scratch/out" "$d/minimax.txt"
 csv_matches_table "$d/minimax.csv" "$d/minimax.txt" "csv vs table with dense layers"
@@ -284,7 +287,7 @@ same "$scratch/out" "$d/mlp.json" "show --format json prints the plan file"
 # rankscope --plan P MODEL, not on a terminal: the plan table.
 run 0 "$RANKSCOPE" show "$d/mlp.json" "$mlp"
 show_table=$out
-contains "$show_table" "fc2.weight 512x512     lowrank     154" "show table row"
+contains "$(printf '%s' "$show_table" | tr -s ' ')" "fc2.weight 512x512 lowrank 154" "show table row"
 run 0 "$RANKSCOPE" --plan "$d/mlp.json" "$mlp"
 equals "$out" "$show_table" "rankscope --plan P MODEL prints the plan table"
 run 0 "$RANKSCOPE" --fold 1 --plan "$d/cnn-f1.json" "$cnn"
@@ -379,8 +382,10 @@ edit "$d/mlp.json" "$bad" '"method": "lowrank"' '"method": 1'
 refuse "method a number" "$bad" fc1.weight "method must be a string" "$RANKSCOPE" show "$bad" "$mlp"
 edit "$d/mlp.json" "$bad" '"groups": 1' '"groups": 2'
 refuse "groups 2" "$bad" fc1.weight "groups" "$RANKSCOPE" show "$bad" "$mlp"
-edit "$d/mlp.json" "$bad" '"sparsity": 0.0' '"sparsity": 0.5'
-refuse "sparsity 0.5" "$bad" fc1.weight "sparsity" "$RANKSCOPE" show "$bad" "$mlp"
+# Pruning at sparsity 0 stores more than the dense layer: read, and kept dense.
+edit "$d/mlp.json" "$bad" '"method": "lowrank"' '"method": "prune"'
+run 0 "$RANKSCOPE" show --format csv "$bad" "$mlp"
+contains "$out" "fc1.weight,512,64,,dense," "prune at sparsity 0 stays dense"
 
 # Not a plan.
 size=$(wc -c <"$d/mlp.json" | tr -d ' ')
@@ -501,7 +506,7 @@ apply_ok() {
 	shift 4
 	run 0 "$RANKSCOPE" apply "$@" "$ap" "$am" -o "$ao"
 	cp "$scratch/out" "$d/apply.txt"
-	equals "$(head -1 "$d/apply.txt" | tr -s ' ')" "layer rank err_F pred err_F meas err_2 pred err_2 meas" \
+	equals "$(head -1 "$d/apply.txt" | tr -s ' ')" "layer method err_F pred err_F meas err_2 pred err_2 meas" \
 	       "$aw: apply header"
 	contains "$out" "wrote $ao; largest |measured - predicted|" "$aw: apply summary"
 	checks=$((checks + 1))
@@ -512,7 +517,7 @@ apply_ok() {
 		$1 == "wrote" { g = $7; if (g + 0 > 1e-5) print "largest gap " g }' "$d/apply.txt")
 	[ -z "$why" ] || fail "$aw: predicted and measured differ: $why"
 	run 0 "$RANKSCOPE" show "$@" --format csv "$ap" "$am"
-	equals "$(awk -F, '$5 == "lowrank" { printf "%s %s %.6f %.6f\n", $1, $6, $7, $8 }' "$scratch/out")" \
+	equals "$(awk -F, '$5 == "lowrank" { printf "%s %s %.6f %.6f\n", $1, $5, $10, $11 }' "$scratch/out")" \
 	       "$(awk 'NR > 1 && $1 != "wrote" { print $1, $2, $3, $5 }' "$d/apply.txt")" \
 	       "$aw: one apply row per factorised layer, with the plan's rank and predictions"
 	pycheck "$aw" apply "$ap" "$am" "$ao"

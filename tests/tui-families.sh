@@ -18,7 +18,7 @@ lua() {
 }
 
 tui_start 130 40 "$RANKSCOPE" "$mlp"
-see "spectra 3/3" "spectra computed"
+see "stats 3/3" "statistics computed"
 keys Down
 
 # ] prunes: 0.05 per step
