@@ -7,8 +7,10 @@
 -- optionally weighted by the layer's size.  For a multiplier lambda every
 -- layer takes the option minimising error^2 + lambda * bits; the total bits
 -- fall as lambda rises, so lambda is bisected until the plan fits the
--- budget.  This is the LC-style "error per bit" trade-off: at the optimum
--- no bit moved between layers lowers the summed error.  The plan never
+-- budget.  This is the LC-style "error per bit" trade-off.  Because the
+-- options are discrete, that plan can leave bits unspent: they are then
+-- spent greedily, always on the switch that lowers the summed error most
+-- per extra bit, until no switch that lowers it fits.  The plan never
 -- exceeds the budget.
 local M = {
 	name = "lc-combination",
@@ -91,10 +93,34 @@ function M.run(model, plan, params)
 		local mid = (lo + hi) / 2
 		if total(mid) <= limit then hi = mid else lo = mid end
 	end
-	local used, counts = 0, {}
+	local chosen, used = {}, 0
+	for i, a in ipairs(all) do
+		chosen[i] = M.choose(a.opts, a.w, hi)
+		used = used + chosen[i].bits
+	end
+	-- The multiplier's plan may leave bits unspent (options are discrete):
+	-- spend them, one switch at a time, on the switch that lowers the
+	-- summed error most per extra bit, until no switch that helps fits.
+	while true do
+		local best, best_i, best_rate = nil, nil, 0
+		for i, a in ipairs(all) do
+			local c = chosen[i]
+			for _, o in ipairs(a.opts) do
+				local extra, gain = o.bits - c.bits, a.w * (c.err2 - o.err2)
+				if gain > 0 and used + extra <= limit then
+					local rate = extra > 0 and gain / extra or math.huge
+					if rate > best_rate then best, best_i, best_rate = o, i, rate end
+				end
+			end
+		end
+		if best == nil then break end
+		used = used + best.bits - chosen[best_i].bits
+		chosen[best_i] = best
+	end
+	local counts = {}
+	used = 0
 	for i, layer in ipairs(layers) do
-		local o = M.choose(all[i].opts, all[i].w, hi)
-		local f = plan:set(layer, o.spec)
+		local f = plan:set(layer, chosen[i].spec)
 		used = used + f.bits
 		counts[f.method] = (counts[f.method] or 0) + 1
 	end

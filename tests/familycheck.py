@@ -9,9 +9,9 @@ recomputes every figure with numpy in float64.
 
 usage:
   familycheck.py make-combo OUT
-      writes a float32/float16 model whose layers are exactly low rank plus
-      a few large spikes ("spiky"), only spikes ("spikes"), exactly rank 6
-      ("rank6"), random float16 ("half") and a bias
+      writes a model whose float32 layers are exactly rank 4 plus 20 large
+      spikes ("spiky"), 700 scattered nonzeros ("scatter") and exactly
+      rank 6 ("rank6"), with a random float16 layer ("half") and a bias
   familycheck.py figures LOG MODEL
       LOG is the output of tests/lua/families/figures.lua on MODEL: every
       record it holds is recomputed from the raw weights
@@ -181,19 +181,36 @@ def dropped(count, p):
     return min(count, math.floor(p * count))
 
 
-def prune_error(w, p):
-    sq = np.sort((w * w).ravel())
-    total = sq.sum()
-    d = dropped(sq.size, p)
-    return math.sqrt(sq[:d].sum() / total) if total > 0 else 0.0
+class Layer:
+    """A layer matrix and what the figures of it need, computed once."""
 
+    def __init__(self, w, dense_bits):
+        self.w, self.dense = w, dense_bits
+        self.m, self.n = w.shape
+        self.fro, self.spec = np.linalg.norm(w), np.linalg.norm(w, 2)
+        self.sv = np.linalg.svd(w, compute_uv=False)
+        self.sq = np.sort((w * w).ravel())
+        self.total = self.sq.sum()
+        self.line_sq = {a: np.sort((w * w).sum(axis=a)) for a in (0, 1)}
+        self.quant_errors = {}
+        self.reported = {}
 
-def lines_error(w, p, axis):
-    """Dropping the floor(p side) rows (axis 1 sums) or columns of least norm."""
-    norms = np.sort((w * w).sum(axis=axis))
-    total = norms.sum()
-    d = math.floor(p * norms.size) if p > 0 else 0
-    return math.sqrt(norms[:d].sum() / total) if total > 0 else 0.0
+    def prune_error(self, p):
+        d = dropped(self.sq.size, p)
+        return math.sqrt(self.sq[:d].sum() / self.total) if self.total > 0 else 0.0
+
+    def lines_error(self, p, axis):
+        norms = self.line_sq[axis]
+        d = math.floor(p * norms.size) if p > 0 else 0
+        return math.sqrt(norms[:d].sum() / self.total) if self.total > 0 else 0.0
+
+    def quant_error(self, q, b):
+        """By definition; None for k-means.  Binary and ternary have one width."""
+        key = (q, quant_width(q, b) if q in ("binary", "ternary") else b)
+        if key not in self.quant_errors:
+            qw = quantise(self.w, q, b)
+            self.quant_errors[key] = None if qw is None else rel(self.w - qw, self.w)
+        return self.quant_errors[key]
 
 
 def sparse_bits(m, n, nnz):
@@ -217,29 +234,23 @@ def round_half_away(v):
     return np.where(v - f >= 0.5, f + 1, f)
 
 
-def uniform_levels(x, bits):
-    """(codes, lo, step) of x on 2^bits levels evenly over [min, max]."""
+def uniform_levels(x, bits, axis=None):
+    """(codes, lo, step) of x on 2^bits levels evenly over [min, max], of
+    the whole array, or of each row (axis=1)."""
     levels = 2 ** bits
-    lo, hi = x.min(), x.max()
+    lo = x.min(axis=axis, keepdims=axis is not None)
+    hi = x.max(axis=axis, keepdims=axis is not None)
     step = (hi - lo) / (levels - 1)
-    if step > 0:
-        codes = np.clip(round_half_away((x - lo) / step), 0, levels - 1)
-    else:
-        codes = np.zeros_like(x)
+    safe = np.where(step > 0, step, 1.0)
+    codes = np.where(step > 0, np.clip(round_half_away((x - lo) / safe), 0, levels - 1), 0.0)
     return codes, lo, step
 
 
 def quantise(w, q, b):
     """Q(W) by definition; None for k-means (checked on apply's codebook)."""
-    if q == "uniform-tensor":
-        codes, lo, step = uniform_levels(w, b)
+    if q in ("uniform-tensor", "uniform-channel"):
+        codes, lo, step = uniform_levels(w, b, 1 if q == "uniform-channel" else None)
         return lo + codes * step
-    if q == "uniform-channel":
-        out = np.empty_like(w)
-        for i in range(w.shape[0]):
-            codes, lo, step = uniform_levels(w[i], b)
-            out[i] = lo + codes * step
-        return out
     if q == "binary":
         alpha = np.abs(w).mean()
         return np.where(w < 0, -alpha, alpha)
@@ -285,19 +296,20 @@ def cmd_make_combo(out):
         v, _ = np.linalg.qr(rng.standard_normal((n, n)))
         return (u[:, :len(s)] * s) @ v[:, :len(s)].T
 
-    def spikes(count, scale):
+    def spikes(count, lo, hi):
         x = np.zeros(m * n)
         at = rng.choice(m * n, size=count, replace=False)
-        x[at] = rng.choice([-1.0, 1.0], size=count) * rng.uniform(scale, 2 * scale, size=count)
+        x[at] = rng.choice([-1.0, 1.0], size=count) * rng.uniform(lo, hi, size=count)
         return x.reshape(m, n)
 
-    spiky = with_spectrum([3.0, 2.0, 1.5, 1.0]) + spikes(20, 5.0)
-    rank6 = with_spectrum([1.0, 0.8, 0.6, 0.5, 0.4, 0.3])
+    # rank 4 plus 20 spikes, each larger than any low-rank entry but
+    # smaller than sigma_4, so alternating projections can separate them
+    spiky = with_spectrum([40.0, 30.0, 20.0, 15.0]) + spikes(20, 6.0, 9.0)
     half = rng.standard_normal((40, 30)) / math.sqrt(30)
     tensors = [
         ("spiky.weight", "F32", spiky.astype("<f4")),
-        ("spikes.weight", "F32", spikes(30, 1.0).astype("<f4")),
-        ("rank6.weight", "F32", rank6.astype("<f4")),
+        ("scatter.weight", "F32", spikes(700, 1.0, 2.0).astype("<f4")),
+        ("rank6.weight", "F32", with_spectrum([1.0, 0.8, 0.6, 0.5, 0.4, 0.3]).astype("<f4")),
         ("half.weight", "F16", half.astype("<f2")),
         ("half.bias", "F32", rng.standard_normal(40).astype("<f4")),
     ]
@@ -320,7 +332,6 @@ def cmd_figures(log_path, model_path):
     c = Checker("figures")
     st = SafeTensors(model_path)
     layers = {}
-    quant_reported = {}
     counts = {"rec": 0, "fig": 0}
     with open(log_path) as f:
         lines = [l.split() for l in f if l.startswith(("figlayer ", "rec ", "fig "))]
@@ -333,41 +344,39 @@ def cmd_figures(log_path, model_path):
             w = fold(st.values(name), None if scheme == "-" else int(scheme))
             c.check(w.shape == (m, n), f"{name}: matrix {m}x{n} vs {w.shape}")
             c.check(dbits == DTYPES[info["dtype"]][1], f"{name}: {dbits} bits a value")
-            layers[name] = {"w": w, "m": m, "n": n, "dense": w.size * DTYPES[info["dtype"]][1],
-                            "fro": np.linalg.norm(w), "spec": np.linalg.norm(w, 2),
-                            "sv": np.linalg.svd(w, compute_uv=False), "quant": {}}
+            layers[name] = Layer(w, w.size * DTYPES[info["dtype"]][1])
             continue
         name = t[1]
         if name not in layers:
             c.check(False, f"record of an unknown layer: {' '.join(t)}")
             continue
         L = layers[name]
-        w, m, n = L["w"], L["m"], L["n"]
+        w, m, n = L.w, L.m, L.n
         if t[0] == "rec":
             counts["rec"] += 1
             kind, args, value = t[2], t[3:-1], t[-1]
             what = f"{name}: {kind}({', '.join(args)})"
             if kind == "prune_error":
-                c.close(float(value), prune_error(w, float(args[0])), TOL_FIG, what)
+                c.close(float(value), L.prune_error(float(args[0])), TOL_FIG, what)
             elif kind == "prune_rows_error":
-                c.close(float(value), lines_error(w, float(args[0]), 1), TOL_FIG, what)
+                c.close(float(value), L.lines_error(float(args[0]), 1), TOL_FIG, what)
             elif kind == "prune_cols_error":
-                c.close(float(value), lines_error(w, float(args[0]), 0), TOL_FIG, what)
+                c.close(float(value), L.lines_error(float(args[0]), 0), TOL_FIG, what)
             elif kind == "count_below":
                 want = int(np.count_nonzero(np.abs(w) < float(args[0])))
                 c.check(int(value) == want, f"{what}: got {value}, expected {want}")
             elif kind == "storage":
-                want = L["dense"] if args[0] == "-" else sparse_bits(m, n, int(args[0]))
+                want = L.dense if args[0] == "-" else sparse_bits(m, n, int(args[0]))
                 c.check(int(value) == want, f"{what}: got {value}, expected {want}")
             elif kind == "quant_storage":
                 want = quant_bits(args[0], int(args[1]), m, n)
                 c.check(int(value) == want, f"{what}: got {value}, expected {want}")
             elif kind == "quant_error":
                 q, b = args[0], int(args[1])
-                L["quant"][(q, b)] = float(value)
-                qw = quantise(w, q, b)
-                if qw is not None:
-                    c.close(float(value), rel(w - qw, w), TOL_FIG, what)
+                L.reported[(q, b)] = float(value)
+                err = L.quant_error(q, b)
+                if err is not None:
+                    c.close(float(value), err, TOL_FIG, what)
                 else:
                     # k-means (its codebook is checked on what apply
                     # writes): no worse than the single level at the mean
@@ -382,7 +391,7 @@ def cmd_figures(log_path, model_path):
         what = f"{name}: plan:set {spec}"
         parts = spec.split(":")
         method = parts[0]
-        count, dense = m * n, L["dense"]
+        count, dense = m * n, L.dense
         want = {"method": "dense", "bits": dense, "nonzeros": count, "err_fro": 0.0,
                 "err_spec": 0.0, "bound": "F", "params": count, "flops": 2 * count}
         choice = None
@@ -390,22 +399,23 @@ def cmd_figures(log_path, model_path):
             p = float(parts[1])
             if method == "prune":
                 nnz = count - dropped(count, p)
-                bits, err = sparse_bits(m, n, nnz), prune_error(w, p)
+                bits, err = sparse_bits(m, n, nnz), L.prune_error(p)
             else:
                 side, other = (m, n) if method == "prune-rows" else (n, m)
                 nnz = (side - (math.floor(p * side) if p > 0 else 0)) * other
                 bits = nnz * VALUE_BITS + side
-                err = lines_error(w, p, 1 if method == "prune-rows" else 0)
+                err = L.lines_error(p, 1 if method == "prune-rows" else 0)
             choice = {"bits": bits, "nonzeros": nnz, "err_fro": err,
                       "params": nnz, "flops": 2 * nnz}
         elif method == "quant":
             q, b = parts[1], int(parts[2])
-            qw = quantise(w, q, b)
-            err = rel(w - qw, w) if qw is not None else L["quant"].get((q, b), math.nan)
+            err = L.quant_error(q, b)
+            if err is None:      # k-means: the layer query's, checked above
+                err = L.reported.get((q, b), math.nan)
             choice = {"bits": quant_bits(q, b, m, n), "err_fro": err}
         elif method == "lowrank":
             r = int(parts[1])
-            sv = L["sv"]
+            sv = L.sv
             if r * (m + n) < m * n:
                 want.update({"method": "lowrank", "bits": r * (m + n) * VALUE_BITS,
                              "err_fro": math.sqrt((sv[r:] ** 2).sum() / (sv ** 2).sum()),
@@ -415,7 +425,7 @@ def cmd_figures(log_path, model_path):
             want.update(choice)
             want["method"] = method
             want["bound"] = "T"
-            want["err_spec"] = choice["err_fro"] * L["fro"] / L["spec"]
+            want["err_spec"] = choice["err_fro"] * L.fro / L.spec
         for key in ("method", "bits", "nonzeros", "bound", "params", "flops"):
             c.check(str(got.get(key)) == str(want[key]),
                     f"{what}: {key} {got.get(key)}, expected {want[key]}")
@@ -453,7 +463,10 @@ def parse_apply_log(path):
                 continue
             bound = "<=" in t
             t = [x for x in t if x != "<="]
-            rows[t[0]] = (t[1], float(t[2]), float(t[3]), bound, float(t[4]), float(t[5]))
+            try:
+                rows[t[0]] = (t[1], float(t[2]), float(t[3]), bound, float(t[4]), float(t[5]))
+            except (IndexError, ValueError):
+                rows.setdefault("(unparsed lines)", []).append(line.rstrip())
     return rows, gap
 
 
@@ -671,8 +684,7 @@ def check_codebook(c, name, q, width, w, codes, book):
             ok &= bk[0] == f32(lo) and abs(bk[-1] - hi) <= 1e-6 * max(abs(hi), abs(lo), 1e-30)
             ok &= bool(np.allclose(np.diff(bk), step, rtol=1e-5, atol=1e-7 * abs(step) + 1e-30))
         c.check(ok, f"{name}: {q} levels evenly spaced from min to max")
-        codes_want = (np.stack([uniform_levels(x, width)[0] for x in w])
-                      if q == "uniform-channel" else uniform_levels(w, width)[0])
+        codes_want = uniform_levels(w, width, 1 if q == "uniform-channel" else None)[0]
         c.check(np.array_equal(codes, codes_want.astype(np.int64)),
                 f"{name}: {q} codes are the nearest levels "
                 f"({int(np.count_nonzero(codes != codes_want))} differ)")
@@ -731,7 +743,10 @@ def cmd_global_prune(plan_path, model_path, out_path, sparsity):
         below = int(np.count_nonzero(np.abs(w) <= thr))
         nnz = w.size - below
         dbits = w.size * DTYPES[src.entries[name]["dtype"]][1]
-        pays = below > 0 and sparse_bits(m, n, nnz) < dbits and nnz > 0
+        if not c.check(nnz > 0, f"{name}: all {w.size} weights are at or below the "
+                       f"threshold {thr:.6g}, which no plan can drop (sparsity < 1)"):
+            continue
+        pays = below > 0 and sparse_bits(m, n, nnz) < dbits
         all_pay &= pays
         c.check(l["method"] == ("prune" if pays else "dense"),
                 f"{name}: {below} of {w.size} at or below the threshold {thr:.6g}: "
