@@ -90,6 +90,23 @@ track_geometry(int cols, int *x, int *w)
 		*w = cols - LABEL_W - 2 > 10 ? 10 : cols - LABEL_W - 2;
 }
 
+/* Starts a slider row: its label, and the track's place (kept in *rect for
+ * the mouse). */
+static void
+slider_row(int y, int cols, const char *label, tui_rect *rect, int *x, int *w)
+{
+	track_geometry(cols, x, w);
+	*rect = (tui_rect){y, *x, 1, *w};
+	mvaddstr(y, 0, label);
+}
+
+/* The figures to the right of a slider's track, cut to the screen. */
+static void
+slider_info(int y, int x, int w, int cols, const char *info)
+{
+	mvprintw(y, x + w, "%.*s", cols - x - w > 0 ? cols - x - w : 0, info);
+}
+
 static void
 draw_rank_slider(tui *t, int y, int cols)
 {
@@ -99,9 +116,7 @@ draw_rank_slider(tui *t, int y, int cols)
 	rs_plan_figures f;
 	const rs_layer *l;
 
-	track_geometry(cols, &x, &w);
-	t->rank_slider = (tui_rect){y, x, 1, w};
-	mvaddstr(y, 0, "rank");
+	slider_row(y, cols, "rank", &t->rank_slider, &x, &w);
 	if (layer == SIZE_MAX)
 		return;
 	l = &t->layers[layer];
@@ -115,14 +130,12 @@ draw_rank_slider(tui *t, int y, int cols)
 		rs_method m = t->plan.entries[layer].method;
 		if (m != RS_METHOD_DENSE && m != RS_METHOD_LOWRANK && m != RS_METHOD_LOWRANK_SPARSE) {
 			draw_track(t, y, x, w, 1.0, false);
-			mvprintw(y, x + w, "%.*s", cols - x - w > 0 ? cols - x - w : 0,
-			         " off (<-/-> for low rank)");
+			slider_info(y, x, w, cols, " off (<-/-> for low rank)");
 			return;
 		}
 		if (m == RS_METHOD_LOWRANK_SPARSE) {
 			draw_track(t, y, x, w, k > 1 ? (double)(rank - 1) / (double)(k - 1) : 1.0, true);
-			mvprintw(y, x + w, "%.*s", cols - x - w > 0 ? cols - x - w : 0,
-			         " rank of the low-rank part (L + S)");
+			slider_info(y, x, w, cols, " rank of the low-rank part (L + S)");
 			return;
 		}
 	}
@@ -138,7 +151,7 @@ draw_rank_slider(tui *t, int y, int cols)
 		         rank, k, rs_lowrank_breakeven(l->rows, l->cols));
 	else
 		snprintf(info, sizeof info, " %zu/%zu dense, exact", rank, k);
-	mvprintw(y, x + w, "%.*s", cols - x - w > 0 ? cols - x - w : 0, info);
+	slider_info(y, x, w, cols, info);
 }
 
 /* Sparsity of the selected layer: pruning, channel pruning, or the sparse
@@ -153,9 +166,7 @@ draw_sparsity_slider(tui *t, int y, int cols)
 	char info[160];
 	rs_plan_figures f;
 
-	track_geometry(cols, &x, &w);
-	t->sparsity_slider = (tui_rect){y, x, 1, w};
-	mvaddstr(y, 0, "sparse");
+	slider_row(y, cols, "sparse", &t->sparsity_slider, &x, &w);
 	if (layer == SIZE_MAX || t->analyses[layer].magnitudes == NULL)
 		return;
 	e = &t->plan.entries[layer];
@@ -180,7 +191,7 @@ draw_sparsity_slider(tui *t, int y, int cols)
 		         f.method == RS_METHOD_PRUNE ? ", index " : "",
 		         f.method == RS_METHOD_PRUNE ? rs_index_format_name(fmt) : "");
 	}
-	mvprintw(y, x + w, "%.*s", cols - x - w > 0 ? cols - x - w : 0, info);
+	slider_info(y, x, w, cols, info);
 }
 
 /* Bits of the selected layer's quantiser, 1..8. */
@@ -194,9 +205,7 @@ draw_bits_slider(tui *t, int y, int cols)
 	char info[160];
 	rs_plan_figures f;
 
-	track_geometry(cols, &x, &w);
-	t->bits_slider = (tui_rect){y, x, 1, w};
-	mvaddstr(y, 0, "bits");
+	slider_row(y, cols, "bits", &t->bits_slider, &x, &w);
 	if (layer == SIZE_MAX || t->analyses[layer].quant == NULL)
 		return;
 	e = &t->plan.entries[layer];
@@ -212,7 +221,7 @@ draw_bits_slider(tui *t, int y, int cols)
 		         f.err_fro, (double)f.bits / (double)(t->layers[layer].rows *
 		                                               t->layers[layer].cols),
 		         f.method == RS_METHOD_DENSE ? " (not smaller: dense)" : "");
-	mvprintw(y, x + w, "%.*s", cols - x - w > 0 ? cols - x - w : 0, info);
+	slider_info(y, x, w, cols, info);
 }
 
 static void
@@ -221,9 +230,7 @@ draw_global_slider(tui *t, int y, int cols)
 	int x, w;
 	char info[64];
 
-	track_geometry(cols, &x, &w);
-	t->global_slider = (tui_rect){y, x, 1, w};
-	mvaddstr(y, 0, "global");
+	slider_row(y, cols, "global", &t->global_slider, &x, &w);
 	if (t->global_mode == TUI_GLOBAL_OFF) {
 		draw_track(t, y, x, w, 0, false);
 		snprintf(info, sizeof info, " off (m: keep ratio / energy threshold)");
@@ -235,7 +242,7 @@ draw_global_slider(tui *t, int y, int cols)
 			snprintf(info, sizeof info, " keep %.3f%% of each layer's energy",
 			         100 * t->global_value);
 	}
-	mvprintw(y, x + w, "%.*s", cols - x - w > 0 ? cols - x - w : 0, info);
+	slider_info(y, x, w, cols, info);
 }
 
 void

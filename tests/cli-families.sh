@@ -27,12 +27,7 @@ ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}exitcode=86"
 UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}exitcode=87"
 export ASAN_OPTIONS UBSAN_OPTIONS
 
-# Strategies come from the source tree and from nowhere else.
-lua_dir=$(cd "$TESTS_SRCDIR/../lua" && pwd)
-RANKSCOPE_LUA_DIR=$lua_dir
-XDG_CONFIG_HOME=$scratch/config
-export RANKSCOPE_LUA_DIR XDG_CONFIG_HOME
-luatests=$TESTS_SRCDIR/lua
+. "$TESTS_SRCDIR/lua-lib.sh"
 fam=$luatests/families
 mlp=$SAMPLES/digits-mlp.safetensors
 cnn=$SAMPLES/digits-cnn.safetensors
@@ -44,30 +39,6 @@ for p in ${PYTHON3:-} /usr/bin/python3 python3; do
 	if "$p" -c 'import numpy' 2>/dev/null; then python=$p; break; fi
 done
 [ -n "$python" ] || echo "no python3 with numpy: familycheck.py checks skipped"
-
-# lua_run WHAT CMD...: runs CMD, a `rankscope run` of a tests/lua script
-# that ends with check.done(): each of its checks counts as one of ours,
-# each "lua-fail:" line it printed is a failure, and it must exit 0 having
-# finished its checks (or exit 1 because some failed).  Leaves $out and
-# $err as run does; stdout is also kept in $scratch/lua-out.
-lua_run() {
-	what=$1
-	shift
-	"$@" >"$scratch/lua-out" 2>"$scratch/err"
-	status=$?
-	out=$(cat "$scratch/lua-out")
-	err=$(cat "$scratch/err")
-	n=$(sed -n 's/^lua-checks: \([0-9]*\)$/\1/p' "$scratch/lua-out")
-	checks=$((checks + ${n:-0} + 1))
-	grep '^lua-fail: ' "$scratch/lua-out" >"$scratch/lua-fails"
-	while IFS= read -r line; do
-		fail "$what: ${line#lua-fail: }"
-	done <"$scratch/lua-fails"
-	if [ -z "$n" ] || { [ "$status" -ne 0 ] && [ ! -s "$scratch/lua-fails" ]; } ||
-	   { [ "$status" -ne 0 ] && [ "$status" -ne 1 ]; }; then
-		fail "$what: exit $status without finishing its checks: $(head -c 2000 "$scratch/err")"
-	fi
-}
 
 # pycheck WHAT SUBCOMMAND ARGS...: familycheck.py's checks count as ours,
 # each FAIL line it prints is one of our failures, and it must finish.
