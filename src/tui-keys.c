@@ -128,7 +128,7 @@ static void key_strategies(tui *t) { tui_strategy_open_menu(t); }
 static void key_save(tui *t) { tui_planfile_save_prompt(t); }
 static void key_load(tui *t) { tui_start_prompt(t, TUI_PROMPT_LOAD, t->plan_path); }
 static void key_console(tui *t) { tui_start_prompt(t, TUI_PROMPT_LUA, ""); }
-static void key_help(tui *t) { t->show_help = true; }
+static void key_help(tui *t) { t->show_help = true; t->help_top = 0; }
 static void key_redraw(tui *t) { (void)t; clearok(curscr, TRUE); }
 
 static void
@@ -193,7 +193,7 @@ void
 tui_keys_draw_help(tui *t, int lines, int cols)
 {
 	int n = 0, h, w = 74, y0, x0, y;
-	size_t i;
+	size_t i, j;
 
 	for (i = 0; i < sizeof bindings / sizeof bindings[0]; i++)
 		n += bindings[i].names != NULL;
@@ -220,9 +220,12 @@ tui_keys_draw_help(tui *t, int lines, int cols)
 	attron(A_BOLD);
 	mvprintw(y0, x0, "%.*s", w, " rankscope keys");
 	attroff(A_BOLD);
+	/* a short terminal shows a window of the list: the arrows scroll it */
+	if (t->help_top + (size_t)(h - 4) > (size_t)n)
+		t->help_top = n > h - 4 ? (size_t)(n - (h - 4)) : 0;
 	y = 2;
-	for (i = 0; i < sizeof bindings / sizeof bindings[0] && y < h - 2; i++) {
-		if (bindings[i].names == NULL)
+	for (i = 0, j = 0; i < sizeof bindings / sizeof bindings[0] && y < h - 2; i++) {
+		if (bindings[i].names == NULL || j++ < t->help_top)
 			continue;
 		mvprintw(y0 + y++, x0, " %-10s %.*s", bindings[i].names, w - 13,
 		         bindings[i].help);
@@ -230,6 +233,7 @@ tui_keys_draw_help(tui *t, int lines, int cols)
 	mvprintw(y0 + h - 2, x0, "%.*s", w,
 	         " mouse: click a row; click or drag a slider; wheel scrolls");
 	attron(tui_attr(t, TUI_PAIR_DIM));
-	mvprintw(y0 + h - 1, x0, "%.*s", w, " any key closes this help");
+	mvprintw(y0 + h - 1, x0, "%.*s", w, n + 6 > lines ?
+	         " Up/Down scroll, any other key closes this help" : " any key closes this help");
 	attroff(tui_attr(t, TUI_PAIR_DIM));
 }

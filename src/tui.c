@@ -410,7 +410,13 @@ handle_key(tui *t, int ch)
 	if (ch == KEY_RESIZE)
 		return;
 	if (t->show_help) {
-		t->show_help = false;
+		/* the arrows scroll a help taller than the screen; other keys close */
+		if (ch == KEY_DOWN || ch == 'j')
+			t->help_top++;
+		else if ((ch == KEY_UP || ch == 'k') && t->help_top > 0)
+			t->help_top--;
+		else
+			t->show_help = false;
 		return;
 	}
 	if (t->prompt != TUI_PROMPT_NONE) {

@@ -124,6 +124,7 @@ typedef struct tui {
 	/* screen */
 	bool utf8, colour;
 	bool show_help;
+	size_t help_top;               /* first binding shown when the help scrolls */
 	tui_prompt_kind prompt;
 	char input[128];
 	char message[256];

@@ -59,6 +59,21 @@ see "B break-even:56" "growing again brings everything back"
 keys q
 wait_exit
 
+# --- on a 24-line terminal the help is taller than the screen: it scrolls
+tui_start 80 24 "$RANKSCOPE" "$mlp"
+see "spectra 3/3" "80x24 start"
+keys '?'
+see "Up/Down scroll, any other key closes this help" "the help says it scrolls"
+lacks "$(screen)" "quit (asks when there are plan edits)" "the last binding is below the fold"
+keys Down Down Down Down Down Down Down Down Down Down Down Down Down Down
+see "quit (asks when there are plan edits)" "scrolling reaches the last binding"
+keys x
+checks=$((checks + 1))
+sleep 0.3
+case "$(screen)" in *"rankscope keys"*) fail "another key closes the help" ;; esac
+keys q
+wait_exit
+
 # --- ASCII fallback when the locale is not UTF-8; colours off with NO_COLOR
 TUI_LC_ALL=C tui_start 120 36 "$RANKSCOPE" "$mlp"
 see "spectra 3/3" "spectra computed (C locale)"
