@@ -23,6 +23,7 @@ mouse 0 30 29
 mouse 3 30 29
 see "23/64 err_F" "click on the rank slider sets rank 23"
 mouse 0 20 29
+see "13/64 err_F" "pressing on the rank slider moves it at once"
 mouse 32 35 29
 mouse 32 50 29
 see "43/64 err_F" "dragging follows the pointer"
