@@ -20,6 +20,7 @@
 
 #include "lua-internal.h"
 #include "rankscope/combine.h"
+#include "rankscope/grouped.h"
 #include "rankscope/util.h"
 
 #define MODEL_TYPE "rankscope.model"
@@ -791,6 +792,82 @@ module_combine(lua_State *L)
 }
 
 
+/* Pushes an array of f(g, j) for j = 0..k (rank j at index j + 1). */
+static void
+push_grouped_curve(lua_State *L, const rs_grouped *g, double (*f)(const rs_grouped *, size_t))
+{
+	size_t j;
+
+	lua_createtable(L, (int)g->k + 1, 0);
+	for (j = 0; j <= g->k; j++) {
+		lua_pushnumber(L, f(g, j));
+		lua_rawseti(L, -2, (lua_Integer)j + 1);
+	}
+}
+
+static double
+grouped_params_number(const rs_grouped *g, size_t j)
+{
+	return (double)rs_grouped_params(g, j);
+}
+
+/*
+ * rankscope.grouped(layer, groups): the channel-grouped SVD (ALDS) of the
+ * layer split into `groups` blocks of its input side, computed now.
+ * Returns {groups, k, sigmas = {per group, descending}, err_spec, err_fro,
+ * params}, the last three indexed by rank + 1 (rank 0 at index 1).  err_fro
+ * is exact; err_spec is ALDS's measure, max over groups of the block's
+ * spectral error relative to ||W||_2 (grouped.h says how it bounds the
+ * true error).  Needs the layer's spectrum (for ||W||_2).
+ */
+static int
+module_grouped(lua_State *L)
+{
+	rs_script *s = rsl_script(L);
+	size_t i = check_layer(L, 1), gi, j;
+	const rs_layer *l = &s->host.layers[i];
+	const rs_spectrum *sp = need_spectrum(L, i);
+	lua_Integer groups = luaL_checkinteger(L, 2);
+	rs_grouped *g;
+	double *w;
+	rs_error err;
+	rs_status st;
+
+	luaL_argcheck(L, groups >= 1, 2, "the group count must be >= 1");
+	w = malloc(l->rows * l->cols * sizeof *w);
+	if (w == NULL)
+		return luaL_error(L, "layer '%s': out of memory", l->name);
+	st = rs_layer_load(l, w, l->rows, s->host.model->path, &err);
+	g = st == RS_OK ? rs_grouped_new(w, l->rows, l->cols, l->rows, (size_t)groups,
+	                                 sp->k > 0 ? sp->sigma[0] : 0.0, &err) : NULL;
+	free(w);
+	if (g == NULL)
+		return luaL_error(L, "layer '%s': %s", l->name, err.msg);
+	lua_createtable(L, 0, 6);
+	lua_pushinteger(L, (lua_Integer)g->groups);
+	lua_setfield(L, -2, "groups");
+	lua_pushinteger(L, (lua_Integer)g->k);
+	lua_setfield(L, -2, "k");
+	lua_createtable(L, (int)g->groups, 0);
+	for (gi = 0; gi < g->groups; gi++) {
+		lua_createtable(L, (int)g->k, 0);
+		for (j = 0; j < g->k; j++) {
+			lua_pushnumber(L, g->sigma[gi * g->k + j]);
+			lua_rawseti(L, -2, (lua_Integer)j + 1);
+		}
+		lua_rawseti(L, -2, (lua_Integer)gi + 1);
+	}
+	lua_setfield(L, -2, "sigmas");
+	push_grouped_curve(L, g, rs_grouped_err_spec);
+	lua_setfield(L, -2, "err_spec");
+	push_grouped_curve(L, g, rs_grouped_err_fro);
+	lua_setfield(L, -2, "err_fro");
+	push_grouped_curve(L, g, grouped_params_number);
+	lua_setfield(L, -2, "params");
+	rs_grouped_free(g);
+	return 1;
+}
+
 /*
  * plan:set(layer, spec): spec is a rank (an integer), or a table
  * {method = ..., rank = r, sparsity = p, quantizer = q, bits = b}; method
@@ -1006,6 +1083,7 @@ rsl_open(lua_State *L)
 		{"model", module_model},
 		{"plan", module_plan},
 		{"combine", module_combine},
+		{"grouped", module_grouped},
 		{NULL, NULL},
 	};
 

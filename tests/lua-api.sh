@@ -44,6 +44,10 @@ for fold in 1 3; do
 		--param fold=$fold
 done
 
+# rankscope.grouped: the channel-grouped SVD agrees with the spectrum at one
+# group and with its own group spectra at every group count
+lua_run "grouped.lua" "$RANKSCOPE" run --strategy-path "$luatests" "$luatests/grouped.lua" "$model"
+
 # Ranks given as floats with integral values (6 / 2) are ranks.
 lua_run "float-rank.lua" "$RANKSCOPE" run --strategy-path "$luatests" \
 	"$luatests/float-rank.lua" "$model"
