@@ -57,18 +57,8 @@ apply_run(const cmd_entry *self, cmd_options *opts)
 		fprintf(stderr, "rankscope apply: -o OUT.safetensors is required\n");
 		return CMD_EXIT_USAGE;
 	}
-	opts->statistics = true;
-	if (!cmd_session_open(&s, path, opts))
+	if (!cmd_session_open_plan(&s, path, plan_path, opts, &plan, &origin))
 		return CMD_EXIT_FAILURE;
-	if (cmd_session_report_failures(&s) > 0) {
-		cmd_session_close(&s);
-		return CMD_EXIT_FAILURE;
-	}
-	if (rs_plan_load(plan_path, s.model, s.layers, s.nlayers, &plan, &origin, &err) != RS_OK) {
-		fprintf(stderr, "rankscope: %s\n", err.msg);
-		cmd_session_close(&s);
-		return CMD_EXIT_FAILURE;
-	}
 	analyses = cmd_session_analyses(&s);
 	json = rs_plan_to_json(s.model, s.layers, s.nlayers, analyses, &plan, &origin, 0);
 	for (i = 0; i < s.nlayers; i++)

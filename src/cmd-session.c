@@ -9,6 +9,7 @@
 
 #include "cmd.h"
 #include "rankscope/cache.h"
+#include "rankscope/planfile.h"
 #include "rankscope/util.h"
 
 static void
@@ -96,6 +97,27 @@ cmd_session_report_failures(cmd_session *s)
 		}
 	}
 	return failed;
+}
+
+bool
+cmd_session_open_plan(cmd_session *s, const char *path, const char *plan_path,
+                      cmd_options *opts, rs_plan *plan, rs_plan_origin *origin)
+{
+	rs_error err;
+
+	opts->statistics = true;    /* the plan's figures need every analysis */
+	if (!cmd_session_open(s, path, opts))
+		return false;
+	if (cmd_session_report_failures(s) > 0) {
+		cmd_session_close(s);
+		return false;
+	}
+	if (rs_plan_load(plan_path, s->model, s->layers, s->nlayers, plan, origin, &err) != RS_OK) {
+		fprintf(stderr, "rankscope: %s\n", err.msg);
+		cmd_session_close(s);
+		return false;
+	}
+	return true;
 }
 
 void

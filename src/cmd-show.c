@@ -24,18 +24,8 @@ show_run(const cmd_entry *self, cmd_options *opts)
 	int status = CMD_EXIT_OK;
 
 	(void)self;
-	opts->statistics = true;
-	if (!cmd_session_open(&s, path, opts))
+	if (!cmd_session_open_plan(&s, path, plan_path, opts, &plan, &origin))
 		return CMD_EXIT_FAILURE;
-	if (cmd_session_report_failures(&s) > 0) {
-		cmd_session_close(&s);
-		return CMD_EXIT_FAILURE;
-	}
-	if (rs_plan_load(plan_path, s.model, s.layers, s.nlayers, &plan, &origin, &err) != RS_OK) {
-		fprintf(stderr, "rankscope: %s\n", err.msg);
-		cmd_session_close(&s);
-		return CMD_EXIT_FAILURE;
-	}
 	analyses = cmd_session_analyses(&s);
 	if (strcmp(opts->format, "csv") == 0) {
 		cmd_print_plan_csv(s.layers, s.nlayers, analyses, &plan);

@@ -117,6 +117,13 @@ rs_engine_options cmd_session_engine_options(const cmd_session *s,
 bool cmd_session_open(cmd_session *s, const char *path, const cmd_options *opts);
 /* Prints each failed layer's message to stderr; returns how many failed. */
 size_t cmd_session_report_failures(cmd_session *s);
+/* For commands that read a plan against a model (show, apply): opens the
+ * session with statistics, fails if any layer lacks its spectrum, then
+ * loads plan_path into *plan and *origin.  On failure prints why, leaves
+ * the session closed and returns false. */
+struct rs_plan_origin;
+bool cmd_session_open_plan(cmd_session *s, const char *path, const char *plan_path,
+                           cmd_options *opts, rs_plan *plan, struct rs_plan_origin *origin);
 void cmd_session_close(cmd_session *s);
 
 /* A Lua runtime over a session whose spectra are computed (cmd-run.c);

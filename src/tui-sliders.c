@@ -281,6 +281,13 @@ tui_totals_draw(tui *t, int y, int w)
 	attroff(A_BOLD);
 }
 
+/* Whether cell (y, x) lies on a slider's track (one row high). */
+static bool
+on_track(const tui_rect *r, int y, int x)
+{
+	return y == r->y && x >= r->x && x < r->x + r->w;
+}
+
 bool
 tui_sliders_mouse(tui *t, int y, int x, bool press)
 {
@@ -289,17 +296,13 @@ tui_sliders_mouse(tui *t, int y, int x, bool press)
 	double pos;
 
 	if (press) {
-		if (y == t->rank_slider.y && x >= t->rank_slider.x &&
-		    x < t->rank_slider.x + t->rank_slider.w)
+		if (on_track(&t->rank_slider, y, x))
 			which = TUI_DRAG_RANK;
-		else if (y == t->sparsity_slider.y && x >= t->sparsity_slider.x &&
-		         x < t->sparsity_slider.x + t->sparsity_slider.w)
+		else if (on_track(&t->sparsity_slider, y, x))
 			which = TUI_DRAG_SPARSITY;
-		else if (y == t->bits_slider.y && x >= t->bits_slider.x &&
-		         x < t->bits_slider.x + t->bits_slider.w)
+		else if (on_track(&t->bits_slider, y, x))
 			which = TUI_DRAG_BITS;
-		else if (y == t->global_slider.y && x >= t->global_slider.x &&
-		         x < t->global_slider.x + t->global_slider.w)
+		else if (on_track(&t->global_slider, y, x))
 			which = TUI_DRAG_GLOBAL;
 		if (which == TUI_DRAG_NONE)
 			return false;
