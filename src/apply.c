@@ -78,18 +78,17 @@ plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
              const rs_layer_analysis *analyses, const rs_plan *plan,
              out_tensor *outs, size_t *n)
 {
-	size_t i;
+	size_t i = 0, k;
 	rs_plan_figures f;
-	const rs_layer *l = NULL;
+	const rs_layer *l = rs_layer_of_tensor(layers, nlayers, t);
+	const char *name;
 
-	for (i = 0; i < nlayers; i++)
-		if (layers[i].tensor == t) {
-			l = &layers[i];
-			break;
-		}
-	if (l != NULL)
+	if (l != NULL) {
+		i = (size_t)(l - layers);
 		rs_plan_figures_for(l, &analyses[i], &plan->entries[i], &f);
+	}
 	if (l == NULL || f.method == RS_METHOD_DENSE) {
+		/* a composed layer kept as it is keeps its factors */
 		out_tensor *o = &outs[(*n)++];
 		memset(o, 0, sizeof *o);
 		o->name = rs_xstrdup(t->name);
@@ -97,43 +96,51 @@ plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
 		o->nbytes = t->nbytes;
 		return;
 	}
+	if (l->group != NULL) {
+		/* a compressed composed layer's parts replace all its factors and
+		 * stand where the first of them stood */
+		for (k = 0; k < l->group->nfactors; k++)
+			if (l->group->factors[k] < t)
+				return;
+	}
+	name = l->name;
 	switch (f.method) {
 	case RS_METHOD_LOWRANK:
-		add_part(outs, n, t->name, "lowrank.A", i, 0, RS_DTYPE_F32, f.rank, l->cols);
-		add_part(outs, n, t->name, "lowrank.B", i, 1, RS_DTYPE_F32, l->rows, f.rank);
+		add_part(outs, n, name, "lowrank.A", i, 0, RS_DTYPE_F32, f.rank, l->cols);
+		add_part(outs, n, name, "lowrank.B", i, 1, RS_DTYPE_F32, l->rows, f.rank);
 		break;
 	case RS_METHOD_PRUNE:
-		add_part(outs, n, t->name, "sparse.values", i, 0, RS_DTYPE_F32, f.nonzeros, 0);
-		add_part(outs, n, t->name, "sparse.indices", i, 1, RS_DTYPE_I64, f.nonzeros, 0);
+		add_part(outs, n, name, "sparse.values", i, 0, RS_DTYPE_F32, f.nonzeros, 0);
+		add_part(outs, n, name, "sparse.indices", i, 1, RS_DTYPE_I64, f.nonzeros, 0);
 		break;
 	case RS_METHOD_PRUNE_ROWS:
-		add_part(outs, n, t->name, "channels.values", i, 0, RS_DTYPE_F32,
+		add_part(outs, n, name, "channels.values", i, 0, RS_DTYPE_F32,
 		         f.nonzeros / l->cols, l->cols);
-		add_part(outs, n, t->name, "channels.index", i, 1, RS_DTYPE_I64,
+		add_part(outs, n, name, "channels.index", i, 1, RS_DTYPE_I64,
 		         f.nonzeros / l->cols, 0);
 		break;
 	case RS_METHOD_PRUNE_COLS:
-		add_part(outs, n, t->name, "channels.values", i, 0, RS_DTYPE_F32,
+		add_part(outs, n, name, "channels.values", i, 0, RS_DTYPE_F32,
 		         l->rows, f.nonzeros / l->rows);
-		add_part(outs, n, t->name, "channels.index", i, 1, RS_DTYPE_I64,
+		add_part(outs, n, name, "channels.index", i, 1, RS_DTYPE_I64,
 		         f.nonzeros / l->rows, 0);
 		break;
 	case RS_METHOD_QUANT: {
 		const rs_plan_entry *e = &plan->entries[i];
 		unsigned levels = 1u << rs_quantizer_bits(e->quantizer, e->bits);
-		add_part(outs, n, t->name, "quant.codes", i, 0,
-		         levels <= 256 ? RS_DTYPE_U8 : RS_DTYPE_U16, t->count, 0);
+		add_part(outs, n, name, "quant.codes", i, 0,
+		         levels <= 256 ? RS_DTYPE_U8 : RS_DTYPE_U16, l->rows * l->cols, 0);
 		if (e->quantizer == RS_QUANT_UNIFORM_CHANNEL)
-			add_part(outs, n, t->name, "quant.codebook", i, 1, RS_DTYPE_F32, l->rows, levels);
+			add_part(outs, n, name, "quant.codebook", i, 1, RS_DTYPE_F32, l->rows, levels);
 		else
-			add_part(outs, n, t->name, "quant.codebook", i, 1, RS_DTYPE_F32, levels, 0);
+			add_part(outs, n, name, "quant.codebook", i, 1, RS_DTYPE_F32, levels, 0);
 		break;
 	}
 	case RS_METHOD_LOWRANK_SPARSE:
-		add_part(outs, n, t->name, "lowrank.A", i, 0, RS_DTYPE_F32, f.rank, l->cols);
-		add_part(outs, n, t->name, "lowrank.B", i, 1, RS_DTYPE_F32, l->rows, f.rank);
-		add_part(outs, n, t->name, "sparse.values", i, 2, RS_DTYPE_F32, f.nonzeros, 0);
-		add_part(outs, n, t->name, "sparse.indices", i, 3, RS_DTYPE_I64, f.nonzeros, 0);
+		add_part(outs, n, name, "lowrank.A", i, 0, RS_DTYPE_F32, f.rank, l->cols);
+		add_part(outs, n, name, "lowrank.B", i, 1, RS_DTYPE_F32, l->rows, f.rank);
+		add_part(outs, n, name, "sparse.values", i, 2, RS_DTYPE_F32, f.nonzeros, 0);
+		add_part(outs, n, name, "sparse.indices", i, 3, RS_DTYPE_I64, f.nonzeros, 0);
 		break;
 	default:
 		break;
@@ -321,7 +328,7 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 	unsigned char *keep = NULL;
 	rs_status st = RS_OK;
 	/* rs_layer_load_for_spectrum gives W^T for these (as the engine) */
-	bool transposed = l->kind == RS_LAYER_LINEAR || l->fold == 0;
+	bool transposed = rs_layer_loads_transposed(l);
 
 	memset(p, 0, sizeof *p);
 	if (!w || !x || !approx) {

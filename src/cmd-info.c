@@ -147,8 +147,15 @@ print_json(const cmd_session *s, const layer_row *rows)
 		json_object_set_new(o, "name", json_string(l->name));
 		json_object_set_new(o, "dtype", json_string(rs_dtype_get(l->tensor->dtype)->name));
 		json_object_set_new(o, "shape", cmd_shape_json(l->tensor));
-		json_object_set_new(o, "kind", json_string(l->kind == RS_LAYER_CONV ? "conv" : "linear"));
+		json_object_set_new(o, "kind", json_string(rs_layer_kind_name(l)));
 		json_object_set_new(o, "fold", l->fold == RS_FOLD_NONE ? json_null() : json_integer(l->fold));
+		if (l->group != NULL) {
+			json_t *names = json_array();
+			size_t k;
+			for (k = 0; k < l->group->nfactors; k++)
+				json_array_append_new(names, json_string(l->group->factors[k]->name));
+			json_object_set_new(o, "factors", names);
+		}
 		json_object_set_new(o, "rows", json_integer((json_int_t)l->rows));
 		json_object_set_new(o, "cols", json_integer((json_int_t)l->cols));
 		json_object_set_new(o, "params", json_integer((json_int_t)rs_layer_params(l)));

@@ -37,6 +37,10 @@ const cmd_option_info cmd_option_table[OPT_COUNT] = {
 	    "also look for strategies in DIR, before the others (repeatable)"},
 	[OPT_OUTPUT] = {"output", 'o', "FILE", "write the result to FILE (replacing it)"},
 	[OPT_PLAN] = {"plan", 0, "FILE", "start from the plan in FILE"},
+	[OPT_COMPOSE] = {"compose", 0, "PATTERN",
+	    "make one layer of each group of 2-D tensors matching PATTERN, the product "
+	    "of its factors; '#' marks the factor index, factor 0 applied first "
+	    "(repeatable; e.g. 'fc*.factors.#.weight')"},
 	[OPT_HELP] = {"help", 'h', NULL, "show this help and exit"},
 };
 
@@ -139,6 +143,7 @@ cmd_parse(const cmd_entry *entry, int argc, char **argv, cmd_options *opts,
 		switch (id) {
 		case OPT_LAYER: push(&opts->include, &opts->ninclude, optarg); break;
 		case OPT_EXCLUDE: push(&opts->exclude, &opts->nexclude, optarg); break;
+		case OPT_COMPOSE: push(&opts->compose, &opts->ncompose, optarg); break;
 		case OPT_FOLD:
 			if (!parse_int(optarg, 0, RS_FOLD_COUNT - 1, &opts->fold)) {
 				*exit_status = usage_error(entry,
@@ -209,10 +214,11 @@ cmd_options_free(cmd_options *opts)
 {
 	free(opts->include);
 	free(opts->exclude);
+	free(opts->compose);
 	free(opts->params);
 	free(opts->strategy_dirs);
-	opts->include = opts->exclude = opts->params = opts->strategy_dirs = NULL;
-	opts->ninclude = opts->nexclude = opts->nparams = opts->nstrategy_dirs = 0;
+	opts->include = opts->exclude = opts->compose = opts->params = opts->strategy_dirs = NULL;
+	opts->ninclude = opts->nexclude = opts->ncompose = opts->nparams = opts->nstrategy_dirs = 0;
 }
 
 void

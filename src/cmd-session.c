@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +33,39 @@ show_progress(cmd_session *s, bool live)
 		fprintf(stderr, "\r\033[K");
 }
 
+/*
+ * The composed layers of --compose, and of the plan being opened (if any),
+ * so that a plan made on composed layers finds them without the user
+ * repeating its patterns.
+ */
+static rs_compose_set *
+open_compose(const rs_model *model, const cmd_options *opts, rs_error *err)
+{
+	char **from_plan = NULL;
+	const char **all;
+	size_t nfrom = 0, n = 0, i, j;
+	rs_compose_set *set = NULL;
+
+	if (opts->plan != NULL &&
+	    rs_plan_read_compose(opts->plan, &from_plan, &nfrom, err) != RS_OK)
+		return NULL;
+	all = rs_xcalloc(opts->ncompose + nfrom + 1, sizeof *all);
+	for (i = 0; i < opts->ncompose; i++)
+		all[n++] = opts->compose[i];
+	for (i = 0; i < nfrom; i++) {
+		for (j = 0; j < n && strcmp(all[j], from_plan[i]) != 0; j++)
+			;
+		if (j == n)
+			all[n++] = from_plan[i];
+	}
+	set = rs_compose_new(model, all, n, err);
+	for (i = 0; i < nfrom; i++)
+		free(from_plan[i]);
+	free(from_plan);
+	free(all);
+	return set;
+}
+
 bool
 cmd_session_load(cmd_session *s, const char *path, const cmd_options *opts)
 {
@@ -47,7 +81,14 @@ cmd_session_load(cmd_session *s, const char *path, const cmd_options *opts)
 		fprintf(stderr, "rankscope: %s\n", err.msg);
 		return false;
 	}
-	s->nlayers = rs_layers_discover(s->model, &filter, opts->fold, &s->layers);
+	s->compose = open_compose(s->model, opts, &err);
+	if (s->compose == NULL) {
+		fprintf(stderr, "rankscope: %s\n", err.msg);
+		cmd_session_close(s);
+		return false;
+	}
+	s->nlayers = rs_layers_discover(s->model, &filter, opts->fold, s->compose,
+	                                &s->layers);
 	if (s->nlayers == 0 && opts->ninclude > 0) {
 		fprintf(stderr, "rankscope: %s: no layer matches --layer '%s'%s\n",
 		        path, opts->include[0], opts->ninclude > 1 ? " (or the others)" : "");
@@ -106,6 +147,7 @@ cmd_session_open_plan(cmd_session *s, const char *path, const char *plan_path,
 	rs_error err;
 
 	opts->statistics = true;    /* the plan's figures need every analysis */
+	opts->plan = plan_path;     /* its compose patterns, if any, apply */
 	if (!cmd_session_open(s, path, opts))
 		return false;
 	if (cmd_session_report_failures(s) > 0) {
@@ -125,6 +167,7 @@ cmd_session_close(cmd_session *s)
 {
 	rs_engine_free(s->engine);
 	free(s->layers);
+	rs_compose_free(s->compose);
 	rs_model_close(s->model);
 	free(s->cache_dir);
 	*s = (cmd_session){0};

@@ -28,14 +28,15 @@ enum {
 typedef enum cmd_option_id {
 	OPT_LAYER, OPT_EXCLUDE, OPT_FOLD, OPT_THREADS, OPT_METHOD, OPT_NO_CACHE,
 	OPT_FORMAT, OPT_QUIET, OPT_PARAM, OPT_STRATEGY_PATH, OPT_OUTPUT, OPT_PLAN,
-	OPT_HELP,
+	OPT_COMPOSE, OPT_HELP,
 	OPT_COUNT
 } cmd_option_id;
 
 #define OPT_BIT(id) (1u << (id))
 #define OPT_ANALYSIS (OPT_BIT(OPT_LAYER) | OPT_BIT(OPT_EXCLUDE) | \
     OPT_BIT(OPT_FOLD) | OPT_BIT(OPT_THREADS) | OPT_BIT(OPT_METHOD) | \
-    OPT_BIT(OPT_NO_CACHE) | OPT_BIT(OPT_QUIET) | OPT_BIT(OPT_HELP))
+    OPT_BIT(OPT_NO_CACHE) | OPT_BIT(OPT_QUIET) | OPT_BIT(OPT_COMPOSE) | \
+    OPT_BIT(OPT_HELP))
 
 typedef struct cmd_option_info {
 	const char *long_name;
@@ -52,6 +53,8 @@ typedef struct cmd_options {
 	size_t ninclude;
 	const char **exclude;
 	size_t nexclude;
+	const char **compose;     /* --compose patterns */
+	size_t ncompose;
 	int fold;
 	int threads;
 	rs_svd_method method;
@@ -102,6 +105,7 @@ void cmd_print_help(const cmd_entry *entry, FILE *out);
  */
 typedef struct cmd_session {
 	rs_model *model;
+	rs_compose_set *compose;
 	rs_layer *layers;
 	size_t nlayers;
 	rs_engine *engine;

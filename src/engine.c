@@ -128,7 +128,7 @@ build_statistics(rs_engine *e, size_t i)
 		curve = malloc(sizeof *curve);
 		if (mags == NULL || curve == NULL ||
 		    rs_quant_curve_build(a, lrows, lcols, lrows,
-		                         layer->kind == RS_LAYER_LINEAR || layer->fold == 0,
+		                         rs_layer_loads_transposed(layer),
 		                         curve, NULL) != RS_OK) {
 			rs_magnitudes_free(mags);
 			free(curve);
@@ -452,7 +452,7 @@ rs_engine_analysis(rs_engine *e, size_t i)
 	a.quant = a.spectrum ? e->quant[i] : NULL;
 	pthread_mutex_unlock(&e->lock);
 	/* rs_layer_load_for_spectrum reads W^T for these */
-	a.transposed = l->kind == RS_LAYER_LINEAR || l->fold == 0;
+	a.transposed = rs_layer_loads_transposed(l);
 	return a;
 }
 

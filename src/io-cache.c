@@ -63,7 +63,20 @@ rs_cache_key_for(const rs_layer *layer, rs_svd_method method, rs_cache_key *key)
 	hash_u64(&ctx, (uint64_t)(int64_t)layer->fold);
 	hash_u64(&ctx, layer->rows);
 	hash_u64(&ctx, layer->cols);
-	rs_sha256_update(&ctx, t->data, t->nbytes);
+	if (layer->group == NULL) {
+		rs_sha256_update(&ctx, t->data, t->nbytes);
+	} else {
+		/* a composed layer is its factors: their order, dtypes, shapes, data */
+		const rs_compose_group *g = layer->group;
+		hash_u64(&ctx, g->nfactors);
+		for (i = 0; i < g->nfactors; i++) {
+			const char *fd = rs_dtype_get(g->factors[i]->dtype)->name;
+			rs_sha256_update(&ctx, fd, strlen(fd) + 1);
+			hash_u64(&ctx, g->factors[i]->shape[0]);
+			hash_u64(&ctx, g->factors[i]->shape[1]);
+			rs_sha256_update(&ctx, g->factors[i]->data, g->factors[i]->nbytes);
+		}
+	}
 	rs_sha256_final(&ctx, key->digest);
 }
 

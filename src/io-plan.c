@@ -99,6 +99,13 @@ layer_json(const rs_layer *l, const rs_layer_analysis *a, const rs_plan_entry *e
 	json_object_set_new(o, "shape", sizes_json(l->tensor->shape, l->tensor->ndim));
 	json_object_set_new(o, "matrix", sizes_json(matrix, 2));
 	json_object_set_new(o, "fold", l->fold == RS_FOLD_NONE ? json_null() : json_integer(l->fold));
+	if (l->group != NULL) {
+		json_t *names = json_array();
+		size_t k;
+		for (k = 0; k < l->group->nfactors; k++)
+			json_array_append_new(names, json_string(l->group->factors[k]->name));
+		json_object_set_new(o, "factors", names);
+	}
 	json_object_set_new(o, "method", json_string(rs_method_name(f.method)));
 	json_object_set_new(o, "rank", ranked ? json_integer((json_int_t)f.rank) : json_null());
 	json_object_set_new(o, "groups", json_integer(1));
@@ -147,6 +154,23 @@ rs_plan_to_json(const rs_model *model, const rs_layer *layers, size_t nlayers,
 		json_object_set_new(params, origin->keys[i], json_string(origin->values[i]));
 	json_object_set_new(by, "params", params);
 	json_object_set_new(root, "created_by", by);
+	{
+		/* the patterns the composed layers came from, each once */
+		json_t *patterns = json_array();
+		for (i = 0; i < nlayers; i++) {
+			size_t j;
+			bool seen = layers[i].group == NULL;
+			for (j = 0; !seen && j < i; j++)
+				seen = layers[j].group != NULL &&
+				       strcmp(layers[j].group->pattern, layers[i].group->pattern) == 0;
+			if (!seen)
+				json_array_append_new(patterns, json_string(layers[i].group->pattern));
+		}
+		if (json_array_size(patterns) > 0)
+			json_object_set_new(root, "compose", patterns);
+		else
+			json_decref(patterns);
+	}
 	for (i = 0; i < nlayers; i++)
 		json_array_append_new(ls, layer_json(&layers[i], &analyses[i], &plan->entries[i]));
 	json_object_set_new(root, "layers", ls);
@@ -185,6 +209,7 @@ rs_plan_save(const char *path, const rs_model *model, const rs_layer *layers,
 	return st;
 }
 
+
 /* ---- reading ---- */
 
 static const char *
@@ -199,6 +224,86 @@ type_name(const json_t *v)
 	case JSON_TRUE: case JSON_FALSE: return "a boolean";
 	default: return "null";
 	}
+}
+
+/*
+ * Reads path as a plan's JSON: valid JSON (no duplicate keys), an object
+ * whose format and version are ours.  *root is the caller's on success.
+ */
+static rs_status
+read_plan_json(const char *path, json_t **root_out, rs_error *err)
+{
+	unsigned char *bytes;
+	size_t len;
+	json_error_t jerr;
+	json_t *root, *v;
+	rs_status st;
+
+	*root_out = NULL;
+	st = rs_file_read_all(path, PLAN_MAX_BYTES, &bytes, &len, err);
+	if (st != RS_OK)
+		return st;
+	root = json_loadb((const char *)bytes, len, JSON_REJECT_DUPLICATES, &jerr);
+	free(bytes);
+	if (root == NULL)
+		return rs_error_set(err, RS_EFORMAT, "%s: not valid JSON: %s (line %d, column %d)",
+		                    path, jerr.text, jerr.line, jerr.column);
+	v = json_object_get(root, "format");
+	if (!json_is_object(root) || !json_is_string(v) ||
+	    strcmp(json_string_value(v), RS_PLAN_FORMAT) != 0)
+		st = rs_error_set(err, RS_EFORMAT, "%s: not a rankscope plan (\"format\" must be "
+		                  "\"%s\")", path, RS_PLAN_FORMAT);
+	else if (!json_is_integer(v = json_object_get(root, "version")))
+		st = rs_error_set(err, RS_EFORMAT, "%s: \"version\" must be an integer", path);
+	else if (json_integer_value(v) != RS_PLAN_VERSION)
+		st = rs_error_set(err, RS_EFORMAT, "%s: plan version %lld is not one this "
+		                  "rankscope reads (version %d)", path,
+		                  (long long)json_integer_value(v), RS_PLAN_VERSION);
+	if (st != RS_OK) {
+		json_decref(root);
+		return st;
+	}
+	*root_out = root;
+	return RS_OK;
+}
+
+/* The plan's "compose" patterns: absent, or an array of strings. */
+static rs_status
+read_compose(const char *path, json_t *root, char ***out, size_t *n, rs_error *err)
+{
+	json_t *c = json_object_get(root, "compose"), *v;
+	size_t i;
+
+	*out = NULL;
+	*n = 0;
+	if (c == NULL)
+		return RS_OK;
+	if (!json_is_array(c))
+		return rs_error_set(err, RS_EFORMAT, "%s: \"compose\" must be an array of "
+		                    "patterns", path);
+	json_array_foreach(c, i, v)
+		if (!json_is_string(v))
+			return rs_error_set(err, RS_EFORMAT, "%s: compose[%zu] must be a string, "
+			                    "not %s", path, i, type_name(v));
+	*out = rs_xcalloc(json_array_size(c) + 1, sizeof **out);
+	json_array_foreach(c, i, v)
+		(*out)[(*n)++] = rs_xstrdup(json_string_value(v));
+	return RS_OK;
+}
+
+rs_status
+rs_plan_read_compose(const char *path, char ***patterns, size_t *npatterns, rs_error *err)
+{
+	json_t *root;
+	rs_status st;
+
+	*patterns = NULL;
+	*npatterns = 0;
+	if ((st = read_plan_json(path, &root, err)) != RS_OK)
+		return st;
+	st = read_compose(path, root, patterns, npatterns, err);
+	json_decref(root);
+	return st;
 }
 
 /* Checks one layer entry against the model's layer; fills the entry. */
@@ -234,6 +339,18 @@ read_layer(const char *path, const char *model_path, size_t index, json_t *o,
 		if (!same)
 			return rs_error_set(err, RS_EINVAL, "%s: the plan's tensor shape differs "
 			                    "from the tensor in %s", where, model_path);
+	}
+	v = json_object_get(o, "factors");
+	if (v != NULL || l->group != NULL) {
+		bool same = json_is_array(v) && l->group != NULL &&
+		            json_array_size(v) == l->group->nfactors;
+		for (d = 0; same && d < l->group->nfactors; d++)
+			same = json_is_string(json_array_get(v, d)) &&
+			       strcmp(json_string_value(json_array_get(v, d)),
+			              l->group->factors[d]->name) == 0;
+		if (!same)
+			return rs_error_set(err, RS_EINVAL, "%s: the plan's factors (in order, "
+			    "factor 0 first) differ from the layer's in %s", where, model_path);
 	}
 	v = json_object_get(o, "fold");
 	if (v != NULL && l->fold == RS_FOLD_NONE && !json_is_null(v))
@@ -350,9 +467,7 @@ rs_status
 rs_plan_load(const char *path, const rs_model *model, const rs_layer *layers,
              size_t nlayers, rs_plan *plan, rs_plan_origin *origin, rs_error *err)
 {
-	unsigned char *bytes;
-	size_t len, i, j;
-	json_error_t jerr;
+	size_t i, j;
 	json_t *root = NULL, *v, *ls;
 	rs_plan_origin ignored;
 	rs_status st;
@@ -361,34 +476,8 @@ rs_plan_load(const char *path, const rs_model *model, const rs_layer *layers,
 	if (origin == NULL)
 		origin = &ignored;
 	memset(origin, 0, sizeof *origin);
-	st = rs_file_read_all(path, PLAN_MAX_BYTES, &bytes, &len, err);
-	if (st != RS_OK)
+	if ((st = read_plan_json(path, &root, err)) != RS_OK)
 		goto fail;
-	root = json_loadb((const char *)bytes, len, JSON_REJECT_DUPLICATES, &jerr);
-	free(bytes);
-	if (root == NULL) {
-		st = rs_error_set(err, RS_EFORMAT, "%s: not valid JSON: %s (line %d, column %d)",
-		                  path, jerr.text, jerr.line, jerr.column);
-		goto fail;
-	}
-	v = json_object_get(root, "format");
-	if (!json_is_object(root) || !json_is_string(v) ||
-	    strcmp(json_string_value(v), RS_PLAN_FORMAT) != 0) {
-		st = rs_error_set(err, RS_EFORMAT, "%s: not a rankscope plan (\"format\" must be "
-		                  "\"%s\")", path, RS_PLAN_FORMAT);
-		goto fail;
-	}
-	v = json_object_get(root, "version");
-	if (!json_is_integer(v)) {
-		st = rs_error_set(err, RS_EFORMAT, "%s: \"version\" must be an integer", path);
-		goto fail;
-	}
-	if (json_integer_value(v) != RS_PLAN_VERSION) {
-		st = rs_error_set(err, RS_EFORMAT, "%s: plan version %lld is not one this "
-		                  "rankscope reads (version %d)", path,
-		                  (long long)json_integer_value(v), RS_PLAN_VERSION);
-		goto fail;
-	}
 	ls = json_object_get(root, "layers");
 	if (!json_is_array(ls)) {
 		st = rs_error_set(err, RS_EFORMAT, "%s: \"layers\" must be an array", path);
@@ -408,8 +497,11 @@ rs_plan_load(const char *path, const rs_model *model, const rs_layer *layers,
 				if (strcmp(layers[j].name, json_string_value(name)) == 0)
 					break;
 			if (j == nlayers) {
-				st = rs_error_set(err, RS_EINVAL, "%s: layer '%s' is not a layer of %s",
-				                  path, json_string_value(name), model->path);
+				st = rs_error_set(err, RS_EINVAL, "%s: layer '%s' is not a layer of %s%s",
+				                  path, json_string_value(name), model->path,
+				                  json_object_get(v, "factors") ? " (the plan composes it "
+				                  "from factors: open the model with the plan's --compose "
+				                  "patterns)" : "");
 				break;
 			}
 			if (seen[j]) {
@@ -478,33 +570,14 @@ get_number(json_t *obj, const char *key, double *out)
 rs_status
 rs_plan_summary_read(const char *path, rs_plan_summary *out, rs_error *err)
 {
-	unsigned char *bytes;
-	size_t len, i;
-	json_error_t jerr;
+	size_t i;
 	json_t *root, *v, *ls, *model, *totals;
-	rs_status st = RS_OK;
+	rs_status st;
 	double d;
 
 	memset(out, 0, sizeof *out);
-	if (rs_file_read_all(path, PLAN_MAX_BYTES, &bytes, &len, err) != RS_OK)
-		return RS_EIO;
-	root = json_loadb((const char *)bytes, len, JSON_REJECT_DUPLICATES, &jerr);
-	free(bytes);
-	if (root == NULL)
-		return rs_error_set(err, RS_EFORMAT, "%s: not valid JSON: %s (line %d, column %d)",
-		                    path, jerr.text, jerr.line, jerr.column);
-	v = json_object_get(root, "format");
-	if (!json_is_object(root) || !json_is_string(v) ||
-	    strcmp(json_string_value(v), RS_PLAN_FORMAT) != 0) {
-		st = rs_error_set(err, RS_EFORMAT, "%s: not a rankscope plan", path);
-		goto out;
-	}
-	v = json_object_get(root, "version");
-	if (!json_is_integer(v) || json_integer_value(v) != RS_PLAN_VERSION) {
-		st = rs_error_set(err, RS_EFORMAT, "%s: plan version is not %d", path,
-		                  RS_PLAN_VERSION);
-		goto out;
-	}
+	if ((st = read_plan_json(path, &root, err)) != RS_OK)
+		return st;
 	model = json_object_get(root, "model");
 	if (json_is_object(model)) {
 		if (json_is_string(json_object_get(model, "path")))

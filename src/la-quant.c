@@ -38,7 +38,7 @@
 #include "rankscope/quant.h"
 #include "rankscope/util.h"
 
-#define KMEANS_MAX_ITERATIONS 100
+#define KMEANS_MAX_ITERATIONS 1000
 #define KMEANS_TOLERANCE 1e-12
 /* Fixed, so the same weights always get the same codebook. */
 #define KMEANS_SEED UINT64_C(0x6b6d65616e732b2b)

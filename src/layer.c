@@ -72,15 +72,34 @@ rs_layer_set_fold(rs_layer *layer, int fold, rs_error *err)
 
 size_t
 rs_layers_discover(const rs_model *model, const rs_layer_filter *filter,
-                   int fold, rs_layer **out)
+                   int fold, const rs_compose_set *compose, rs_layer **out)
 {
-	rs_layer *layers = rs_xcalloc(model->ntensors, sizeof *layers);
+	rs_layer *layers = rs_xcalloc(model->ntensors + 1, sizeof *layers);
 	size_t i, n = 0;
 
 	for (i = 0; i < model->ntensors; i++) {
 		const rs_tensor *t = &model->tensors[i];
+		const rs_compose_group *g = rs_compose_group_of(compose, t);
 		rs_layer *l = &layers[n];
 
+		if (g != NULL) {
+			size_t k;
+			bool first = true;
+			/* the group stands where its earliest factor stands */
+			for (k = 0; k < g->nfactors; k++)
+				first = first && g->factors[k] >= t;
+			if (!first || !rs_layer_filter_match(filter, g->name))
+				continue;
+			l->tensor = &g->product;
+			l->name = g->name;
+			l->kind = RS_LAYER_COMPOSED;
+			l->fold = RS_FOLD_NONE;
+			l->rows = g->product_shape[0];
+			l->cols = g->product_shape[1];
+			l->group = g;
+			n++;
+			continue;
+		}
 		if (rs_layer_ineligible_reason(t) != NULL ||
 		    !rs_layer_filter_match(filter, t->name))
 			continue;
@@ -108,7 +127,7 @@ rs_layer_tensor_index(const rs_layer *layer, size_t row, size_t col)
 	const size_t *s = layer->tensor->shape;
 	size_t f, c, h, w;
 
-	if (layer->kind == RS_LAYER_LINEAR || layer->fold == 0)
+	if (layer->kind != RS_LAYER_CONV || layer->fold == 0)
 		return row * layer->cols + col;   /* row-major as stored */
 	switch (layer->fold) {
 	case 1: f = row / s[2]; h = row % s[2]; c = col / s[3]; w = col % s[3]; break;
@@ -121,7 +140,41 @@ rs_layer_tensor_index(const rs_layer *layer, size_t row, size_t col)
 size_t
 rs_layer_params(const rs_layer *layer)
 {
+	if (layer->group != NULL)
+		return rs_compose_stored_count(layer->group);
 	return layer->rows * layer->cols;
+}
+
+const char *
+rs_layer_kind_name(const rs_layer *layer)
+{
+	switch (layer->kind) {
+	case RS_LAYER_CONV: return "conv";
+	case RS_LAYER_COMPOSED: return "composed";
+	default: return "linear";
+	}
+}
+
+bool
+rs_layer_loads_transposed(const rs_layer *layer)
+{
+	return layer->kind == RS_LAYER_LINEAR ||
+	       (layer->kind == RS_LAYER_CONV && layer->fold == 0);
+}
+
+const rs_layer *
+rs_layer_of_tensor(const rs_layer *layers, size_t nlayers, const rs_tensor *tensor)
+{
+	size_t i, k;
+
+	for (i = 0; i < nlayers; i++) {
+		if (layers[i].tensor == tensor)
+			return &layers[i];
+		for (k = 0; layers[i].group && k < layers[i].group->nfactors; k++)
+			if (layers[i].group->factors[k] == tensor)
+				return &layers[i];
+	}
+	return NULL;
 }
 
 /*
@@ -173,7 +226,7 @@ rs_layer_load_for_spectrum(const rs_layer *layer, double *dst, size_t *rows,
 {
 	size_t count = layer->rows * layer->cols, idx;
 
-	if (layer->kind == RS_LAYER_CONV && layer->fold != 0) {
+	if (!rs_layer_loads_transposed(layer)) {
 		*rows = layer->rows;
 		*cols = layer->cols;
 		return rs_layer_load(layer, dst, layer->rows, path, err);
@@ -196,6 +249,8 @@ rs_layer_load(const rs_layer *layer, double *dst, size_t ld, const char *path,
 	const rs_tensor *t = layer->tensor;
 	size_t esize = rs_dtype_get(t->dtype)->bits / 8, i, j;
 
+	if (layer->kind == RS_LAYER_COMPOSED)
+		return rs_compose_product(layer->group, dst, ld, path, err);
 	if (layer->kind == RS_LAYER_LINEAR) {
 		/* Row i of the row-major tensor is row i of W. */
 		for (i = 0; i < layer->rows; i++)
@@ -220,4 +275,59 @@ rs_layer_load(const rs_layer *layer, double *dst, size_t ld, const char *path,
 			if (!isfinite(dst[i + j * ld]))
 				return nonfinite_error(layer, dst[i + j * ld], i, j, path, err);
 	return RS_OK;
+}
+
+/* The (row, col) in the layer's matrix of the tensor's element i (the
+ * inverse of rs_layer_tensor_index), for messages in the loaders' terms. */
+static void
+matrix_position(const rs_layer *layer, size_t i, size_t *row, size_t *col)
+{
+	const size_t *s = layer->tensor->shape;
+	size_t f, c, h, w;
+
+	if (layer->kind != RS_LAYER_CONV || layer->fold == 0) {
+		*row = i / layer->cols;
+		*col = i % layer->cols;
+		return;
+	}
+	w = i % s[3];
+	h = i / s[3] % s[2];
+	c = i / (s[3] * s[2]) % s[1];
+	f = i / (s[3] * s[2] * s[1]);
+	switch (layer->fold) {
+	case 1: *row = f * s[2] + h; *col = c * s[3] + w; break;
+	case 2: *row = f * s[3] + w; *col = c * s[2] + h; break;
+	default: *row = (f * s[2] + h) * s[3] + w; *col = c; break;
+	}
+}
+
+rs_status
+rs_layer_load_tensor(const rs_layer *layer, double *dst, const char *path,
+                     rs_error *err)
+{
+	size_t count = layer->rows * layer->cols, i, j;
+	double *w;
+	rs_status st;
+
+	if (layer->group == NULL) {
+		/* a straight conversion of the stored bytes */
+		rs_dtype_to_double(layer->tensor->dtype, layer->tensor->data, count, dst, 1);
+		for (i = 0; i < count; i++)
+			if (!isfinite(dst[i])) {
+				size_t r, c;
+				matrix_position(layer, i, &r, &c);
+				return nonfinite_error(layer, dst[i], r, c, path, err);
+			}
+		return RS_OK;
+	}
+	w = malloc(count * sizeof *w);
+	if (w == NULL)
+		return rs_error_set(err, RS_ENOMEM, "%s: layer '%s': out of memory", path,
+		                    layer->name);
+	st = rs_compose_product(layer->group, w, layer->rows, path, err);
+	for (i = 0; st == RS_OK && i < layer->rows; i++)
+		for (j = 0; j < layer->cols; j++)
+			dst[i * layer->cols + j] = w[i + j * layer->rows];
+	free(w);
+	return st;
 }

@@ -404,7 +404,7 @@ layer_index(lua_State *L)
 	else if (strcmp(key, "index") == 0)
 		lua_pushinteger(L, (lua_Integer)i + 1);
 	else if (strcmp(key, "kind") == 0)
-		lua_pushstring(L, l->kind == RS_LAYER_CONV ? "conv" : "linear");
+		lua_pushstring(L, rs_layer_kind_name(l));
 	else if (strcmp(key, "fold") == 0) {
 		if (l->fold == RS_FOLD_NONE)
 			lua_pushnil(L);

@@ -129,7 +129,17 @@ rs_lowrank_pays(size_t rows, size_t cols, size_t rank)
 uint64_t
 rs_layer_dense_bits(const rs_layer *layer)
 {
-	return (uint64_t)layer->rows * layer->cols * rs_dtype_get(layer->tensor->dtype)->bits;
+	uint64_t bits = 0;
+	size_t k;
+
+	if (layer->group == NULL)
+		return (uint64_t)layer->rows * layer->cols *
+		       rs_dtype_get(layer->tensor->dtype)->bits;
+	/* a composed layer kept as it is keeps its factors */
+	for (k = 0; k < layer->group->nfactors; k++)
+		bits += (uint64_t)layer->group->factors[k]->count *
+		        rs_dtype_get(layer->group->factors[k]->dtype)->bits;
+	return bits;
 }
 
 /* Sets the figures common to every compressed method from err_fro. */
@@ -160,8 +170,8 @@ rs_plan_figures_for(const rs_layer *layer, const rs_layer_analysis *a,
 	out->rank = m < n ? m : n;
 	out->nonzeros = count;
 	out->energy = 1.0;
-	out->params = count;
-	out->flops = 2 * count;
+	out->params = rs_layer_params(layer);
+	out->flops = 2 * out->params;
 	out->bits = dense_bits;
 	if (!out->known || entry->method == RS_METHOD_DENSE)
 		return;
@@ -279,8 +289,8 @@ rs_plan_totals_compute(const rs_plan *plan, const rs_layer *layers,
 		rs_plan_figures f;
 
 		rs_plan_figures_for(&layers[i], &analyses[i], &plan->entries[i], &f);
-		out->params_before += layers[i].rows * layers[i].cols;
-		out->flops_before += 2 * layers[i].rows * layers[i].cols;
+		out->params_before += rs_layer_params(&layers[i]);
+		out->flops_before += 2 * rs_layer_params(&layers[i]);
 		out->bits_before += rs_layer_dense_bits(&layers[i]);
 		out->params_after += f.params;
 		out->flops_after += f.flops;

@@ -114,12 +114,15 @@ check "conv1: pruning at sparsity 0 stays dense" \
 
 # ---- 2 and 5. plans of every method: round trip, apply ---------------------------
 
-# applied NAME FOLD MODEL METHODS...: a plan from plan.lua, round tripped
-# through show -o, applied, checked by familycheck.py; $out is apply's.
+# applied NAME FOLD MODEL METHODS [COMPOSE]: a plan from plan.lua (made
+# with --compose COMPOSE when given; show and apply must then find the
+# composed layers from the plan alone), round tripped through show -o,
+# applied, checked by familycheck.py; $out is apply's.
 applied() {
-	aname=$1 afold=$2 amodel=$3 amethods=$4
+	aname=$1 afold=$2 amodel=$3 amethods=$4 acompose=${5:-}
 	p=$d/$aname.json
 	lua_run "plan.lua $aname" "$RANKSCOPE" run --fold "$afold" -S "$luatests" "$fam/plan.lua" \
+		${acompose:+--compose} ${acompose:+"$acompose"} \
 		"$amodel" --param methods="$amethods" -o "$p"
 	check "$aname: run -o wrote the plan" test -s "$p"
 	run 0 "$RANKSCOPE" show --fold "$afold" "$p" "$amodel" -o "$p.2"
@@ -150,6 +153,31 @@ applied cnn-d 1 "$cnn" "prune-cols:0.34 quant:kmeans:4 prune:0.6 quant:binary:3 
 applied mlp-a 0 "$mlp" "quant:kmeans:6 prune-cols:0.2 lowrank+sparse:1:0.5"
 applied mlp-b 0 "$mlp" "prune-rows:0.5 quant:uniform-tensor:8 dense"
 applied mm-a 1 "$mm" "prune:0.3 quant:uniform-channel:2 prune-rows:0.5 quant:uniform-tensor:3 prune:0.99"
+# LoRITa's factors composed: each layer is the product W3 W2 W1; kept dense
+# it keeps its factors, compressed its parts replace them
+lorita=$SAMPLES/digits-lorita.safetensors
+applied lorita-a 0 "$lorita" "prune:0.5 lowrank:4 dense" 'fc*.factors.#.weight'
+applied lorita-b 0 "$lorita" "quant:kmeans:3 prune-rows:0.5 prune-cols:0.2" \
+	'fc*.factors.#.weight'
+contains "$(tr -d ' \n' <"$d/lorita-a.json")" '"compose":["fc*.factors.#.weight"]' \
+	"the plan records its compose pattern"
+contains "$(tr -d ' \n' <"$d/lorita-a.json")" \
+	'"factors":["fc2.factors.0.weight","fc2.factors.1.weight","fc2.factors.2.weight"]' \
+	"the plan lists a composed layer's factors, factor 0 first"
+run 0 "$RANKSCOPE" info --format json --compose 'fc*.factors.#.weight' "$lorita"
+contains "$(printf '%s' "$out" | tr -d ' \n')" \
+	'"name":"fc1.factors.weight","dtype":"F32","shape":[512,64],"kind":"composed","fold":null,"factors":["fc1.factors.0.weight","fc1.factors.1.weight","fc1.factors.2.weight"],"rows":512,"cols":64,"params":40960,' \
+	"info describes a composed layer, its params those of its factors (64x64 + 64x64 + 512x64)"
+run 1 "$RANKSCOPE" info --compose 'fc*.factors.*.weight' "$lorita"
+contains "$err" "$lorita: compose pattern 'fc*.factors.*.weight' needs exactly one '#'" \
+	"a pattern without '#'"
+run 1 "$RANKSCOPE" info --compose 'conv*.#.weight' "$lorita"
+contains "$err" "$lorita: compose pattern 'conv*.#.weight' matches no tensor" "a pattern matching nothing"
+run 1 "$RANKSCOPE" info --compose 'fc#.bias' "$lorita"
+contains "$err" "$lorita: composed layer 'fc.bias' has no factor 0" "factors numbered from 0"
+run 1 "$RANKSCOPE" show "$d/lorita-a.json" "$mlp"
+contains "$err" "compose pattern 'fc*.factors.#.weight' matches no tensor" \
+	"a composed plan on a model without the factors"
 if [ -n "$combo" ]; then
 	applied combo-a 0 "$combo" "lowrank+sparse:4:0.9934 prune:0.74667 lowrank:6 prune:0.9"
 	applied combo-b 0 "$combo" "prune-rows:0.5 prune-cols:0.5 quant:ternary:2 quant:uniform-channel:4"

@@ -5,9 +5,13 @@ with numpy reshapes/transposes written from the definitions (not from
 rankscope's code), computes singular values with numpy's LAPACK in
 float64, and compares every figure rankscope prints.
 
-usage: crosscheck.py RANKSCOPE MODEL FOLD
+usage: crosscheck.py RANKSCOPE MODEL FOLD [COMPOSE-PATTERN]
+
+With a compose pattern, the factors it groups are multiplied here (factor 0
+applied first, W = F_{N-1} ... F_0) and compared as one layer each.
 """
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -45,6 +49,27 @@ def fold(w, scheme):
     return w.transpose(0, 2, 3, 1).reshape(f * kh * kw, c)
 
 
+def compose(tensors, pattern):
+    """Groups tensors by a compose pattern ('#' = the factor index, '*' any
+    text) and replaces each group by its product, named without the '#'."""
+    prefix, suffix = pattern.split("#")
+    glob = lambda p: ".*".join(re.escape(x) for x in p.split("*"))
+    rx = re.compile("(" + glob(prefix) + ")(0|[1-9][0-9]*)(" + glob(suffix) + ")$")
+    groups = {}
+    for name in list(tensors):
+        m = rx.match(name)
+        if m:
+            key = m.group(1) + "#" + m.group(3)
+            groups.setdefault(key, {})[int(m.group(2))] = tensors.pop(name)
+    for key, factors in groups.items():
+        w = factors[0]
+        for k in range(1, len(factors)):
+            w = factors[k] @ w
+        name = key.replace(".#.", ".") if ".#." in key else key.replace("#", "")
+        tensors[name] = w
+    return tensors
+
+
 def run(rankscope, *args):
     out = subprocess.run([rankscope, *args], check=True, capture_output=True)
     return json.loads(out.stdout)
@@ -53,10 +78,14 @@ def run(rankscope, *args):
 def main():
     rankscope, model, scheme = sys.argv[1], sys.argv[2], int(sys.argv[3])
     tensors = read_safetensors(model)
+    extra = []
+    if len(sys.argv) > 4:
+        tensors = compose(tensors, sys.argv[4])
+        extra = ["--compose", sys.argv[4]]
     spectra = run(rankscope, "spectra", "--format", "json", "--no-cache",
-                  "--fold", str(scheme), model)
+                  "--fold", str(scheme), *extra, model)
     info = run(rankscope, "info", "--format", "json", "--no-cache",
-               "--fold", str(scheme), model)
+               "--fold", str(scheme), *extra, model)
     info_by_name = {l["name"]: l for l in info["layers"]}
     failures = 0
     checked = 0

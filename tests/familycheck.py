@@ -509,15 +509,38 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
     c.check(len(out.data) == end, f"data is {len(out.data)} bytes, tensors {end}")
 
     entries = {l["name"]: l for l in plan["layers"]}
+    # a composed layer (rankscope-plan(5) "factors"): its factors are
+    # copied when it stays dense, else its parts stand where the first
+    # of them stood in the file, and W is their product F_{N-1} ... F_0
+    factor_of = {f: l for l in plan["layers"] for f in l.get("factors", [])}
+    first_factor = {}
+    for name in src.entries:
+        if name in factor_of:
+            first_factor.setdefault(factor_of[name]["name"], name)
+    products = {}
+    for l in plan["layers"]:
+        if "factors" in l:
+            w = src.values(l["factors"][0])
+            for f in l["factors"][1:]:
+                w = src.values(f) @ w
+            products[l["name"]] = w
     expected = []
     for name in src.entries:
+        if name in factor_of:
+            l = factor_of[name]
+            if l["method"] == "dense":
+                expected.append(name)
+            elif first_factor[l["name"]] == name:
+                expected += part_names(l["name"], l["method"])
+            continue
         expected += part_names(name, entries[name]["method"]) if name in entries else [name]
     c.check(list(out.entries) == expected,
             f"tensors in order {expected}, got {list(out.entries)}")
 
     # copied through byte for byte
     for name, info in src.entries.items():
-        if name in entries and entries[name]["method"] != "dense":
+        layer = entries.get(name, factor_of.get(name))
+        if layer is not None and layer["method"] != "dense":
             c.check(name not in out.entries, f"{name}: the compressed weight is gone")
             continue
         o = out.entries.get(name)
@@ -532,9 +555,12 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
     worst_gap = 0.0
     for l in compressed:
         name, method, scheme = l["name"], l["method"], l["fold"]
-        info = src.entries[name]
-        shape = info["shape"]
-        t = src.values(name)
+        if name in products:
+            t = products[name]
+            shape = list(t.shape)
+        else:
+            shape = src.entries[name]["shape"]
+            t = src.values(name)
         w = fold(t, scheme)
         m, n = w.shape
         count = m * n

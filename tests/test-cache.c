@@ -38,7 +38,7 @@ analyse(const char *path, const char *cache_dir)
 	CHECK(m != NULL, "open %s", path);
 	if (m == NULL)
 		return r;
-	n = rs_layers_discover(m, NULL, 0, &layers);
+	n = rs_layers_discover(m, NULL, 0, NULL, &layers);
 	e = rs_engine_start(layers, n, path, &o);
 	rs_engine_wait(e);
 	r.hits = rs_engine_cache_hits(e);
@@ -127,7 +127,7 @@ main(void)
 		rs_error err;
 		rs_model *m = rs_model_open(model, &err);
 		rs_layer *layers;
-		size_t n = rs_layers_discover(m, NULL, 0, &layers);
+		size_t n = rs_layers_discover(m, NULL, 0, NULL, &layers);
 		CHECK(n == 1, "one layer");
 		rs_cache_key_for(&layers[0], RS_SVD_GESDD, &key);
 		free(layers);

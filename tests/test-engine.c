@@ -113,7 +113,7 @@ run_full(int threads, bool with_big)
 	unsigned char *bytes;
 	rs_model *m = build_model(&bytes, false, with_big);
 	rs_layer *layers;
-	size_t n = rs_layers_discover(m, NULL, 0, &layers), done, total;
+	size_t n = rs_layers_discover(m, NULL, 0, NULL, &layers), done, total;
 	rs_engine_options o = {.threads = threads, .on_layer_done = count_callback};
 	rs_engine *e;
 
@@ -136,7 +136,7 @@ run_with_failure(void)
 	unsigned char *bytes;
 	rs_model *m = build_model(&bytes, true, false);
 	rs_layer *layers;
-	size_t n = rs_layers_discover(m, NULL, 0, &layers), i, failed = 0;
+	size_t n = rs_layers_discover(m, NULL, 0, NULL, &layers), i, failed = 0;
 	rs_engine_options o = {.threads = 2};
 	rs_engine *e = rs_engine_start(layers, n, "engine.safetensors", &o);
 
@@ -165,7 +165,7 @@ run_cancelled(void)
 	unsigned char *bytes;
 	rs_model *m = build_model(&bytes, false, true);
 	rs_layer *layers;
-	size_t n = rs_layers_discover(m, NULL, 0, &layers), i, cancelled = 0;
+	size_t n = rs_layers_discover(m, NULL, 0, NULL, &layers), i, cancelled = 0;
 	rs_engine_options o = {.threads = 2};
 	rs_engine *e = rs_engine_start(layers, n, "m", &o);
 

@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,7 +58,7 @@ check_folds(void)
 	test_st_add_f32(st, "conv.weight", shape, 4, v);
 	m = parse(st, &bytes);
 	for (fold = 0; fold < RS_FOLD_COUNT && m; fold++) {
-		size_t n = rs_layers_discover(m, NULL, fold, &layers), rows, cols;
+		size_t n = rs_layers_discover(m, NULL, fold, NULL, &layers), rows, cols;
 		double *a;
 		rs_error err;
 
@@ -95,6 +96,30 @@ check_folds(void)
 						      "fold %d: element (%zu,%zu,%zu,%zu) at (%zu,%zu)",
 						      fold, f, c, h, w, r, q);
 					}
+		free(a);
+		/* the tensor load is the stored order whatever the fold; a NaN
+		 * is reported where rs_layer_load reports it */
+		a = rs_xcalloc(count, sizeof *a);
+		CHECK(rs_layer_load_tensor(&layers[0], a, "mem", &err) == RS_OK, "tensor load");
+		for (i = 0; i < count; i++)
+			CHECK(a[i] == v[i], "fold %d: tensor load element %zu", fold, i);
+		{
+			unsigned char *data = (unsigned char *)layers[0].tensor->data;
+			float nan = NAN, keep;
+			size_t at = 77, r, q;
+			char want[64];
+			memcpy(&keep, data + at * 4, 4);
+			memcpy(data + at * 4, &nan, 4);
+			expected_position(fold, shape, at / 40, at / 20 % 2, at / 5 % 4, at % 5, &r, &q);
+			snprintf(want, sizeof want, "element (%zu, %zu)", r, q);
+			CHECK(rs_layer_load_tensor(&layers[0], a, "mem", &err) == RS_ENUMERIC,
+			      "fold %d: NaN refused by the tensor load", fold);
+			CHECK_CONTAINS(err.msg, want);
+			CHECK(rs_layer_load(&layers[0], a, rows, "mem", &err) == RS_ENUMERIC,
+			      "fold %d: NaN refused by the matrix load", fold);
+			CHECK_CONTAINS(err.msg, want);
+			memcpy(data + at * 4, &keep, 4);
+		}
 		free(a);
 		free(layers);
 	}
@@ -136,10 +161,10 @@ check_discovery_and_filters(void)
 	test_st_add(st, "index", "I64", s2, 2, ints, sizeof(int64_t) * 12);
 	m = parse(st, &bytes);
 	if (m != NULL) {
-		n = rs_layers_discover(m, NULL, 0, &layers);
+		n = rs_layers_discover(m, NULL, 0, NULL, &layers);
 		CHECK(n == 3, "three 2-D float layers, got %zu", n);
 		free(layers);
-		n = rs_layers_discover(m, &filter, 0, &layers);
+		n = rs_layers_discover(m, &filter, 0, NULL, &layers);
 		CHECK(n == 1 && strcmp(layers[0].name, "enc.q.weight") == 0,
 		      "include enc*, exclude *.v.* keeps enc.q.weight only");
 		free(layers);
@@ -178,7 +203,7 @@ check_dtypes_and_nonfinite(void)
 	test_st_add(st, "bad", "F32", s2, 2, bad, sizeof bad);
 	m = parse(st, &bytes);
 	if (m != NULL) {
-		n = rs_layers_discover(m, NULL, 0, &layers);
+		n = rs_layers_discover(m, NULL, 0, NULL, &layers);
 		CHECK(n == 4, "four layers");
 		for (i = 0; i < 3 && n == 4; i++) {
 			CHECK(rs_layer_load(&layers[i], a, 2, "mem", &err) == RS_OK, "load");

@@ -45,7 +45,7 @@ fixture_init(fixture *f)
 	f->bytes = test_st_bytes(st, &len);
 	test_st_free(st);
 	f->model = rs_safetensors_parse("fixture.safetensors", f->bytes, len, &err);
-	f->nlayers = rs_layers_discover(f->model, NULL, 0, &f->layers);
+	f->nlayers = rs_layers_discover(f->model, NULL, 0, NULL, &f->layers);
 	for (i = 0; i < f->nlayers; i++) {
 		size_t k = f->layers[i].rows < f->layers[i].cols ? f->layers[i].rows : f->layers[i].cols;
 		double *sigma = rs_xmalloc(k * sizeof *sigma);

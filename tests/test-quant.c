@@ -283,7 +283,7 @@ double_cmp(const void *pa, const void *pb)
 }
 
 /*
- * converges: the data is known to converge well within the 100 Lloyd
+ * converges: the data is known to converge well within the 1000 Lloyd
  * iterations, so the centres must be the means of their clusters to
  * rounding.  Lloyd creeps on large continuous data and may stop at the
  * cap, one step short of a fixed point; then they need only be close.
@@ -314,7 +314,7 @@ check_kmeans(const char *what, const double *w, size_t rows, size_t cols, size_t
 		CHECK(o.codebook[c - 1] < o.codebook[c], "%s: centres ascending at %zu", what, c);
 	for (c = levels; c < k; c++)
 		CHECK(o.codebook[c] == o.codebook[levels - 1], "%s: padding at %zu", what, c);
-	CHECK(o.r.iterations >= 1 && o.r.iterations <= (converges ? 99 : 100),
+	CHECK(o.r.iterations >= 1 && o.r.iterations <= (converges ? 999 : 1000),
 	      "%s: %zu iterations", what, o.r.iterations);
 
 	/* every value at a nearest centre: with the centres ascending, the
@@ -661,7 +661,7 @@ check_kmeans_awkward(void)
  * tail sums to a few thousand, so a cluster mean taken as a difference of
  * plain double prefixes would be off by ~1e-10 of the range.  (Lloyd
  * converges slowly on many continuous values; these sizes converge well
- * within the 100 iterations, so the fixed point can be checked.)  The means
+ * within the 1000 iterations, so the fixed point can be checked.)  The means
  * must still be the clusters' own to 1e-12 of the range, with repeated
  * values (counts times values that do not multiply exactly) and without.
  */

@@ -5,7 +5,9 @@
  * a 2-D floating tensor as it is, or a 4-D convolution kernel (out f, in c,
  * kh, kw) folded by one of four schemes (DESIGN.md §4):
  *   0: f x (c kh kw)   1: (f kh) x (c kw)   2: (f kw) x (c kh)   3: (f kh kw) x c
- * Other tensors (biases, norms, integer tensors) are not layers.
+ * or the product of factor tensors declared by a compose pattern
+ * (compose.h), which stands where its first factor stands and replaces
+ * them.  Other tensors (biases, norms, integer tensors) are not layers.
  */
 #ifndef RANKSCOPE_LAYER_H
 #define RANKSCOPE_LAYER_H
@@ -13,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "rankscope/compose.h"
 #include "rankscope/error.h"
 #include "rankscope/model.h"
 
@@ -21,15 +24,18 @@
 
 typedef enum rs_layer_kind {
 	RS_LAYER_LINEAR,   /* 2-D weight */
-	RS_LAYER_CONV      /* 4-D kernel, folded */
+	RS_LAYER_CONV,     /* 4-D kernel, folded */
+	RS_LAYER_COMPOSED  /* product of 2-D factors (compose.h) */
 } rs_layer_kind;
 
 typedef struct rs_layer {
-	const rs_tensor *tensor;  /* borrowed from the model */
+	const rs_tensor *tensor;  /* borrowed from the model; for a composed
+	                             layer the group's description of W (no data) */
 	const char *name;         /* == tensor->name */
 	rs_layer_kind kind;
 	int fold;                 /* 0..3 for conv, RS_FOLD_NONE for linear */
 	size_t rows, cols;
+	const rs_compose_group *group;  /* composed layers only, else NULL */
 } rs_layer;
 
 /* Name filters: a layer is kept when it matches some include pattern (or
@@ -52,10 +58,17 @@ const char *rs_layer_ineligible_reason(const rs_tensor *tensor);
 
 /*
  * Lists the model's layers in file order, with conv kernels folded by
- * `fold` (0..3).  `*out` is an rs_xmalloc'd array the caller frees.
+ * `fold` (0..3) and the factors of each group in `compose` (may be NULL)
+ * replaced by one composed layer (filtered by its composed name).  `*out`
+ * is an rs_xmalloc'd array the caller frees; composed layers borrow from
+ * `compose`, which must outlive them.
  */
 size_t rs_layers_discover(const rs_model *model, const rs_layer_filter *filter,
-                          int fold, rs_layer **out);
+                          int fold, const rs_compose_set *compose, rs_layer **out);
+
+/* The layer a tensor belongs to (itself or as a factor), or NULL. */
+const rs_layer *rs_layer_of_tensor(const rs_layer *layers, size_t nlayers,
+                                   const rs_tensor *tensor);
 
 /* Sets a conv layer's fold scheme and recomputes rows/cols. */
 rs_status rs_layer_set_fold(rs_layer *layer, int fold, rs_error *err);
@@ -85,11 +98,27 @@ rs_status rs_layer_load_for_spectrum(const rs_layer *layer, double *dst,
                                      size_t *rows, size_t *cols,
                                      const char *path, rs_error *err);
 
+/*
+ * Writes the layer's weights in the tensor's own row-major layout (a
+ * kernel as (f, c, kh, kw), whatever the fold; a composed layer as its
+ * rows x cols product), as doubles: what the tensor decompositions take.
+ * Non-finite values are RS_ENUMERIC, as rs_layer_load.
+ */
+rs_status rs_layer_load_tensor(const rs_layer *layer, double *dst, const char *path,
+                               rs_error *err);
+
 /* Where element (row, col) of the layer's matrix lives in the tensor's
  * row-major data (the inverse of folding). */
 size_t rs_layer_tensor_index(const rs_layer *layer, size_t row, size_t col);
 
-/* Dense cost of the layer: rows * cols parameters. */
+/* "linear", "conv" or "composed". */
+const char *rs_layer_kind_name(const rs_layer *layer);
+
+/* What rs_layer_load_for_spectrum gives: true when it is W^T. */
+bool rs_layer_loads_transposed(const rs_layer *layer);
+
+/* Parameters the file stores for the layer: rows * cols, or the sum of a
+ * composed layer's factors. */
 size_t rs_layer_params(const rs_layer *layer);
 
 #endif

@@ -60,6 +60,15 @@ rs_status rs_plan_load(const char *path, const rs_model *model, const rs_layer *
                        rs_error *err);
 
 /*
+ * The compose patterns a plan was made with (its "compose" array; none when
+ * absent), so that the model can be opened with the same composed layers
+ * before the plan is loaded against them.  *patterns is malloc'd, as is
+ * each string.
+ */
+rs_status rs_plan_read_compose(const char *path, char ***patterns, size_t *npatterns,
+                               rs_error *err);
+
+/*
  * A plan file read on its own, without its model (for comparing plans):
  * the figures it recorded.  Checks the format, the version and the types
  * of what it reads.

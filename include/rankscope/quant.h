@@ -9,8 +9,9 @@
  *   RS_QUANT_KMEANS           a 1-D k-means codebook of k = 2^b centres:
  *                             k-means++ seeding with a fixed seed, then Lloyd
  *                             iterations on the sorted values until no centre
- *                             moves by more than 1e-12 (max - min) or 100
- *                             iterations; b N + 32 k
+ *                             moves by more than 1e-12 (max - min) or 1000
+ *                             iterations (slow 1-D convergence needs more than
+ *                             a hundred on some weights); b N + 32 k
  *   RS_QUANT_BINARY           alpha sign(w), alpha = mean |w| (the L2-optimal
  *                             scale); 1 bit per weight + 32
  *   RS_QUANT_TERNARY          alpha t, t in {-1, 0, 1}: the threshold and
