@@ -21,6 +21,10 @@ struct rs_script {
 /* The runtime a state belongs to (kept in the state's extra space). */
 rs_script *rsl_script(lua_State *L);
 
+/* The index into host.layers of the layer userdata at arg (raises a
+ * type error otherwise). */
+size_t rsl_check_layer(lua_State *L, int arg);
+
 /* luaopen_rankscope: the module table (lua-model.c). */
 int rsl_open(lua_State *L);
 /* Pushes the model and plan userdata (one of each per state). */

@@ -33,8 +33,8 @@ typedef struct layer_ud {
 
 /* ---- layers ---- */
 
-static size_t
-check_layer(lua_State *L, int arg)
+size_t
+rsl_check_layer(lua_State *L, int arg)
 {
 	return ((layer_ud *)luaL_checkudata(L, arg, LAYER_TYPE))->index;
 }
@@ -83,7 +83,7 @@ check_fraction(lua_State *L, int arg)
 static int
 layer_sigma(lua_State *L)
 {
-	size_t i = check_layer(L, 1);
+	size_t i = rsl_check_layer(L, 1);
 	const rs_spectrum *sp = need_spectrum(L, i);
 	lua_Integer n = luaL_checkinteger(L, 2);
 
@@ -95,7 +95,7 @@ layer_sigma(lua_State *L)
 static int
 layer_sigmas(lua_State *L)
 {
-	size_t i = check_layer(L, 1), j;
+	size_t i = rsl_check_layer(L, 1), j;
 	const rs_spectrum *sp = need_spectrum(L, i);
 
 	lua_createtable(L, (int)sp->k, 0);
@@ -109,7 +109,7 @@ layer_sigmas(lua_State *L)
 /* Methods f(layer, rank) -> number, from one spectrum query each. */
 #define RANK_QUERY(lname, query) \
 	static int lname(lua_State *L) { \
-		size_t i = check_layer(L, 1); \
+		size_t i = rsl_check_layer(L, 1); \
 		const rs_spectrum *sp = need_spectrum(L, i); \
 		lua_pushnumber(L, query(sp, check_rank(L, 2, sp))); \
 		return 1; \
@@ -131,7 +131,7 @@ check_cost_rank(lua_State *L, int arg)
 static int
 layer_params(lua_State *L)
 {
-	const rs_layer *l = &rsl_script(L)->host.layers[check_layer(L, 1)];
+	const rs_layer *l = &rsl_script(L)->host.layers[rsl_check_layer(L, 1)];
 
 	if (lua_isnoneornil(L, 2))
 		lua_pushinteger(L, (lua_Integer)(l->rows * l->cols));
@@ -144,7 +144,7 @@ layer_params(lua_State *L)
 static int
 layer_flops(lua_State *L)
 {
-	const rs_layer *l = &rsl_script(L)->host.layers[check_layer(L, 1)];
+	const rs_layer *l = &rsl_script(L)->host.layers[rsl_check_layer(L, 1)];
 
 	if (lua_isnoneornil(L, 2))
 		lua_pushinteger(L, (lua_Integer)(2 * l->rows * l->cols));
@@ -157,7 +157,7 @@ layer_flops(lua_State *L)
 static int
 layer_pays(lua_State *L)
 {
-	const rs_layer *l = &rsl_script(L)->host.layers[check_layer(L, 1)];
+	const rs_layer *l = &rsl_script(L)->host.layers[rsl_check_layer(L, 1)];
 
 	lua_pushboolean(L, rs_lowrank_pays(l->rows, l->cols, check_cost_rank(L, 2)));
 	return 1;
@@ -166,7 +166,7 @@ layer_pays(lua_State *L)
 static int
 layer_breakeven(lua_State *L)
 {
-	const rs_layer *l = &rsl_script(L)->host.layers[check_layer(L, 1)];
+	const rs_layer *l = &rsl_script(L)->host.layers[rsl_check_layer(L, 1)];
 
 	lua_pushinteger(L, (lua_Integer)rs_lowrank_breakeven(l->rows, l->cols));
 	return 1;
@@ -175,7 +175,7 @@ layer_breakeven(lua_State *L)
 static int
 layer_rank_for_energy(lua_State *L)
 {
-	size_t i = check_layer(L, 1);
+	size_t i = rsl_check_layer(L, 1);
 	const rs_spectrum *sp = need_spectrum(L, i);
 
 	lua_pushinteger(L, (lua_Integer)rs_spectrum_rank_for_energy(sp, check_fraction(L, 2)));
@@ -202,7 +202,7 @@ rank_for_error(const rs_spectrum *sp, double eps,
 static int
 layer_rank_for_err_fro(lua_State *L)
 {
-	size_t i = check_layer(L, 1);
+	size_t i = rsl_check_layer(L, 1);
 	const rs_spectrum *sp = need_spectrum(L, i);
 
 	lua_pushinteger(L, (lua_Integer)rank_for_error(sp, luaL_checknumber(L, 2),
@@ -213,7 +213,7 @@ layer_rank_for_err_fro(lua_State *L)
 static int
 layer_rank_for_err_spec(lua_State *L)
 {
-	size_t i = check_layer(L, 1);
+	size_t i = rsl_check_layer(L, 1);
 	const rs_spectrum *sp = need_spectrum(L, i);
 
 	lua_pushinteger(L, (lua_Integer)rank_for_error(sp, luaL_checknumber(L, 2),
@@ -223,7 +223,7 @@ layer_rank_for_err_spec(lua_State *L)
 
 #define SPECTRUM_SCALAR(lname, query) \
 	static int lname(lua_State *L) { \
-		size_t i = check_layer(L, 1); \
+		size_t i = rsl_check_layer(L, 1); \
 		lua_pushnumber(L, query(need_spectrum(L, i))); \
 		return 1; \
 	}
@@ -235,7 +235,7 @@ SPECTRUM_SCALAR(layer_spec_norm, rs_spectrum_spec_norm)
 static int
 layer_ready(lua_State *L)
 {
-	lua_pushboolean(L, rsl_script(L)->host.analyses[check_layer(L, 1)].spectrum != NULL);
+	lua_pushboolean(L, rsl_script(L)->host.analyses[rsl_check_layer(L, 1)].spectrum != NULL);
 	return 1;
 }
 
@@ -256,7 +256,7 @@ need_statistics(lua_State *L, size_t index)
 static int
 layer_prune_error(lua_State *L)
 {
-	size_t i = check_layer(L, 1);
+	size_t i = rsl_check_layer(L, 1);
 	const rs_layer_analysis *a = need_statistics(L, i);
 	double p = check_fraction(L, 2);
 
@@ -270,7 +270,7 @@ static int
 channel_error(lua_State *L, bool outputs)
 {
 	rs_script *s = rsl_script(L);
-	size_t i = check_layer(L, 1);
+	size_t i = rsl_check_layer(L, 1);
 	const rs_layer_analysis *a = need_statistics(L, i);
 	const rs_layer *l = &s->host.layers[i];
 	double p = check_fraction(L, 2);
@@ -287,7 +287,7 @@ static int layer_prune_cols_error(lua_State *L) { return channel_error(L, false)
 static int
 layer_count_below(lua_State *L)
 {
-	size_t i = check_layer(L, 1);
+	size_t i = rsl_check_layer(L, 1);
 	const rs_layer_analysis *a = need_statistics(L, i);
 
 	lua_pushinteger(L, (lua_Integer)rs_prune_count_below(a->magnitudes,
@@ -318,7 +318,7 @@ check_bits(lua_State *L, int arg)
 static int
 layer_quant_error(lua_State *L)
 {
-	size_t i = check_layer(L, 1);
+	size_t i = rsl_check_layer(L, 1);
 	const rs_layer_analysis *a = need_statistics(L, i);
 	rs_quantizer q = check_quantizer(L, 2);
 
@@ -329,7 +329,7 @@ layer_quant_error(lua_State *L)
 static int
 layer_quant_storage(lua_State *L)
 {
-	size_t i = check_layer(L, 1);
+	size_t i = rsl_check_layer(L, 1);
 	const rs_layer_analysis *a = need_statistics(L, i);
 	rs_quantizer q = check_quantizer(L, 2);
 
@@ -341,7 +341,7 @@ layer_quant_storage(lua_State *L)
 static int
 layer_storage(lua_State *L)
 {
-	const rs_layer *l = &rsl_script(L)->host.layers[check_layer(L, 1)];
+	const rs_layer *l = &rsl_script(L)->host.layers[rsl_check_layer(L, 1)];
 	lua_Integer nnz;
 
 	if (lua_isnoneornil(L, 2)) {
@@ -389,7 +389,7 @@ static int
 layer_index(lua_State *L)
 {
 	rs_script *s = rsl_script(L);
-	size_t i = check_layer(L, 1), d;
+	size_t i = rsl_check_layer(L, 1), d;
 	const rs_layer *l = &s->host.layers[i];
 	const char *key = luaL_checkstring(L, 2);
 
@@ -428,7 +428,7 @@ layer_index(lua_State *L)
 static int
 layer_tostring(lua_State *L)
 {
-	const rs_layer *l = &rsl_script(L)->host.layers[check_layer(L, 1)];
+	const rs_layer *l = &rsl_script(L)->host.layers[rsl_check_layer(L, 1)];
 
 	lua_pushfstring(L, "layer %s (%dx%d)", l->name, (int)l->rows, (int)l->cols);
 	return 1;
@@ -437,7 +437,7 @@ layer_tostring(lua_State *L)
 static int
 layer_eq(lua_State *L)
 {
-	lua_pushboolean(L, check_layer(L, 1) == check_layer(L, 2));
+	lua_pushboolean(L, rsl_check_layer(L, 1) == rsl_check_layer(L, 2));
 	return 1;
 }
 
@@ -458,7 +458,7 @@ layer_arg(lua_State *L, int arg)
 	size_t i;
 
 	if (lua_type(L, arg) != LUA_TSTRING)
-		return check_layer(L, arg);
+		return rsl_check_layer(L, arg);
 	name = lua_tostring(L, arg);
 	for (i = 0; i < s->host.nlayers; i++)
 		if (strcmp(s->host.layers[i].name, name) == 0)
@@ -715,7 +715,7 @@ module_combine(lua_State *L)
 {
 	static const char *const fallbacks[] = {"none", "lowrank", "sparse", "quant"};
 	rs_script *s = rsl_script(L);
-	size_t i = check_layer(L, 1), j, k;
+	size_t i = rsl_check_layer(L, 1), j, k;
 	const rs_layer *l = &s->host.layers[i];
 	size_t count = l->rows * l->cols;
 	rs_combine_spec spec = {
@@ -824,7 +824,7 @@ static int
 module_grouped(lua_State *L)
 {
 	rs_script *s = rsl_script(L);
-	size_t i = check_layer(L, 1), gi, j;
+	size_t i = rsl_check_layer(L, 1), gi, j;
 	const rs_layer *l = &s->host.layers[i];
 	const rs_spectrum *sp = need_spectrum(L, i);
 	lua_Integer groups = luaL_checkinteger(L, 2);
