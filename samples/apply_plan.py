@@ -8,7 +8,8 @@ names the model class ("model") and holds the plan ("rankscope_plan").
 Each compressed layer is rebuilt from its parts as rankscope-plan(5)
 describes: B @ A for low rank (unfolded by the plan's fold scheme for a
 convolution kernel), scattered sparse values, kept channels, codes looked up
-in their codebook, or low rank plus sparse.  The model is then evaluated on the fixed 360-image
+in their codebook, or low rank plus sparse; a composed layer's product goes
+back into its factors.  The model is then evaluated on the fixed 360-image
 test split of digits_models.py.  With --original, the uncompressed model is
 evaluated too, for comparison.
 
@@ -63,9 +64,9 @@ def scatter(layer, values, indices):
     return w.reshape(layer["shape"])
 
 
-def rebuild(tensors, plan):
+def rebuild(tensors, plan, shapes):
     """State dict with every compressed layer's weight rebuilt from its parts
-    (layouts in rankscope-plan(5))."""
+    (layouts in rankscope-plan(5)); shapes are the network's own tensors'."""
     state = dict(tensors)
     for layer in plan["layers"]:
         method, name = layer["method"], layer["name"]
@@ -110,8 +111,29 @@ def rebuild(tensors, plan):
                 w = book[codes].reshape(layer["shape"])
         else:
             raise ValueError(f"{name}: unknown method {method!r}")
-        state[name] = w.float().contiguous()
+        if "factors" in layer:
+            place_product(state, layer, w, shapes)
+        else:
+            state[name] = w.float().contiguous()
     return state
+
+
+def place_product(state, layer, w, shapes):
+    """A composed layer's rebuilt product W = F_(N-1) ... F_0, put back into
+    the network that expects its factors: W goes into the last factor of
+    W's shape and the others (square) become identities, so that their
+    product is W again."""
+    factors = layer["factors"]
+    fitting = [f for f in factors if list(shapes[f]) == list(w.shape)]
+    if not fitting:
+        raise ValueError(f"{layer['name']}: no factor of the product's shape {list(w.shape)}")
+    for f in factors:
+        if f == fitting[-1]:
+            state[f] = w.float().contiguous()
+        elif shapes[f][0] == shapes[f][1]:
+            state[f] = torch.eye(shapes[f][0])
+        else:
+            raise ValueError(f"{layer['name']}: factor {f} {list(shapes[f])} is not square")
 
 
 def main():
@@ -127,8 +149,9 @@ def main():
         return 1
     plan = json.loads(metadata["rankscope_plan"])
     try:
-        state = rebuild(tensors, plan)
         model = dm.MODELS[metadata["model"]]()
+        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        state = rebuild(tensors, plan, shapes)
         model.load_state_dict(state, strict=True)
     except (KeyError, ValueError, RuntimeError) as e:
         print(f"{args.applied}: {e}", file=sys.stderr)

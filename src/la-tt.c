@@ -124,26 +124,39 @@ check_shape(size_t rows, size_t cols, size_t ld, size_t d, const size_t *row_mod
 
 /* Right-to-left contraction cost; see tt.h.  Saturates at SIZE_MAX. */
 static size_t
-matvec_flops(const rs_tt *tt)
+matvec_flops(size_t d, const size_t *row_modes, const size_t *col_modes,
+             const size_t *ranks)
 {
 	size_t total = 0, k, l;
 
-	for (k = 0; k < tt->d; k++) {
+	for (k = 0; k < d; k++) {
 		size_t t = 2;
 		int over = 0;
 		for (l = 0; l < k; l++)
-			over |= rs_mul_overflows(t, tt->col_modes[l], &t);
-		for (l = k + 1; l < tt->d; l++)
-			over |= rs_mul_overflows(t, tt->row_modes[l], &t);
-		over |= rs_mul_overflows(t, tt->ranks[k], &t);
-		over |= rs_mul_overflows(t, tt->row_modes[k], &t);
-		over |= rs_mul_overflows(t, tt->col_modes[k], &t);
-		over |= rs_mul_overflows(t, tt->ranks[k + 1], &t);
+			over |= rs_mul_overflows(t, col_modes[l], &t);
+		for (l = k + 1; l < d; l++)
+			over |= rs_mul_overflows(t, row_modes[l], &t);
+		over |= rs_mul_overflows(t, ranks[k], &t);
+		over |= rs_mul_overflows(t, row_modes[k], &t);
+		over |= rs_mul_overflows(t, col_modes[k], &t);
+		over |= rs_mul_overflows(t, ranks[k + 1], &t);
 		if (over || total > SIZE_MAX - t)
 			return SIZE_MAX;
 		total += t;
 	}
 	return total;
+}
+
+void
+rs_tt_cost(size_t d, const size_t *row_modes, const size_t *col_modes,
+           const size_t *ranks, size_t *params, size_t *flops)
+{
+	size_t k;
+
+	*params = 0;
+	for (k = 0; k < d; k++)
+		*params += ranks[k] * row_modes[k] * col_modes[k] * ranks[k + 1];
+	*flops = matvec_flops(d, row_modes, col_modes, ranks);
 }
 
 static rs_status
@@ -375,9 +388,7 @@ rs_tt_svd(const double *w, size_t rows, size_t cols, size_t ld, size_t d,
 		c = NULL;
 	}
 
-	for (k = 0; k < d; k++)
-		tt->params += tt->ranks[k] * row_modes[k] * col_modes[k] * tt->ranks[k + 1];
-	tt->flops = matvec_flops(tt);
+	rs_tt_cost(d, row_modes, col_modes, tt->ranks, &tt->params, &tt->flops);
 
 	rec = malloc(total * sizeof *rec);
 	if (rec == NULL) {

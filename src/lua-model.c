@@ -418,6 +418,16 @@ layer_index(lua_State *L)
 			lua_pushinteger(L, (lua_Integer)l->tensor->shape[d]);
 			lua_rawseti(L, -2, (lua_Integer)d + 1);
 		}
+	} else if (strcmp(key, "factors") == 0) {
+		if (l->group == NULL) {
+			lua_pushnil(L);
+		} else {
+			lua_createtable(L, (int)l->group->nfactors, 0);
+			for (d = 0; d < l->group->nfactors; d++) {
+				lua_pushstring(L, l->group->factors[d]->name);
+				lua_rawseti(L, -2, (lua_Integer)d + 1);
+			}
+		}
 	} else {
 		luaL_getmetafield(L, 1, "methods");
 		lua_getfield(L, -1, key);

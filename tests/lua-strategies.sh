@@ -1,5 +1,5 @@
 #!/bin/sh
-# lua-strategies.sh — the six shipped strategies and the two example user
+# lua-strategies.sh — the shipped strategies and the two example user
 # strategies in samples/strategies.  tests/lua/strategies.lua and
 # tests/lua/user-strategies.lua call each strategy's run() on models with
 # known spectra and on the samples, and compare the plans with rules and
@@ -188,6 +188,20 @@ for m in mlp cnn; do
 done
 run 1 "$RANKSCOPE" run --strategy-path "$examples" network-bound "$mlp" --param conv_factor=2
 contains "$err" "parameter 'conv_factor' = 2 is out of range 0..1" "network-bound: conv_factor <= 1"
+
+# ---- lorita: composed layers, one threshold on sigma / sigma_max -----------------
+lorita=$SAMPLES/digits-lorita.safetensors
+lua_run "lorita-rule.lua" "$RANKSCOPE" run --strategy-path "$luatests" "$luatests/lorita-rule.lua" \
+	--compose 'fc*.factors.#.weight' "$lorita"
+contains "$out" "lorita: 28 cases on 3 composed of 3 layers" "lorita-rule.lua ran every case"
+run 0 "$RANKSCOPE" run lorita --compose 'fc*.factors.#.weight' "$lorita" --param threshold=0.05
+equals "$(signature)" "$(printf '%s\n' "$out" | awk '$3 == "lowrank"' | awk '{printf "%s%s", s, $4; s=" "}')" \
+	"lorita: every composed layer truncated at 0.05"
+contains "$(printf '%s\n' "$out" | tail -1)" \
+	"lorita threshold 0.05 (relative to layer): 3 of 3 composed layers truncated" "lorita summary"
+run 1 "$RANKSCOPE" run lorita "$lorita"
+contains "$err" "lorita: the model has no composed layers; open it with --compose PATTERN" \
+	"lorita without composed layers says what to do"
 
 # The README's example, from the source tree.
 run 0 sh -c "cd '$SAMPLES/..' && '$RANKSCOPE' run --strategy-path samples/strategies protect-edges samples/digits-mlp.safetensors"

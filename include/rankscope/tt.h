@@ -128,4 +128,9 @@ rs_status rs_tt_reconstruct(const rs_tt *tt, double *out, size_t ld, rs_error *e
  */
 int rs_tt_balanced_modes(size_t n, size_t d, size_t *modes);
 
+/* params and flops (above) of a TT-matrix with these d modes and d + 1
+ * ranks, as rs_tt_svd fills them in. */
+void rs_tt_cost(size_t d, const size_t *row_modes, const size_t *col_modes,
+                const size_t *ranks, size_t *params, size_t *flops);
+
 #endif
