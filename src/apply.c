@@ -18,13 +18,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "apply-internal.h"
 #include "rankscope/apply.h"
 #include "rankscope/combine.h"
 #include "rankscope/file.h"
 #include "rankscope/svd.h"
 #include "rankscope/util.h"
 
-#define MAX_PARTS 4
+#define MAX_PARTS APPLY_MAX_PARTS
 
 /* One output tensor: copied from the input, or part of a compressed layer. */
 typedef struct out_tensor {
@@ -136,6 +137,23 @@ plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
 			add_part(outs, n, name, "quant.codebook", i, 1, RS_DTYPE_F32, levels, 0);
 		break;
 	}
+	case RS_METHOD_GROUPED:
+	case RS_METHOD_TUCKER2:
+	case RS_METHOD_CP:
+	case RS_METHOD_TT: {
+		apply_part_shape shapes[APPLY_MAX_PARTS];
+		size_t np = apply_decomposition_shapes(l, &plan->entries[i], shapes), p;
+		for (p = 0; p < np; p++) {
+			out_tensor *o = &outs[*n];
+			add_part(outs, n, name, shapes[p].suffix, i, (int)p, RS_DTYPE_F32, 1, 1);
+			memcpy(o->shape, shapes[p].shape, sizeof o->shape);
+			o->ndim = shapes[p].ndim;
+			o->nbytes = 4;
+			for (k = 0; k < o->ndim; k++)
+				o->nbytes *= o->shape[k];
+		}
+		break;
+	}
 	case RS_METHOD_LOWRANK_SPARSE:
 		add_part(outs, n, name, "lowrank.A", i, 0, RS_DTYPE_F32, f.rank, l->cols);
 		add_part(outs, n, name, "lowrank.B", i, 1, RS_DTYPE_F32, l->rows, f.rank);
@@ -240,9 +258,9 @@ out:
 /* A rank-r factorisation of the m x n matrix x (destroyed): B = U_r
  * sqrt(S_r) into b (m x r, row-major), A = sqrt(S_r) V_r^T into a (r x n,
  * row-major); approx (may alias nothing) += B A from the float32 values. */
-static rs_status
-factorise(const rs_model *model, const rs_layer *l, double *x, size_t r, float *a,
-          float *b, double *approx, rs_error *err)
+rs_status
+apply_factorise(const rs_model *model, const rs_layer *l, double *x, size_t r, float *a,
+                float *b, double *approx, rs_error *err)
 {
 	size_t m = l->rows, n = l->cols, k = m < n ? m : n, i, j, t;
 	double *u = malloc(m * k * sizeof *u), *vt = malloc(k * n * sizeof *vt);
@@ -336,6 +354,15 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 		                  l->name);
 		goto out;
 	}
+	if (rs_method_is_solved(f->method) && f->method != RS_METHOD_LOWRANK_SPARSE) {
+		/* the decompositions: parts, and the matrix measured (a grouped
+		 * SVD's own fold) */
+		rs_layer view;
+		st = apply_decomposition(model, l, e, p->data, &view, w, approx, err);
+		if (st == RS_OK)
+			st = measure(model, &view, w, approx, &p->report, err);
+		goto out;
+	}
 	if ((st = rs_layer_load(l, w, m, model->path, err)) != RS_OK)
 		goto out;
 	memcpy(x, w, count * sizeof *w);
@@ -343,7 +370,7 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 	case RS_METHOD_LOWRANK:
 		p->data[0] = rs_xmalloc(f->rank * n * sizeof(float) + 1);
 		p->data[1] = rs_xmalloc(m * f->rank * sizeof(float) + 1);
-		st = factorise(model, l, x, f->rank, p->data[0], p->data[1], approx, err);
+		st = apply_factorise(model, l, x, f->rank, p->data[0], p->data[1], approx, err);
 		break;
 	case RS_METHOD_PRUNE: {
 		/* the same statistics, from the same load, as the figures */
@@ -480,7 +507,7 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 			}
 			p->data[0] = rs_xmalloc(e->rank * n * sizeof(float) + 1);
 			p->data[1] = rs_xmalloc(m * e->rank * sizeof(float) + 1);
-			st = factorise(model, l, x, e->rank, p->data[0], p->data[1], approx, err);
+			st = apply_factorise(model, l, x, e->rank, p->data[0], p->data[1], approx, err);
 		}
 		if (st == RS_OK) {
 			size_t nnz = 0;

@@ -42,6 +42,21 @@ cmd_json_print(json_t *root)
 	putchar('\n');
 }
 
+/* The matrix (and fold) an effective choice factorises: a grouped SVD's
+ * own fold, else the layer's. */
+static void
+figures_matrix(const rs_layer *l, const rs_plan_entry *e, const rs_plan_figures *f,
+               size_t *rows, size_t *cols, int *fold)
+{
+	rs_plan_entry effective = *e;
+
+	if (f->method != e->method)
+		effective = rs_plan_entry_dense();
+	rs_plan_entry_matrix(l, &effective, rows, cols);
+	if (fold != NULL)
+		*fold = f->method == RS_METHOD_GROUPED && l->kind == RS_LAYER_CONV ? e->fold : l->fold;
+}
+
 void
 cmd_print_plan(const rs_layer *layers, size_t nlayers,
                const rs_layer_analysis *analyses, const rs_plan *plan)
@@ -60,12 +75,16 @@ cmd_print_plan(const rs_layer *layers, size_t nlayers,
 		char matrix[32], params[16], size[16], rank[16], detail[48];
 		rs_plan_figures f;
 
+		size_t rows, cols;
+
 		rs_plan_figures_for(l, &analyses[i], &plan->entries[i], &f);
-		snprintf(matrix, sizeof matrix, "%zux%zu", l->rows, l->cols);
+		figures_matrix(l, &plan->entries[i], &f, &rows, &cols, NULL);
+		snprintf(matrix, sizeof matrix, "%zux%zu", rows, cols);
 		rs_format_count(params, sizeof params, (double)f.params);
 		rs_format_bytes(size, sizeof size, (f.bits + 7) / 8);
 		if (f.method == RS_METHOD_DENSE || f.method == RS_METHOD_LOWRANK ||
-		    f.method == RS_METHOD_LOWRANK_SPARSE)
+		    f.method == RS_METHOD_LOWRANK_SPARSE || f.method == RS_METHOD_GROUPED ||
+		    f.method == RS_METHOD_CP)
 			snprintf(rank, sizeof rank, "%zu", f.rank);
 		else
 			snprintf(rank, sizeof rank, "-");
@@ -102,17 +121,22 @@ cmd_print_plan_csv(const rs_layer *layers, size_t nlayers,
 		const rs_layer *l = &layers[i];
 		rs_plan_figures f;
 
+		size_t rows, cols;
+		int fold;
+
 		rs_plan_figures_for(l, &analyses[i], &plan->entries[i], &f);
+		figures_matrix(l, &plan->entries[i], &f, &rows, &cols, &fold);
 		cmd_csv_field(stdout, l->name);
-		printf(",%zu,%zu,", l->rows, l->cols);
-		if (l->fold != RS_FOLD_NONE)
-			printf("%d", l->fold);
+		printf(",%zu,%zu,", rows, cols);
+		if (fold != RS_FOLD_NONE)
+			printf("%d", fold);
 		printf(",%s,", rs_method_name(f.method));
-		if (f.method == RS_METHOD_LOWRANK || f.method == RS_METHOD_LOWRANK_SPARSE)
+		if (f.method == RS_METHOD_LOWRANK || f.method == RS_METHOD_LOWRANK_SPARSE ||
+		    f.method == RS_METHOD_GROUPED || f.method == RS_METHOD_CP)
 			printf("%zu", f.rank);
 		printf(",");
-		if (f.method != RS_METHOD_DENSE && f.method != RS_METHOD_LOWRANK &&
-		    f.method != RS_METHOD_QUANT)
+		if (f.method == RS_METHOD_PRUNE || f.method == RS_METHOD_PRUNE_ROWS ||
+		    f.method == RS_METHOD_PRUNE_COLS || f.method == RS_METHOD_LOWRANK_SPARSE)
 			printf("%.17g", plan->entries[i].sparsity);
 		printf(",");
 		if (f.method == RS_METHOD_QUANT)

@@ -8,11 +8,13 @@
 #include "config.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rankscope/file.h"
 #include "rankscope/planfile.h"
+#include "rankscope/plansolve.h"
 #include "rankscope/util.h"
 
 /* Plans are small (a few hundred bytes per layer); this bounds hostile input. */
@@ -86,19 +88,25 @@ layer_json(const rs_layer *l, const rs_layer_analysis *a, const rs_plan_entry *e
 	json_t *o = json_object(), *pred = json_object();
 	size_t matrix[2] = {l->rows, l->cols};
 	rs_plan_figures f;
-
+	int fold = l->fold;
 	bool ranked, sparse, quant;
 
 	rs_plan_figures_for(l, a, e, &f);
+	if (f.method == RS_METHOD_GROUPED) {
+		/* a grouped SVD factorises the matrix of its own fold */
+		rs_plan_entry_matrix(l, e, &matrix[0], &matrix[1]);
+		fold = l->kind == RS_LAYER_CONV ? e->fold : RS_FOLD_NONE;
+	}
 	/* the effective choice (a choice that does not pay is written dense) */
-	ranked = f.method == RS_METHOD_LOWRANK || f.method == RS_METHOD_LOWRANK_SPARSE;
+	ranked = f.method == RS_METHOD_LOWRANK || f.method == RS_METHOD_LOWRANK_SPARSE ||
+	         f.method == RS_METHOD_GROUPED || f.method == RS_METHOD_CP;
 	sparse = f.method == RS_METHOD_PRUNE || f.method == RS_METHOD_PRUNE_ROWS ||
 	         f.method == RS_METHOD_PRUNE_COLS || f.method == RS_METHOD_LOWRANK_SPARSE;
 	quant = f.method == RS_METHOD_QUANT;
 	json_object_set_new(o, "name", json_string(l->name));
 	json_object_set_new(o, "shape", sizes_json(l->tensor->shape, l->tensor->ndim));
 	json_object_set_new(o, "matrix", sizes_json(matrix, 2));
-	json_object_set_new(o, "fold", l->fold == RS_FOLD_NONE ? json_null() : json_integer(l->fold));
+	json_object_set_new(o, "fold", fold == RS_FOLD_NONE ? json_null() : json_integer(fold));
 	if (l->group != NULL) {
 		json_t *names = json_array();
 		size_t k;
@@ -108,7 +116,19 @@ layer_json(const rs_layer *l, const rs_layer_analysis *a, const rs_plan_entry *e
 	}
 	json_object_set_new(o, "method", json_string(rs_method_name(f.method)));
 	json_object_set_new(o, "rank", ranked ? json_integer((json_int_t)f.rank) : json_null());
-	json_object_set_new(o, "groups", json_integer(1));
+	json_object_set_new(o, "groups", json_integer(f.method == RS_METHOD_GROUPED ?
+	                                             (json_int_t)e->groups : 1));
+	if (f.method == RS_METHOD_TUCKER2) {
+		size_t ranks[2] = {e->rank, e->rank_in};
+		json_object_set_new(o, "ranks", sizes_json(ranks, 2));
+	}
+	if (f.method == RS_METHOD_TT) {
+		json_t *tt = json_object();
+		json_object_set_new(tt, "rows", sizes_json(e->tt_rows, e->tt_d));
+		json_object_set_new(tt, "cols", sizes_json(e->tt_cols, e->tt_d));
+		json_object_set_new(tt, "ranks", sizes_json(e->tt_ranks, e->tt_d + 1));
+		json_object_set_new(o, "tt", tt);
+	}
 	json_object_set_new(o, "sparsity", json_real(sparse ? e->sparsity : 0.0));
 	json_object_set_new(o, "bits", json_integer(quant ?
 	                    (json_int_t)rs_quantizer_bits(e->quantizer, e->bits) :
@@ -118,6 +138,10 @@ layer_json(const rs_layer *l, const rs_layer_analysis *a, const rs_plan_entry *e
 	json_object_set_new(pred, "rel_fro", json_real(f.err_fro));
 	json_object_set_new(pred, "rel_spec", json_real(f.err_spec));
 	json_object_set_new(pred, "rel_spec_is_bound", json_boolean(f.spec_is_bound));
+	if (f.method == RS_METHOD_GROUPED)
+		json_object_set_new(pred, "rel_spec_alds", json_real(e->solved_alds));
+	if (f.method == RS_METHOD_TUCKER2 || f.method == RS_METHOD_TT)
+		json_object_set_new(pred, "rel_fro_bound", json_real(e->solved_fro_bound));
 	json_object_set_new(pred, "energy", json_real(f.energy));
 	json_object_set_new(pred, "params", json_integer((json_int_t)f.params));
 	json_object_set_new(pred, "nonzeros", json_integer((json_int_t)f.nonzeros));
@@ -306,6 +330,112 @@ rs_plan_read_compose(const char *path, char ***patterns, size_t *npatterns, rs_e
 	return st;
 }
 
+/* obj.key as a size_t into *out; false when absent or not a non-negative integer. */
+static bool
+get_size(json_t *obj, const char *key, size_t *out)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return false;
+	*out = (size_t)json_integer_value(v);
+	return true;
+}
+
+/* An array of 1..max non-negative integers into v; its length, 0 if not one. */
+static size_t
+get_sizes(json_t *a, size_t *v, size_t max)
+{
+	size_t i;
+	json_t *x;
+
+	if (!json_is_array(a) || json_array_size(a) < 1 || json_array_size(a) > max)
+		return 0;
+	json_array_foreach(a, i, x) {
+		if (!json_is_integer(x) || json_integer_value(x) < 0)
+			return 0;
+		v[i] = (size_t)json_integer_value(x);
+	}
+	return json_array_size(a);
+}
+
+/* A recorded figure: a finite number >= 0 (NaN when absent and optional). */
+static rs_status
+get_figure(const char *where, json_t *pred, const char *key, bool required,
+           double *out, rs_error *err)
+{
+	json_t *v = json_object_get(pred, key);
+
+	if (v == NULL && !required) {
+		*out = NAN;
+		return RS_OK;
+	}
+	if (!json_is_number(v) || !isfinite(json_number_value(v)) || json_number_value(v) < 0)
+		return rs_error_set(err, RS_EINVAL, "%s: predicted.%s (recorded from the "
+		                    "decomposition) must be a number >= 0", where, key);
+	*out = json_number_value(v);
+	return RS_OK;
+}
+
+/*
+ * A decomposition's parameters (rank, groups, ranks, tt) and its recorded
+ * figures: recomputing them would mean solving again, so they are read
+ * (as a combination's error is) and checked for range; apply measures.
+ */
+static rs_status
+read_decomposition(const char *where, json_t *o, const rs_layer *l, rs_plan_entry *e,
+                   rs_error *err)
+{
+	json_t *pred = json_object_get(o, "predicted"), *tt;
+	size_t ranks[2], n;
+	rs_error check;
+	rs_status st;
+
+	switch (e->method) {
+	case RS_METHOD_GROUPED:
+		if (!get_size(o, "rank", &e->rank) || !get_size(o, "groups", &e->groups))
+			return rs_error_set(err, RS_EFORMAT, "%s: method 'grouped' needs an integer "
+			                    "rank and groups", where);
+		break;
+	case RS_METHOD_CP:
+		if (!get_size(o, "rank", &e->rank))
+			return rs_error_set(err, RS_EFORMAT, "%s: method 'cp' needs an integer rank",
+			                    where);
+		break;
+	case RS_METHOD_TUCKER2:
+		if (get_sizes(json_object_get(o, "ranks"), ranks, 2) != 2)
+			return rs_error_set(err, RS_EFORMAT, "%s: method 'tucker2' needs ranks "
+			                    "[r_out, r_in]", where);
+		e->rank = ranks[0];
+		e->rank_in = ranks[1];
+		break;
+	default:
+		tt = json_object_get(o, "tt");
+		e->tt_d = get_sizes(json_object_get(tt, "rows"), e->tt_rows, RS_PLAN_TT_MAX_D);
+		n = get_sizes(json_object_get(tt, "cols"), e->tt_cols, RS_PLAN_TT_MAX_D);
+		if (e->tt_d < 2 || n != e->tt_d ||
+		    get_sizes(json_object_get(tt, "ranks"), e->tt_ranks, RS_PLAN_TT_MAX_D + 1) !=
+		    e->tt_d + 1)
+			return rs_error_set(err, RS_EFORMAT, "%s: method 'tt' needs tt {rows, cols: "
+			    "d >= 2 modes each; ranks: d + 1 values}", where);
+		for (n = 0; n <= e->tt_d; n++)
+			if (e->tt_ranks[n] < 1 || ((n == 0 || n == e->tt_d) && e->tt_ranks[n] != 1))
+				return rs_error_set(err, RS_EINVAL, "%s: TT ranks must be >= 1 and "
+				                    "start and end with 1", where);
+		break;
+	}
+	if (rs_plan_entry_check(l, e, &check) != RS_OK)
+		return rs_error_set(err, RS_EINVAL, "%s: %s", where, check.msg);
+	if ((st = get_figure(where, pred, "rel_fro", true, &e->solved_error, err)) != RS_OK ||
+	    (st = get_figure(where, pred, "rel_spec", true, &e->solved_spec, err)) != RS_OK ||
+	    (st = get_figure(where, pred, "rel_fro_bound", e->method == RS_METHOD_TUCKER2 ||
+	                     e->method == RS_METHOD_TT, &e->solved_fro_bound, err)) != RS_OK ||
+	    (st = get_figure(where, pred, "rel_spec_alds", e->method == RS_METHOD_GROUPED,
+	                     &e->solved_alds, err)) != RS_OK)
+		return st;
+	return RS_OK;
+}
+
 /* Checks one layer entry against the model's layer; fills the entry. */
 static rs_status
 read_layer(const char *path, const char *model_path, size_t index, json_t *o,
@@ -313,21 +443,49 @@ read_layer(const char *path, const char *model_path, size_t index, json_t *o,
 {
 	json_t *v;
 	const char *method;
-	size_t k = l->rows < l->cols ? l->rows : l->cols, d;
+	size_t k = l->rows < l->cols ? l->rows : l->cols, d, rows, cols;
 	char where[160];
 
 	snprintf(where, sizeof where, "%s: layers[%zu] ('%s')", path, index, l->name);
+	v = json_object_get(o, "method");
+	if (!json_is_string(v))
+		return rs_error_set(err, RS_EFORMAT, "%s: method must be a string, not %s",
+		                    where, v ? type_name(v) : "missing");
+	method = json_string_value(v);
+	*e = rs_plan_entry_dense();
+	if (!rs_method_parse(method, &e->method))
+		return rs_error_set(err, RS_EINVAL, "%s: unknown method '%s' (known: dense, "
+		                    "lowrank, prune, prune-rows, prune-cols, quant, lowrank+sparse, "
+		                    "grouped, tucker2, cp, tt)", where, method);
+	v = json_object_get(o, "fold");
+	if (e->method == RS_METHOD_GROUPED && l->kind == RS_LAYER_CONV) {
+		/* a grouped SVD names its own fold, which may not be the session's */
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) >= RS_FOLD_COUNT)
+			return rs_error_set(err, RS_EINVAL, "%s: a grouped SVD of a kernel needs "
+			                    "fold 0..%d", where, RS_FOLD_COUNT - 1);
+		e->fold = (int)json_integer_value(v);
+	} else if (v != NULL && l->fold == RS_FOLD_NONE && !json_is_null(v)) {
+		return rs_error_set(err, RS_EINVAL, "%s: the plan gives a fold, but the layer is "
+		                    "a %s layer (its fold must be null)", where, rs_layer_kind_name(l));
+	} else if (v != NULL && l->fold != RS_FOLD_NONE &&
+	           !(json_is_integer(v) && json_integer_value(v) == l->fold)) {
+		return rs_error_set(err, RS_EINVAL, "%s: fold %s in the plan, but the layer is "
+		    "opened with fold %d (use --fold)", where, json_is_integer(v) ? "differs" :
+		    "is not a scheme number", l->fold);
+	}
+	rs_plan_entry_matrix(l, e, &rows, &cols);
 	v = json_object_get(o, "matrix");
 	if (v != NULL) {
 		if (!json_is_array(v) || json_array_size(v) != 2 ||
 		    !json_is_integer(json_array_get(v, 0)) || !json_is_integer(json_array_get(v, 1)))
 			return rs_error_set(err, RS_EFORMAT, "%s: matrix must be [rows, cols]", where);
-		if ((size_t)json_integer_value(json_array_get(v, 0)) != l->rows ||
-		    (size_t)json_integer_value(json_array_get(v, 1)) != l->cols)
+		if ((size_t)json_integer_value(json_array_get(v, 0)) != rows ||
+		    (size_t)json_integer_value(json_array_get(v, 1)) != cols)
 			return rs_error_set(err, RS_EINVAL, "%s: the plan's matrix is %lldx%lld but "
 			    "the layer is %zux%zu in %s", where,
 			    (long long)json_integer_value(json_array_get(v, 0)),
-			    (long long)json_integer_value(json_array_get(v, 1)), l->rows, l->cols,
+			    (long long)json_integer_value(json_array_get(v, 1)), rows, cols,
 			    model_path);
 	}
 	v = json_object_get(o, "shape");
@@ -352,25 +510,6 @@ read_layer(const char *path, const char *model_path, size_t index, json_t *o,
 			return rs_error_set(err, RS_EINVAL, "%s: the plan's factors (in order, "
 			    "factor 0 first) differ from the layer's in %s", where, model_path);
 	}
-	v = json_object_get(o, "fold");
-	if (v != NULL && l->fold == RS_FOLD_NONE && !json_is_null(v))
-		return rs_error_set(err, RS_EINVAL, "%s: the plan gives a fold, but the layer is "
-		                    "a linear layer (its fold must be null)", where);
-	if (v != NULL && l->fold != RS_FOLD_NONE &&
-	    !(json_is_integer(v) && json_integer_value(v) == l->fold))
-		return rs_error_set(err, RS_EINVAL, "%s: fold %s in the plan, but the layer is "
-		    "opened with fold %d (use --fold)", where, json_is_integer(v) ? "differs" :
-		    "is not a scheme number", l->fold);
-	v = json_object_get(o, "method");
-	if (!json_is_string(v))
-		return rs_error_set(err, RS_EFORMAT, "%s: method must be a string, not %s",
-		                    where, v ? type_name(v) : "missing");
-	method = json_string_value(v);
-	*e = rs_plan_entry_dense();
-	if (!rs_method_parse(method, &e->method))
-		return rs_error_set(err, RS_EINVAL, "%s: unknown method '%s' (known: dense, "
-		                    "lowrank, prune, prune-rows, prune-cols, quant, lowrank+sparse)",
-		                    where, method);
 	if (e->method == RS_METHOD_LOWRANK || e->method == RS_METHOD_LOWRANK_SPARSE) {
 		json_int_t r;
 		v = json_object_get(o, "rank");
@@ -416,9 +555,12 @@ read_layer(const char *path, const char *model_path, size_t index, json_t *o,
 		e->solved_error = json_number_value(v);
 	}
 	v = json_object_get(o, "groups");
-	if (v != NULL && !(json_is_integer(v) && json_integer_value(v) == 1))
-		return rs_error_set(err, RS_EINVAL, "%s: groups other than 1 are not supported "
-		                    "by this version", where);
+	if (e->method != RS_METHOD_GROUPED && v != NULL &&
+	    !(json_is_integer(v) && json_integer_value(v) == 1))
+		return rs_error_set(err, RS_EINVAL, "%s: groups other than 1 belong to method "
+		                    "'grouped'", where);
+	if (rs_method_is_solved(e->method) && e->method != RS_METHOD_LOWRANK_SPARSE)
+		return read_decomposition(where, o, l, e, err);
 	return RS_OK;
 }
 

@@ -21,6 +21,8 @@
 #include "lua-internal.h"
 #include "rankscope/combine.h"
 #include "rankscope/grouped.h"
+#include "rankscope/plansolve.h"
+#include "rankscope/tt.h"
 #include "rankscope/util.h"
 
 #define MODEL_TYPE "rankscope.model"
@@ -591,6 +593,58 @@ check_plan(lua_State *L, int arg)
 	luaL_checkudata(L, arg, PLAN_TYPE);
 }
 
+/* Pushes a list of n sizes. */
+static void
+push_sizes(lua_State *L, const size_t *v, size_t n)
+{
+	size_t j;
+
+	lua_createtable(L, (int)n, 0);
+	for (j = 0; j < n; j++) {
+		lua_pushinteger(L, (lua_Integer)v[j]);
+		lua_rawseti(L, -2, (lua_Integer)j + 1);
+	}
+}
+
+/* A decomposition entry's own parameters and solved bounds, into the
+ * figures table on top. */
+static void
+push_decomposition(lua_State *L, const rs_plan_entry *e)
+{
+	switch (e->method) {
+	case RS_METHOD_GROUPED:
+		lua_pushinteger(L, (lua_Integer)e->groups);
+		lua_setfield(L, -2, "groups");
+		if (e->fold != RS_FOLD_NONE) {
+			lua_pushinteger(L, e->fold);
+			lua_setfield(L, -2, "fold");
+		}
+		lua_pushnumber(L, e->solved_alds);
+		lua_setfield(L, -2, "err_alds");
+		break;
+	case RS_METHOD_TUCKER2: {
+		size_t r[2] = {e->rank, e->rank_in};
+		push_sizes(L, r, 2);
+		lua_setfield(L, -2, "ranks");
+		lua_pushnumber(L, e->solved_fro_bound);
+		lua_setfield(L, -2, "err_fro_bound");
+		break;
+	}
+	case RS_METHOD_TT:
+		push_sizes(L, e->tt_rows, e->tt_d);
+		lua_setfield(L, -2, "rows");
+		push_sizes(L, e->tt_cols, e->tt_d);
+		lua_setfield(L, -2, "cols");
+		push_sizes(L, e->tt_ranks, e->tt_d + 1);
+		lua_setfield(L, -2, "ranks");
+		lua_pushnumber(L, e->solved_fro_bound);
+		lua_setfield(L, -2, "err_fro_bound");
+		break;
+	default:
+		break;
+	}
+}
+
 static void
 push_figures(lua_State *L, size_t i)
 {
@@ -637,6 +691,7 @@ push_figures(lua_State *L, size_t i)
 		lua_pushnumber(L, e->sparsity);
 		lua_setfield(L, -2, "sparsity");
 	}
+	push_decomposition(L, e);
 }
 
 /*
@@ -878,6 +933,99 @@ module_grouped(lua_State *L)
 	return 1;
 }
 
+/* Reads a list of 1..max positive integers from field key of the table
+ * at arg into v; returns how many (0 when the field is absent). */
+static size_t
+opt_sizes(lua_State *L, int arg, const char *key, size_t *v, size_t max)
+{
+	size_t n = 0;
+	lua_Integer j, len;
+
+	if (lua_getfield(L, arg, key) == LUA_TNIL) {
+		lua_pop(L, 1);
+		return 0;
+	}
+	luaL_argcheck(L, lua_istable(L, -1), arg, lua_pushfstring(L, "%s must be a list", key));
+	len = luaL_len(L, -1);
+	luaL_argcheck(L, len >= 1 && (size_t)len <= max, arg,
+	              lua_pushfstring(L, "%s must list 1..%d numbers", key, (int)max));
+	for (j = 1; j <= len; j++, n++) {
+		int exact;
+		lua_Integer x;
+		lua_rawgeti(L, -1, j);
+		x = lua_tointegerx(L, -1, &exact);
+		luaL_argcheck(L, exact && x >= 0, arg,
+		              lua_pushfstring(L, "%s must hold integers >= 0", key));
+		v[n] = (size_t)x;
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	return n;
+}
+
+/*
+ * The decomposition fields of a plan:set table: groups and fold (grouped),
+ * ranks = {r_out, r_in} (tucker2), rows, cols and ranks (caps, d - 1 of
+ * them) or d (tt, balanced modes).  Checked against the layer here, so a
+ * bad value raises before anything is solved.
+ */
+static void
+read_decomposition(lua_State *L, int arg, const rs_layer *l, rs_plan_entry *e)
+{
+	size_t v[RS_PLAN_TT_MAX_D + 1], n;
+	double x;
+	rs_error err;
+
+	if (e->method == RS_METHOD_GROUPED) {
+		if (opt_number(L, arg, "groups", &x)) {
+			luaL_argcheck(L, x == floor(x) && x >= 2, arg, "groups must be an integer >= 2");
+			e->groups = (size_t)x;
+		}
+		if (opt_number(L, arg, "fold", &x)) {
+			luaL_argcheck(L, x == floor(x) && x >= 0 && x < RS_FOLD_COUNT, arg,
+			              "fold must be a scheme 0..3");
+			e->fold = (int)x;
+		}
+	} else if (e->method == RS_METHOD_TUCKER2) {
+		n = opt_sizes(L, arg, "ranks", v, 2);
+		luaL_argcheck(L, n == 2, arg, "method 'tucker2' needs ranks = {r_out, r_in}");
+		e->rank = v[0];
+		e->rank_in = v[1];
+	} else if (e->method == RS_METHOD_TT) {
+		e->tt_d = opt_sizes(L, arg, "rows", e->tt_rows, RS_PLAN_TT_MAX_D);
+		n = opt_sizes(L, arg, "cols", e->tt_cols, RS_PLAN_TT_MAX_D);
+		if (e->tt_d == 0 && n == 0 && opt_number(L, arg, "d", &x)) {
+			luaL_argcheck(L, x == floor(x) && x >= 2 && x <= RS_PLAN_TT_MAX_D, arg,
+			              "d must be an integer 2..8");
+			e->tt_d = n = (size_t)x;
+			rs_tt_balanced_modes(l->rows, e->tt_d, e->tt_rows);
+			rs_tt_balanced_modes(l->cols, e->tt_d, e->tt_cols);
+		}
+		luaL_argcheck(L, e->tt_d >= 2 && n == e->tt_d, arg, "method 'tt' needs rows "
+		              "and cols (as many modes each, 2..8) or d");
+		n = opt_sizes(L, arg, "ranks", v, RS_PLAN_TT_MAX_D);
+		luaL_argcheck(L, n == 0 || n == e->tt_d - 1, arg,
+		              "ranks must list d - 1 caps (0: none)");
+		memset(e->tt_ranks, 0, sizeof e->tt_ranks);
+		memcpy(e->tt_ranks + 1, v, n * sizeof *v);
+	}
+	if (rs_plan_entry_check(l, e, &err) != RS_OK)
+		luaL_argerror(L, arg, lua_pushstring(L, err.msg));
+}
+
+/* Runs the decomposition of a GROUPED, TUCKER2, CP or TT entry now and
+ * records its figures (plansolve.h). */
+static void
+solve_decomposition(lua_State *L, size_t i, rs_plan_entry *e)
+{
+	rs_script *s = rsl_script(L);
+	const rs_spectrum *sp = need_spectrum(L, i);
+	rs_error err;
+
+	if (rs_plan_entry_solve(&s->host.layers[i], sp, e, s->host.model->path, &err) != RS_OK)
+		luaL_error(L, "%s", err.msg);
+}
+
 /*
  * plan:set(layer, spec): spec is a rank (an integer), or a table
  * {method = ..., rank = r, sparsity = p, quantizer = q, bits = b}; method
@@ -931,7 +1079,8 @@ plan_set(lua_State *L)
 	}
 	if (!rs_method_parse(method, &e.method))
 		return luaL_argerror(L, 3, lua_pushfstring(L, "unknown method '%s' (dense, "
-		    "lowrank, prune, prune-rows, prune-cols, quant, lowrank+sparse)", method));
+		    "lowrank, prune, prune-rows, prune-cols, quant, lowrank+sparse, grouped, "
+		    "tucker2, cp, tt)", method));
 	switch (e.method) {
 	case RS_METHOD_LOWRANK:
 	case RS_METHOD_LOWRANK_SPARSE:
@@ -945,11 +1094,21 @@ plan_set(lua_State *L)
 	case RS_METHOD_QUANT:
 		luaL_argcheck(L, e.bits >= 1, 3, "method 'quant' needs bits (1..8)");
 		break;
+	case RS_METHOD_GROUPED:
+	case RS_METHOD_CP:
+		luaL_argcheck(L, has_rank && rank >= 1, 3, lua_pushfstring(L, "method '%s' "
+		              "needs a rank >= 1", method));
+		e.rank = (size_t)rank;
+		break;
 	default:
 		break;
 	}
+	if (lua_type(L, 3) == LUA_TTABLE)
+		read_decomposition(L, 3, &s->host.layers[i], &e);
 	if (e.method == RS_METHOD_LOWRANK_SPARSE)
 		rsl_solve_combination(L, i, &e);
+	if (rs_method_is_solved(e.method) && e.method != RS_METHOD_LOWRANK_SPARSE)
+		solve_decomposition(L, i, &e);
 	s->host.plan->entries[i] = e;
 	push_figures(L, i);
 	return 1;

@@ -7,7 +7,10 @@
 #include <string.h>
 
 #include "rankscope/combine.h"
+#include "rankscope/cp.h"
 #include "rankscope/plan.h"
+#include "rankscope/tt.h"
+#include "rankscope/tucker.h"
 #include "rankscope/util.h"
 
 static const char *const method_names[RS_METHOD_COUNT] = {
@@ -18,7 +21,18 @@ static const char *const method_names[RS_METHOD_COUNT] = {
 	[RS_METHOD_PRUNE_COLS] = "prune-cols",
 	[RS_METHOD_QUANT] = "quant",
 	[RS_METHOD_LOWRANK_SPARSE] = "lowrank+sparse",
+	[RS_METHOD_GROUPED] = "grouped",
+	[RS_METHOD_TUCKER2] = "tucker2",
+	[RS_METHOD_CP] = "cp",
+	[RS_METHOD_TT] = "tt",
 };
+
+bool
+rs_method_is_solved(rs_method method)
+{
+	return method == RS_METHOD_LOWRANK_SPARSE || method == RS_METHOD_GROUPED ||
+	       method == RS_METHOD_TUCKER2 || method == RS_METHOD_CP || method == RS_METHOD_TT;
+}
 
 const char *
 rs_method_name(rs_method method)
@@ -47,7 +61,11 @@ rs_plan_entry_dense(void)
 	memset(&e, 0, sizeof e);
 	e.method = RS_METHOD_DENSE;
 	e.quantizer = RS_QUANT_UNIFORM_TENSOR;
+	e.fold = RS_FOLD_NONE;
 	e.solved_error = NAN;
+	e.solved_spec = NAN;
+	e.solved_fro_bound = NAN;
+	e.solved_alds = NAN;
 	return e;
 }
 
@@ -102,8 +120,78 @@ rs_plan_entry_equal(const rs_plan_entry *a, const rs_plan_entry *b)
 		return a->quantizer == b->quantizer && a->bits == b->bits;
 	case RS_METHOD_LOWRANK_SPARSE:
 		return a->rank == b->rank && a->sparsity == b->sparsity;
+	case RS_METHOD_GROUPED:
+		return a->rank == b->rank && a->groups == b->groups && a->fold == b->fold;
+	case RS_METHOD_TUCKER2:
+		return a->rank == b->rank && a->rank_in == b->rank_in;
+	case RS_METHOD_CP:
+		return a->rank == b->rank;
+	case RS_METHOD_TT:
+		return a->tt_d == b->tt_d &&
+		       memcmp(a->tt_rows, b->tt_rows, sizeof a->tt_rows) == 0 &&
+		       memcmp(a->tt_cols, b->tt_cols, sizeof a->tt_cols) == 0 &&
+		       memcmp(a->tt_ranks, b->tt_ranks, sizeof a->tt_ranks) == 0;
 	default:
 		return true;
+	}
+}
+
+void
+rs_plan_entry_matrix(const rs_layer *layer, const rs_plan_entry *e, size_t *rows,
+                     size_t *cols)
+{
+	if (e->method == RS_METHOD_GROUPED && layer->kind == RS_LAYER_CONV &&
+	    e->fold >= 0 && e->fold < RS_FOLD_COUNT) {
+		rs_fold_shape(layer->tensor->shape, e->fold, rows, cols);
+		return;
+	}
+	*rows = layer->rows;
+	*cols = layer->cols;
+}
+
+/* A layer as the kernel the tensor decompositions see: a conv kernel as it
+ * is, a linear or composed layer as rows x cols x 1 x 1. */
+static void
+kernel_dims(const rs_layer *layer, size_t dims[4])
+{
+	if (layer->kind == RS_LAYER_CONV) {
+		memcpy(dims, layer->tensor->shape, 4 * sizeof *dims);
+		return;
+	}
+	dims[0] = layer->rows;
+	dims[1] = layer->cols;
+	dims[2] = dims[3] = 1;
+}
+
+void
+rs_plan_entry_cost(const rs_layer *layer, const rs_plan_entry *e, size_t *params,
+                   size_t *flops)
+{
+	size_t m, n, dims[4];
+
+	rs_plan_entry_matrix(layer, e, &m, &n);
+	kernel_dims(layer, dims);
+	*params = *flops = 0;
+	switch (e->method) {
+	case RS_METHOD_GROUPED:
+		/* each group: m x r and r x (n / g) */
+		*params = e->rank * (e->groups * m + n);
+		*flops = 2 * *params;
+		break;
+	case RS_METHOD_TUCKER2:
+		*params = rs_tucker_params(dims[0], dims[1], dims[2], dims[3], e->rank, e->rank_in);
+		*flops = rs_tucker_flops(dims[0], dims[1], dims[2], dims[3], e->rank, e->rank_in);
+		break;
+	case RS_METHOD_CP:
+		*params = rs_cp_params(layer->kind == RS_LAYER_CONV ? 4 : 2, dims, e->rank);
+		*flops = rs_cp_flops(layer->kind == RS_LAYER_CONV ? 4 : 2, dims, e->rank);
+		break;
+	case RS_METHOD_TT:
+		if (e->tt_d >= 2 && e->tt_d <= RS_PLAN_TT_MAX_D)
+			rs_tt_cost(e->tt_d, e->tt_rows, e->tt_cols, e->tt_ranks, params, flops);
+		break;
+	default:
+		break;
 	}
 }
 
@@ -243,6 +331,22 @@ rs_plan_figures_for(const rs_layer *layer, const rs_layer_analysis *a,
 			finish_compressed(&f, a, entry->solved_error);
 		}
 		break;
+	case RS_METHOD_GROUPED:
+	case RS_METHOD_TUCKER2:
+	case RS_METHOD_CP:
+	case RS_METHOD_TT:
+		if (isnan(entry->solved_error)) {
+			out->known = false;   /* the solve has not run yet */
+			return;
+		}
+		rs_plan_entry_cost(layer, entry, &f.params, &f.flops);
+		f.rank = entry->rank;
+		f.bits = (uint64_t)f.params * RS_VALUE_BITS;
+		f.err_fro = entry->solved_error;
+		f.energy = 1.0 - f.err_fro * f.err_fro;
+		f.err_spec = entry->solved_spec;
+		f.spec_is_bound = true;
+		break;
 	default:
 		break;
 	}
@@ -270,6 +374,26 @@ rs_plan_describe(const rs_plan_entry *e, const rs_plan_figures *f, char *buf, si
 	case RS_METHOD_LOWRANK_SPARSE:
 		snprintf(buf, len, "r=%zu p=%.2f", f->rank, e->sparsity);
 		break;
+	case RS_METHOD_GROUPED:
+		if (e->fold >= 0)
+			snprintf(buf, len, "r=%zu g=%zu f%d", e->rank, e->groups, e->fold);
+		else
+			snprintf(buf, len, "r=%zu g=%zu", e->rank, e->groups);
+		break;
+	case RS_METHOD_TUCKER2:
+		snprintf(buf, len, "r=%zu,%zu", e->rank, e->rank_in);
+		break;
+	case RS_METHOD_CP:
+		snprintf(buf, len, "R=%zu", e->rank);
+		break;
+	case RS_METHOD_TT: {
+		size_t k, at;
+		at = (size_t)snprintf(buf, len, "tt");
+		for (k = 1; k < e->tt_d && at < len; k++)
+			at += (size_t)snprintf(buf + at, len - at, "%c%zu", k == 1 ? '=' : ',',
+			                       e->tt_ranks[k]);
+		break;
+	}
 	default:
 		snprintf(buf, len, "%s", "");
 		break;

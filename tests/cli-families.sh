@@ -259,7 +259,7 @@ edit_entry "$a" "$d/bad.json" fc1.weight '"rank": 16,' '"rank": null,'
 refuse "lowrank+sparse without a rank" "$d/bad.json" fc1.weight "rank must be an integer"
 edit_entry "$a" "$d/bad.json" fc2.weight '"method": "quant",' '"method": "quantise",'
 refuse "an unknown method" "$d/bad.json" fc2.weight \
-	"unknown method 'quantise' (known: dense, lowrank, prune, prune-rows, prune-cols, quant, lowrank+sparse)"
+	"unknown method 'quantise' (known: dense, lowrank, prune, prune-rows, prune-cols, quant, lowrank+sparse, grouped, tucker2, cp, tt)"
 
 # ---- 3. low rank + sparse ------------------------------------------------------------
 

@@ -335,7 +335,7 @@ refuse "an mlp plan on the cnn" "$d/mlp.json" fc1.weight "matrix is 512x64 but t
 	"$RANKSCOPE" show "$d/mlp.json" "$cnn"
 refuse "a cnn plan on the mlp" "$d/cnn-f1.json" conv1.weight "is not a layer of $mlp" \
 	"$RANKSCOPE" show "$d/cnn-f1.json" "$mlp"
-refuse "a fold 1 plan opened with fold 0" "$d/cnn-f1.json" conv1.weight "matrix is 48x3 but the layer is 16x9" \
+refuse "a fold 1 plan opened with fold 0" "$d/cnn-f1.json" conv1.weight "fold differs in the plan, but the layer is opened with fold 0 (use --fold)" \
 	"$RANKSCOPE" show "$d/cnn-f1.json" "$cnn"
 refuse "a fold 1 plan opened with fold 2 (same matrix)" "$d/cnn-f1.json" conv1.weight "fold differs" \
 	"$RANKSCOPE" show --fold 2 "$d/cnn-f1.json" "$cnn"

@@ -4,18 +4,25 @@
  *
  * Methods: keep the layer dense; a rank-r factorisation; unstructured
  * magnitude pruning to a sparsity; pruning whole output or input channels;
- * quantisation (a quantiser at a bit width); or low rank + sparse found by
- * alternating projections.  A choice is used only where it pays:
- * a factorisation only when r (m + n) < m n (parameters), every other
- * method only when its storage in bits is below the dense layer's.
- * Otherwise the layer stays dense, whatever was asked for.
+ * quantisation (a quantiser at a bit width); low rank + sparse found by
+ * alternating projections; and the decompositions of grouped.h, tucker.h,
+ * cp.h and tt.h (channel-grouped SVD, Tucker-2, CP, TT-matrix).  A choice
+ * is used only where it pays: a factorisation only when r (m + n) < m n
+ * (parameters), every other method only when its storage in bits is below
+ * the dense layer's.  Otherwise the layer stays dense, whatever was asked
+ * for.
  *
- * Figures are computed on demand from the layer's analysis in O(1) (a
- * combination's error comes from its solve, recorded in the entry), so
- * front ends can recompute on every keypress.  Errors are exact relative
- * Frobenius errors.  The spectral error is exact for dense and low-rank;
- * for the other methods it is the bound ||E||_2 <= ||E||_F, i.e.
- * err_fro ||W||_F / ||W||_2, and spec_is_bound says so.
+ * Figures are computed on demand from the layer's analysis in O(1), so
+ * front ends can recompute on every keypress.  The "solved" methods
+ * (low rank + sparse and the four decompositions) take their errors from a
+ * solve recorded in the entry (plan-solve.c, or the plan file); until it
+ * has run their figures are not known.  Errors are relative Frobenius
+ * errors: exact for pruning, quantisation, low rank and grouped SVD,
+ * measured on the solve's result for the others.  The spectral error is
+ * exact for dense and low-rank; for every other method it is a bound
+ * (||E||_2 <= ||E||_F, i.e. err_fro ||W||_F / ||W||_2, or for grouped SVD
+ * the smaller of that and sqrt(g) times ALDS's measure), and spec_is_bound
+ * says so.
  */
 #ifndef RANKSCOPE_PLAN_H
 #define RANKSCOPE_PLAN_H
@@ -37,8 +44,15 @@ typedef enum rs_method {
 	RS_METHOD_PRUNE_COLS,       /* whole input channels, by L2 norm */
 	RS_METHOD_QUANT,
 	RS_METHOD_LOWRANK_SPARSE,   /* L + S, alternating projections */
+	RS_METHOD_GROUPED,          /* channel-grouped SVD (ALDS), grouped.h */
+	RS_METHOD_TUCKER2,          /* Tucker-2 on the output and input modes, tucker.h */
+	RS_METHOD_CP,               /* CP of rank R, cp.h */
+	RS_METHOD_TT,               /* TT-matrix, tt.h */
 	RS_METHOD_COUNT
 } rs_method;
+
+/* Whether a method's errors come from a solve recorded in the entry. */
+bool rs_method_is_solved(rs_method method);
 
 const char *rs_method_name(rs_method method);
 bool rs_method_parse(const char *name, rs_method *out);
@@ -46,13 +60,30 @@ bool rs_method_parse(const char *name, rs_method *out);
 /* Bits of one stored value of a factor or sparse value (float32). */
 #define RS_VALUE_BITS 32
 
+#define RS_PLAN_TT_MAX_D 8
+
 typedef struct rs_plan_entry {
 	rs_method method;
-	size_t rank;             /* LOWRANK, LOWRANK_SPARSE */
+	size_t rank;             /* LOWRANK, LOWRANK_SPARSE, GROUPED (per group), CP;
+	                            TUCKER2: r_out */
+	size_t rank_in;          /* TUCKER2: r_in */
+	size_t groups;           /* GROUPED: g >= 2, dividing the input side */
+	int fold;                /* GROUPED on a conv layer: its own fold scheme;
+	                            RS_FOLD_NONE otherwise */
+	size_t tt_d;             /* TT: the modes and the ranks reached */
+	size_t tt_rows[RS_PLAN_TT_MAX_D], tt_cols[RS_PLAN_TT_MAX_D];
+	size_t tt_ranks[RS_PLAN_TT_MAX_D + 1];
 	double sparsity;         /* PRUNE*, LOWRANK_SPARSE: fraction dropped / of nonzeros */
 	rs_quantizer quantizer;  /* QUANT */
 	unsigned bits;           /* QUANT: 1..RS_QUANT_CURVE_BITS */
-	double solved_error;     /* LOWRANK_SPARSE: the solve's relative error; NaN if unsolved */
+	/* a solved method's figures; NaN until solved */
+	double solved_error;     /* relative Frobenius error of the solve */
+	double solved_spec;      /* GROUPED, TUCKER2, CP, TT: bound on the relative
+	                            spectral error */
+	double solved_fro_bound; /* TUCKER2, TT: the a-priori bound on solved_error
+	                            (HOSVD, TT-SVD); NaN for the others */
+	double solved_alds;      /* GROUPED: ALDS's measure max_g sigma_{g,r+1} / ||W||_2,
+	                            a lower bound on the relative spectral error */
 } rs_plan_entry;
 
 typedef struct rs_plan {
@@ -93,6 +124,17 @@ typedef struct rs_plan_totals {
 /* An entry keeping the layer dense. */
 rs_plan_entry rs_plan_entry_dense(void);
 rs_plan_entry rs_plan_entry_lowrank(size_t rank);
+
+/* The matrix a layer's entry factorises: the layer's, or for a grouped
+ * entry on a conv layer the one of the entry's own fold scheme. */
+void rs_plan_entry_matrix(const rs_layer *layer, const rs_plan_entry *e,
+                          size_t *rows, size_t *cols);
+
+/* Parameters and FLOPs (per input vector, or per output position of a
+ * conv) of a decomposition entry (GROUPED, TUCKER2, CP, TT) as its shapes
+ * give them, whether or not it has been solved. */
+void rs_plan_entry_cost(const rs_layer *layer, const rs_plan_entry *e,
+                        size_t *params, size_t *flops);
 
 /* A plan of n layers, all dense. */
 void rs_plan_init(rs_plan *plan, size_t nlayers);
