@@ -170,7 +170,10 @@ fix_signs(double *u, size_t m, size_t r)
 static rs_status
 complete_basis(double *u, size_t m, size_t keep, size_t r, rs_error *err)
 {
-	double *q = malloc(m * r * sizeof *q), *tau = malloc(keep * sizeof *tau);
+	/* zeroed: LAPACKE_dorgqr checks all r columns for NaN before it
+	 * overwrites the last r - keep, and uninitialised ones can hold one
+	 * (seen as an intermittent abort at r_out > c kh kw, from Lua) */
+	double *q = calloc(m * r, sizeof *q), *tau = malloc(keep * sizeof *tau);
 	lapack_int info;
 
 	if (q == NULL || tau == NULL) {
