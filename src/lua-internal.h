@@ -27,6 +27,8 @@ size_t rsl_check_layer(lua_State *L, int arg);
 
 /* luaopen_rankscope: the module table (lua-model.c). */
 int rsl_open(lua_State *L);
+/* The tensor decompositions (lua-tensor.c). */
+void rsl_open_tensor(lua_State *L);  /* adds tucker_modes, tucker, tt, cp to the table on top */
 /* Pushes the model and plan userdata (one of each per state). */
 void rsl_push_model(lua_State *L);
 void rsl_push_plan(lua_State *L);

@@ -1269,6 +1269,7 @@ rsl_open(lua_State *L)
 	new_type(L, PLAN_TYPE, plan_methods, NULL, plan_tostring);
 
 	luaL_newlib(L, functions);
+	rsl_open_tensor(L);
 	lua_pushliteral(L, PACKAGE_VERSION);
 	lua_setfield(L, -2, "version");
 	return 1;

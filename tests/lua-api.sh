@@ -48,6 +48,19 @@ done
 # group and with its own group spectra at every group count
 lua_run "grouped.lua" "$RANKSCOPE" run --strategy-path "$luatests" "$luatests/grouped.lua" "$model"
 
+# rankscope.tucker_modes, rankscope.tucker, rankscope.tt: the bindings of
+# the tensor decompositions against the layers' own spectra and the costs'
+# formulas, on api.safetensors' layers plus a rank-1 and a composed layer,
+# with the conv kernel under two fold schemes
+tensor=$scratch/tensor.safetensors
+"$MAKE_MODEL" "$tensor" a=6x4@0.5 b=3x8@0.8 c=12x9@0.7 conv=8x3x3x3 bias=7 \
+	enc.0.weight=5x5@0.9 r1=5x3@0 f.factors.0.weight=4x6 f.factors.1.weight=5x4 ||
+	fail "make-model tensor"
+for fold in 0 3; do
+	lua_run "tensor.lua --fold $fold" "$RANKSCOPE" run --fold $fold --compose 'f.factors.#.weight' \
+		--strategy-path "$luatests" "$luatests/tensor.lua" "$tensor"
+done
+
 # Ranks given as floats with integral values (6 / 2) are ranks.
 lua_run "float-rank.lua" "$RANKSCOPE" run --strategy-path "$luatests" \
 	"$luatests/float-rank.lua" "$model"
@@ -60,8 +73,12 @@ lua_run "metadata.lua" "$RANKSCOPE" run --strategy-path "$luatests" "$luatests/m
 # ---- the man page documents every method, field and shipped strategy -------
 man7=$(sed 's/\\-/-/g; s/\\(dq/"/g' "$TESTS_SRCDIR/../man/rankscope-lua.7")
 model_c=$TESTS_SRCDIR/../src/lua-model.c
+tensor_c=$TESTS_SRCDIR/../src/lua-tensor.c
 for m in $(sed -n 's/^[[:space:]]*{"\([a-z_]*\)", \(layer\|model\|plan\)_[a-z_]*},$/\2:\1/p' "$model_c"); do
 	contains "$man7" "$m(" "rankscope-lua(7) documents $m()"
+done
+for f in $(sed -n 's/^[[:space:]]*{"\([a-z_]*\)", module_[a-z_]*},$/\1/p' "$model_c" "$tensor_c"); do
+	contains "$man7" "rankscope.$f(" "rankscope-lua(7) documents rankscope.$f()"
 done
 # entry FIELD: the man page has an entry (.B or .BR line) naming FIELD,
 # possibly after model., layer. or rankscope. and among others.
@@ -71,8 +88,9 @@ entry() {
 		grep -Eq "^\.BR? ((model|layer|rankscope)\.)?([a-z_]+ \", \" )*$1( |\$)" ||
 		fail "rankscope-lua(7) has no entry for $1"
 }
-# layer and model fields, figures and totals fields, the module's fields
-for f in $(sed -n 's/.*strcmp(key, "\([a-z_]*\)").*/\1/p; s/.*lua_setfield(L, -2, "\([a-z][a-z_]*\)").*/\1/p; s/^[[:space:]]*FIELD_[A-Z]*(\([a-z_]*\));$/\1/p' "$model_c" |
+# layer and model fields, figures and totals fields, the module's fields,
+# the fields of the tensor decompositions' results
+for f in $(sed -n 's/.*strcmp(key, "\([a-z_]*\)").*/\1/p; s/.*lua_setfield(L, -2, "\([a-z][a-z_]*\)").*/\1/p; s/^[[:space:]]*FIELD_[A-Z]*(\([a-z_]*\));$/\1/p; s/.*set_[a-z]*(L, "\([a-z_]*\)".*/\1/p' "$model_c" "$tensor_c" |
 	grep -v '^methods$'); do
 	entry "$f"
 done
