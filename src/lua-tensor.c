@@ -1,7 +1,7 @@
 /*
  * lua-tensor.c — the tensor decompositions in the `rankscope` module:
  * rankscope.tucker_modes and rankscope.tucker (Tucker-2, tucker.h),
- * rankscope.tt (TT-SVD, tt.h).
+ * rankscope.tt (TT-SVD, tt.h), rankscope.cp (CP-ALS, cp.h).
  *
  * Unlike the spectrum queries of lua-model.c these compute now, from the
  * layer's weights: a call loads the layer and runs the kernel, which is
@@ -9,7 +9,8 @@
  *
  * Conventions (as lua-model.c): wrong argument types or ranges raise an
  * error naming the argument; a kernel's refusal of a value that depends on
- * the layer (modes whose product is not its side) and numeric failures
+ * the layer (modes whose product is not its side, a CP rank too large for
+ * BLAS) and its failures (non-finite weights, no convergence, no memory)
  * return nil and a message naming the layer.
  *
  * Memory.  Any Lua call may raise (a memory error at least), and a raise
@@ -25,11 +26,10 @@
 #include <lua.h>
 #include <math.h>
 #include <stdbool.h>
-#include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "lua-internal.h"
+#include "rankscope/cp.h"
 #include "rankscope/layer.h"
 #include "rankscope/tt.h"
 #include "rankscope/tucker.h"
@@ -75,6 +75,7 @@ static void release_free(void *p) { free(p); }
 static void release_tucker_modes(void *p) { rs_tucker_modes_free(p); }
 static void release_tucker(void *p) { rs_tucker_free(p); }
 static void release_tt(void *p) { rs_tt_free(p); }
+static void release_cp(void *p) { rs_cp_free(p); }
 
 /* ---- shared helpers ---- */
 
@@ -248,16 +249,17 @@ opt_nonnegative(lua_State *L, int arg, const char *key, double *out)
 	return present;
 }
 
-/* The optional {iterations = N, tol = x} of an iterative kernel at arg. */
+/* The optional {iterations = N, tol = x} of an iterative kernel at arg;
+ * N >= min_iter. */
 static void
-check_iteration_options(lua_State *L, int arg, int *iterations, double *tol)
+check_iteration_options(lua_State *L, int arg, int min_iter, int *iterations, double *tol)
 {
 	lua_Integer n;
 
 	if (lua_isnoneornil(L, arg))
 		return;
 	luaL_checktype(L, arg, LUA_TTABLE);
-	if (opt_integer(L, arg, "iterations", 0, INT_MAX, &n))
+	if (opt_integer(L, arg, "iterations", min_iter, INT_MAX, &n))
 		*iterations = (int)n;
 	opt_nonnegative(L, arg, "tol", tol);
 }
@@ -368,7 +370,7 @@ module_tucker(lua_State *L)
 	kernel_shape(l, shape);
 	r_out = check_range(L, 2, "r_out", 1, limit(shape[0]));
 	r_in = check_range(L, 3, "r_in", 1, limit(shape[1]));
-	check_iteration_options(L, 4, &iterations, &tol);
+	check_iteration_options(L, 4, 0, &iterations, &tol);
 	w = push_weights(L, l, true, &err);
 	if (w == NULL)
 		return push_failure(L, l, &err, false);
@@ -513,6 +515,54 @@ module_tt(lua_State *L)
 	return 1;
 }
 
+/* ---- CP ---- */
+
+/*
+ * rankscope.cp(layer, rank [, {iterations = N, tol = x}]): CP-ALS of the
+ * layer as a tensor, its 4 modes (f, c, kh, kw) for a conv layer, its 2
+ * (rows, cols) otherwise.  {rank, err, iterations, converged, history,
+ * params, flops}.
+ */
+static int
+module_cp(lua_State *L)
+{
+	size_t i = rsl_check_layer(L, 1), shape[4], nmodes, rank;
+	const rs_layer *l = layer_at(L, i);
+	int iterations = RS_CP_DEFAULT_ITERATIONS;
+	double tol = RS_CP_DEFAULT_TOLERANCE;
+	const double *w;
+	rs_cp *cp;
+	box *wbox, *cbox;
+	rs_error err;
+
+	kernel_shape(l, shape);
+	nmodes = l->kind == RS_LAYER_CONV ? 4 : 2;
+	rank = check_range(L, 2, "rank", 1, LUA_MAXINTEGER);
+	check_iteration_options(L, 3, 1, &iterations, &tol);
+	w = push_weights(L, l, true, &err);
+	if (w == NULL)
+		return push_failure(L, l, &err, false);
+	wbox = lua_touserdata(L, -1);
+	cbox = push_box(L, release_cp);
+	cbox->p = cp = rs_cp_als(w, nmodes, shape, rank, iterations, tol, &err);
+	box_empty(wbox);
+	if (cp == NULL)
+		return push_failure(L, l, &err, true);
+	lua_createtable(L, 0, 7);
+	set_count(L, "rank", cp->rank);
+	set_number(L, "err", cp->err);
+	lua_pushinteger(L, cp->iterations);
+	lua_setfield(L, -2, "iterations");
+	lua_pushboolean(L, cp->converged);
+	lua_setfield(L, -2, "converged");
+	push_numbers(L, cp->history, (size_t)cp->iterations);
+	lua_setfield(L, -2, "history");
+	set_count(L, "params", rs_cp_params(nmodes, shape, rank));
+	set_count(L, "flops", rs_cp_flops(nmodes, shape, rank));
+	box_empty(cbox);
+	return 1;
+}
+
 /* ---- registration ---- */
 
 void
@@ -522,6 +572,7 @@ rsl_open_tensor(lua_State *L)
 		{"tucker_modes", module_tucker_modes},
 		{"tucker", module_tucker},
 		{"tt", module_tt},
+		{"cp", module_cp},
 		{NULL, NULL},
 	};
 

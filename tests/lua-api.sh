@@ -48,10 +48,10 @@ done
 # group and with its own group spectra at every group count
 lua_run "grouped.lua" "$RANKSCOPE" run --strategy-path "$luatests" "$luatests/grouped.lua" "$model"
 
-# rankscope.tucker_modes, rankscope.tucker, rankscope.tt: the bindings of
-# the tensor decompositions against the layers' own spectra and the costs'
-# formulas, on api.safetensors' layers plus a rank-1 and a composed layer,
-# with the conv kernel under two fold schemes
+# rankscope.tucker_modes, rankscope.tucker, rankscope.tt, rankscope.cp: the
+# bindings of the tensor decompositions against the layers' own spectra and
+# the costs' formulas, on api.safetensors' layers plus a rank-1 and a
+# composed layer, with the conv kernel under two fold schemes
 tensor=$scratch/tensor.safetensors
 "$MAKE_MODEL" "$tensor" a=6x4@0.5 b=3x8@0.8 c=12x9@0.7 conv=8x3x3x3 bias=7 \
 	enc.0.weight=5x5@0.9 r1=5x3@0 f.factors.0.weight=4x6 f.factors.1.weight=5x4 ||

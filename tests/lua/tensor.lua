@@ -1,6 +1,6 @@
 -- tensor.lua — the tensor decompositions through Lua: rankscope.tucker_modes,
--- rankscope.tucker and rankscope.tt.  The kernels are checked on their own
--- in tests/test-tucker.c and tests/test-tt.c; here the binding must pass
+-- rankscope.tucker, rankscope.tt and rankscope.cp.  The kernels are checked
+-- on their own in tests/test-{tucker,tt,cp}.c; here the binding must pass
 -- the right weights in the right layout and hand back what the kernels
 -- promise, checked against figures computed independently: the layer's
 -- own spectrum (Eckart-Young), the costs' formulas by hand.
@@ -113,6 +113,11 @@ for _, l in ipairs(model:layers()) do
 			check.ok(t.err_hosvd <= t.bound + 1e-12, what .. "HOSVD within its bound")
 			check.ok(t.err >= 0, what .. "err >= 0")
 			check.eq(t.bound, m.bound(ro, ri), what .. "bound is tucker_modes' bound")
+			-- W_hat's unfoldings have ranks <= r_out and r_in: Eckart-Young
+			-- on each is a lower bound
+			check.ok(t.err >= math.sqrt(sum_sq(m.sigma_out, ro + 1)) / m.fro - 1e-9 and
+				t.err >= math.sqrt(sum_sq(m.sigma_in, ri + 1)) / m.fro - 1e-9,
+				what .. "no better than either unfolding's truncated SVD")
 			check.ok(math.type(t.iterations) == "integer" and t.iterations >= 0 and
 				t.iterations <= 50, what .. "iterations 0..50 (the default)")
 			local p = c * ri + ri * ro * kh * kw + ro * f
@@ -198,6 +203,43 @@ for _, l in ipairs(model:layers()) do
 	end
 	local exact = rs.tt(l, { d = 3 })
 	check.near(exact.err, 0, 0, 1e-12, name .. ": tt without eps or caps is exact")
+
+	-- ---- cp: 4 modes for a conv kernel, 2 for a matrix ----
+	local dims = l.kind == "conv" and { f, c, kh, kw } or { f, c }
+	local dimsum = 0
+	for _, x in ipairs(dims) do dimsum = dimsum + x end
+	for _, R in ipairs { 1, 2, 3 } do
+		local cp = rs.cp(l, R)
+		local what = string.format("%s cp rank %d: ", name, R)
+		check.eq(cp.rank, R, what .. "rank")
+		check.eq(cp.params, R * dimsum, what .. "params R (sum of the modes)")
+		check.eq(cp.flops, 2 * R * dimsum, what .. "flops 2 params")
+		check.eq(type(cp.converged), "boolean", what .. "converged is a boolean")
+		check.ok(math.type(cp.iterations) == "integer" and cp.iterations >= 1 and
+			cp.iterations <= 500, what .. "iterations 1..500 (the default)")
+		check.eq(#cp.history, cp.iterations, what .. "one history value per sweep")
+		local rising = 0
+		for j = 2, #cp.history do
+			if cp.history[j] > cp.history[j - 1] * (1 + 1e-12) + 1e-15 then rising = rising + 1 end
+		end
+		check.eq(rising, 0, what .. "the history never rises")
+		check.near(cp.err, cp.history[#cp.history], 0, 1e-12, what .. "err is the last sweep's")
+		if not cp.converged then
+			check.eq(cp.iterations, 500, what .. "not converged: ran out of sweeps")
+		elseif cp.iterations >= 2 and cp.err >= 1e-13 then
+			local e1, e2 = cp.history[#cp.history - 1], cp.history[#cp.history]
+			check.ok(e1 - e2 <= 1e-8 * e1, what .. "converged: the last sweep fell by <= tol")
+		end
+		-- a rank-R CP is a matrix of rank <= R in any unfolding, the
+		-- layer's matrix included; a matrix's best rank R is its SVD,
+		-- which ALS reaches on distinct singular values
+		local r = math.min(R, k)
+		if l.kind == "conv" then
+			check.ok(cp.err >= l:err_fro(r) - 1e-9, what .. "no better than the truncated SVD")
+		else
+			check.near(cp.err, l:err_fro(r), REL, ABS, what .. "a matrix's CP is its truncated SVD")
+		end
+	end
 end
 
 -- ---- specific figures ----
@@ -238,6 +280,20 @@ local r1 = model:layer("r1")
 check.near(rs.tucker(r1, 1, 1).err, 0, 0, 1e-6, "r1: Tucker (1, 1) is exact (float32)")
 check.near(rs.tt(r1, { rows = { 5, 1 }, cols = { 1, 3 }, ranks = { 1 } }).err, 0, 0, 1e-6,
 	"r1: TT rank 1 is exact (float32)")
+
+-- CP: exact on a rank-1 layer; the options reach the kernel
+local cp1 = rs.cp(r1, 1)
+check.near(cp1.err, 0, 0, 1e-6, "r1: CP rank 1 is exact (float32)")
+check.eq(cp1.converged, true, "r1: CP rank 1 converged")
+local one = rs.cp(conv, 3, { iterations = 1 })
+check.eq(one.iterations, 1, "cp iterations = 1: one sweep")
+check.eq(one.converged, false, "cp iterations = 1: stopped by the count, not converged")
+check.eq(#one.history, 1, "cp iterations = 1: one history value")
+local long = rs.cp(conv, 2)
+local early = rs.cp(conv, 2, { tol = 0.5 })
+check.ok(early.converged and early.iterations == 2 and early.iterations < long.iterations,
+	"cp tol = 0.5 stops at the second sweep")
+check.eq(early.history[1], long.history[1], "cp: the same first sweep whatever tol")
 
 -- ---- errors ----
 local nilv, msg = rs.tt(a, { rows = { 2, 2 }, cols = { 2, 2 } })
@@ -291,4 +347,13 @@ check.raises(function() rs.tt(a, { d = 2, ranks = { 1, 2 } }) end,
 	"ranks must list d - 1 = 1 caps, not 2", "tt: too many caps")
 check.raises(function() rs.tt(a, { d = 3, ranks = { 1, -1 } }) end,
 	"ranks[2] must be an integer >= 0", "tt: a negative cap")
+check.raises(function() rs.cp(model, 1) end, "rankscope.layer expected", "cp: not a layer")
+check.raises(function() rs.cp(a, 0) end, "rank must be >= 1", "cp: rank 0")
+check.raises(function() rs.cp(a) end, "number expected", "cp: no rank")
+check.raises(function() rs.cp(a, 1, { iterations = 0 }) end, "iterations must be an integer 1..",
+	"cp: iterations 0")
+check.raises(function() rs.cp(a, 1, { tol = -1e-3 }) end, "tol must be a finite number >= 0",
+	"cp: negative tol")
+check.raises(function() rs.cp(a, 1, { tol = 1 / 0 }) end, "tol must be a finite number >= 0",
+	"cp: infinite tol")
 check.done()
