@@ -877,10 +877,12 @@ grouped_params_number(const rs_grouped *g, size_t j)
 }
 
 /*
- * rankscope.grouped(layer, groups): the channel-grouped SVD (ALDS) of the
- * layer split into `groups` blocks of its input side, computed now.
- * Returns {groups, k, sigmas = {per group, descending}, err_spec, err_fro,
- * params}, the last three indexed by rank + 1 (rank 0 at index 1).  err_fro
+ * rankscope.grouped(layer, groups [, {fold = f}]): the channel-grouped SVD
+ * (ALDS) of the layer's matrix (a conv layer's under fold f, default its
+ * own) split into `groups` blocks of its input side, computed now.
+ * Returns {groups, k, rows, cols, sigmas = {per group, descending},
+ * err_spec, err_fro, params}, the last three indexed by rank + 1 (rank 0
+ * at index 1).  err_fro
  * is exact; err_spec is ALDS's measure, max over groups of the block's
  * spectral error relative to ||W||_2 (grouped.h says how it bounds the
  * true error).  Needs the layer's spectrum (for ||W||_2).
@@ -890,25 +892,47 @@ module_grouped(lua_State *L)
 {
 	rs_script *s = rsl_script(L);
 	size_t i = rsl_check_layer(L, 1), gi, j;
-	const rs_layer *l = &s->host.layers[i];
+	rs_layer folded = s->host.layers[i];
+	const rs_layer *l = &folded;
 	const rs_spectrum *sp = need_spectrum(L, i);
 	lua_Integer groups = luaL_checkinteger(L, 2);
-	rs_grouped *g;
+	double spec = sp->k > 0 ? sp->sigma[0] : 0.0, fold;
+	rs_grouped *g = NULL;
 	double *w;
 	rs_error err;
 	rs_status st;
 
 	luaL_argcheck(L, groups >= 1, 2, "the group count must be >= 1");
+	if (!lua_isnoneornil(L, 3)) {
+		luaL_checktype(L, 3, LUA_TTABLE);
+		if (opt_number(L, 3, "fold", &fold)) {
+			luaL_argcheck(L, fold == floor(fold) && fold >= 0 && fold < RS_FOLD_COUNT, 3,
+			              "fold must be a scheme 0..3");
+			if (rs_layer_set_fold(&folded, (int)fold, &err) != RS_OK)
+				return luaL_argerror(L, 3, lua_pushstring(L, err.msg));
+		}
+	}
 	w = malloc(l->rows * l->cols * sizeof *w);
 	if (w == NULL)
 		return luaL_error(L, "layer '%s': out of memory", l->name);
 	st = rs_layer_load(l, w, l->rows, s->host.model->path, &err);
-	g = st == RS_OK ? rs_grouped_new(w, l->rows, l->cols, l->rows, (size_t)groups,
-	                                 sp->k > 0 ? sp->sigma[0] : 0.0, &err) : NULL;
+	if (st == RS_OK && folded.fold != s->host.layers[i].fold) {
+		/* errors relative to this fold's own ||W||_2 */
+		rs_grouped *one = rs_grouped_new(w, l->rows, l->cols, l->rows, 1, 0.0, &err);
+		st = one ? RS_OK : err.code;
+		spec = one && one->k > 0 ? one->sigma[0] : 0.0;
+		rs_grouped_free(one);
+	}
+	if (st == RS_OK)
+		g = rs_grouped_new(w, l->rows, l->cols, l->rows, (size_t)groups, spec, &err);
 	free(w);
 	if (g == NULL)
 		return luaL_error(L, "layer '%s': %s", l->name, err.msg);
-	lua_createtable(L, 0, 6);
+	lua_createtable(L, 0, 8);
+	lua_pushinteger(L, (lua_Integer)l->rows);
+	lua_setfield(L, -2, "rows");
+	lua_pushinteger(L, (lua_Integer)l->cols);
+	lua_setfield(L, -2, "cols");
 	lua_pushinteger(L, (lua_Integer)g->groups);
 	lua_setfield(L, -2, "groups");
 	lua_pushinteger(L, (lua_Integer)g->k);

@@ -425,9 +425,9 @@ contains "$err" "parameter 'energy' = 1.01 is out of range 0..1" "shipped: energ
 run 0 "$RANKSCOPE" strategies
 equals "$err" "" "strategies: nothing on stderr"
 names=$(printf '%s\n' "$out" | grep -v '^searched:' | sed -n 's/^\([a-z-]*\): .*/\1/p' | tr '\n' ' ')
-equals "$names" "budget-greedy budget-minimax energy global-prune lc-combination lc-rankselect lorita threshold uniform " \
+equals "$names" "alds budget-greedy budget-minimax energy global-prune lc-combination lc-rankselect lorita threshold uniform " \
 	"every shipped strategy, sorted by name"
-for s in budget-greedy budget-minimax energy global-prune lc-combination lc-rankselect lorita threshold uniform; do
+for s in alds budget-greedy budget-minimax energy global-prune lc-combination lc-rankselect lorita threshold uniform; do
 	contains "$out" "
     from $lua_dir/$s.lua
 " "strategies: $s comes from the shipped directory"

@@ -189,6 +189,28 @@ done
 run 1 "$RANKSCOPE" run --strategy-path "$examples" network-bound "$mlp" --param conv_factor=2
 contains "$err" "parameter 'conv_factor' = 2 is out of range 0..1" "network-bound: conv_factor <= 1"
 
+# ---- alds: the minimax allocation over group counts, folds and ranks ----------------
+# sconv is low rank under fold 1 only, so the search has a fold to find.
+aldsm=$scratch/alds.safetensors
+"$MAKE_MODEL" "$aldsm" s1=10x8@0.6 s2=6x9@0.85 s3=12x10@0.75 sconv=4x2x3x3@0.3:1 ||
+	fail "make-model alds"
+lua_run "alds-brute.lua" "$RANKSCOPE" run --strategy-path "$luatests" "$luatests/alds-brute.lua" "$aldsm"
+contains "$out" "alds-brute: 4 layers, " "alds-brute.lua ran"
+for m in mlp cnn; do
+	eval "file=\$$m; before=\$${m}_params"
+	run 0 "$RANKSCOPE" run alds "$file" --param budget=0.3
+	summary=$(printf '%s\n' "$out" | tail -1)
+	used=$(printf '%s\n' "$summary" | sed -n 's/.*, \([0-9]*\) of \([0-9]*\) params (budget 0.3).*/\1/p')
+	checks=$((checks + 1))
+	[ -n "$used" ] && [ $((used * 10)) -le $((3 * before)) ] ||
+		fail "$m alds: '$summary' is not within 30% of $before params"
+	contains "$(totals_line)" "params " "$m alds: totals"
+	equals "$(totals_line | sed -n 's/.*flops [0-9]* -> \([0-9]*\),.*/\1/p')" "$((2 * used))" \
+		"$m alds: the totals' flops are twice the summary's params"
+done
+run 1 "$RANKSCOPE" run alds "$mlp" --param budget=0.001
+contains "$err" "alds: budget 0.001 is unreachable" "alds: an unreachable budget"
+
 # ---- lorita: composed layers, one threshold on sigma / sigma_max -----------------
 lorita=$SAMPLES/digits-lorita.safetensors
 lua_run "lorita-rule.lua" "$RANKSCOPE" run --strategy-path "$luatests" "$luatests/lorita-rule.lua" \

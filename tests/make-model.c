@@ -4,8 +4,10 @@
  *
  *   make-model OUT NAME=DIMxDIM[xDIMxDIM][@DECAY] ...
  *
- * With @DECAY (2-D only) the matrix is U diag(s) V^T with random orthogonal
- * U, V and s_i = DECAY^(i-1): a known spectrum (up to float32 rounding).
+ * With @DECAY the matrix is U diag(s) V^T with random orthogonal U, V and
+ * s_i = DECAY^(i-1): a known spectrum (up to float32 rounding).  For a 4-D
+ * kernel, @DECAY:F gives that spectrum to the kernel's matrix under fold
+ * scheme F (0..3, default 0; DESIGN.md section 4), whatever the others get.
  */
 #include "config.h"
 
@@ -16,6 +18,33 @@
 
 #include "rankscope/util.h"
 #include "testlib.h"
+
+/* The matrix shape and element positions of DESIGN.md's four folds,
+ * written from the definitions (first-named index slowest). */
+static void
+fold_shape(const size_t *s, int fold, size_t *m, size_t *n)
+{
+	switch (fold) {
+	case 1: *m = s[0] * s[2]; *n = s[1] * s[3]; break;
+	case 2: *m = s[0] * s[3]; *n = s[1] * s[2]; break;
+	case 3: *m = s[0] * s[2] * s[3]; *n = s[1]; break;
+	default: *m = s[0]; *n = s[1] * s[2] * s[3]; break;
+	}
+}
+
+static size_t
+tensor_index(const size_t *s, int fold, size_t row, size_t col)
+{
+	size_t f, c, h, w;
+
+	switch (fold) {
+	case 1: f = row / s[2]; h = row % s[2]; c = col / s[3]; w = col % s[3]; break;
+	case 2: f = row / s[3]; w = row % s[3]; c = col / s[2]; h = col % s[2]; break;
+	case 3: f = row / (s[2] * s[3]); h = row / s[3] % s[2]; w = row % s[3]; c = col; break;
+	default: f = row; c = col / (s[2] * s[3]); h = col / s[3] % s[2]; w = col % s[3]; break;
+	}
+	return ((f * s[1] + c) * s[2] + h) * s[3] + w;
+}
 
 int
 main(int argc, char **argv)
@@ -49,15 +78,21 @@ main(int argc, char **argv)
 			count *= shape[ndim++];
 		}
 		v = rs_xmalloc(count * sizeof *v);
-		if (at != NULL && ndim == 2) {
-			size_t m = shape[0], n = shape[1], k = m < n ? m : n, j;
-			double *s = rs_xmalloc(k * sizeof *s), *cm;
+		if (at != NULL && (ndim == 2 || ndim == 4)) {
+			char *colon = strchr(at + 1, ':');
+			int fold = colon ? atoi(colon + 1) : 0;
+			size_t m = shape[0], n = shape[1], k, j;
+			double *s, *cm;
+			if (ndim == 4)
+				fold_shape(shape, fold, &m, &n);
+			k = m < n ? m : n;
+			s = rs_xmalloc(k * sizeof *s);
 			for (i = 0; i < k; i++)
 				s[i] = pow(strtod(at + 1, NULL), (double)i);
 			cm = test_matrix_with_spectrum(m, n, s);
 			for (i = 0; i < m; i++)
 				for (j = 0; j < n; j++)
-					v[i * n + j] = cm[i + j * m];
+					v[ndim == 2 ? i * n + j : tensor_index(shape, fold, i, j)] = cm[i + j * m];
 			free(cm);
 			free(s);
 		} else {
