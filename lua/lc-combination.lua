@@ -7,11 +7,11 @@
 -- optionally weighted by the layer's size.  For a multiplier lambda every
 -- layer takes the option minimising error^2 + lambda * bits; the total bits
 -- fall as lambda rises, so lambda is bisected until the plan fits the
--- budget.  This is the LC-style "error per bit" trade-off.  Because the
--- options are discrete, that plan can leave bits unspent: they are then
--- spent greedily, always on the switch that lowers the summed error most
--- per extra bit, until no switch that lowers it fits.  The plan never
--- exceeds the budget.
+-- budget, and leftover bits are spent greedily (lua/tradeoff.lua).  This
+-- is the LC-style "error per bit" trade-off.  The plan never exceeds the
+-- budget.
+local tradeoff = require "tradeoff"
+
 local M = {
 	name = "lc-combination",
 	description = "best of low rank / pruning / quantisation per layer under a storage budget",
@@ -55,67 +55,19 @@ function M.options(layer, plan, params)
 	return opts
 end
 
-function M.choose(opts, w, lambda)
-	local best, value = nil, math.huge
-	for _, o in ipairs(opts) do
-		local v = w * o.err2 + lambda * o.bits
-		if v < value or (v == value and o.bits < best.bits) then best, value = o, v end
-	end
-	return best
-end
-
 function M.run(model, plan, params)
 	local layers = model:layers()
-	local all, before, minimum = {}, 0, 0
+	local all, before = {}, 0
 	for i, layer in ipairs(layers) do
-		local opts = M.options(layer, plan, params)
-		local w = params.weighted and layer:params() or 1
-		local cheapest = math.huge
-		for _, o in ipairs(opts) do cheapest = math.min(cheapest, o.bits) end
-		all[i] = { opts = opts, w = w }
+		all[i] = { opts = M.options(layer, plan, params),
+			w = params.weighted and layer:params() or 1 }
 		before = before + layer:storage()
-		minimum = minimum + cheapest
 	end
 	local limit = params.budget * before
-	if minimum > limit then
+	local chosen, used = tradeoff.solve(all, limit, "bits")
+	if chosen == nil then
 		error(string.format("budget %g is unreachable: the smallest representation of "
-			.. "every layer needs %d of %d bits", params.budget, minimum, before), 0)
-	end
-	local function total(lambda)
-		local n = 0
-		for _, a in ipairs(all) do n = n + M.choose(a.opts, a.w, lambda).bits end
-		return n
-	end
-	local lo, hi = 0, 1e-12
-	while total(hi) > limit do lo, hi = hi, hi * 4 end
-	for _ = 1, 200 do
-		if hi - lo <= hi * 1e-12 then break end
-		local mid = (lo + hi) / 2
-		if total(mid) <= limit then hi = mid else lo = mid end
-	end
-	local chosen, used = {}, 0
-	for i, a in ipairs(all) do
-		chosen[i] = M.choose(a.opts, a.w, hi)
-		used = used + chosen[i].bits
-	end
-	-- The multiplier's plan may leave bits unspent (options are discrete):
-	-- spend them, one switch at a time, on the switch that lowers the
-	-- summed error most per extra bit, until no switch that helps fits.
-	while true do
-		local best, best_i, best_rate = nil, nil, 0
-		for i, a in ipairs(all) do
-			local c = chosen[i]
-			for _, o in ipairs(a.opts) do
-				local extra, gain = o.bits - c.bits, a.w * (c.err2 - o.err2)
-				if gain > 0 and used + extra <= limit then
-					local rate = extra > 0 and gain / extra or math.huge
-					if rate > best_rate then best, best_i, best_rate = o, i, rate end
-				end
-			end
-		end
-		if best == nil then break end
-		used = used + best.bits - chosen[best_i].bits
-		chosen[best_i] = best
+			.. "every layer needs %d of %d bits", params.budget, used, before), 0)
 	end
 	local counts = {}
 	used = 0

@@ -96,6 +96,8 @@ for f in $(sed -n 's/.*strcmp(key, "\([a-z_]*\)").*/\1/p; s/.*lua_setfield(L, -2
 done
 for file in "$lua_dir"/*.lua; do
 	name=$(basename "$file" .lua)
+	# a module the strategies require (no run function) is not a strategy
+	grep -q 'run = function\|function M.run' "$file" || continue
 	contains "$man7" "
 .B $name
 " "rankscope-lua(7) documents the strategy $name"
@@ -425,9 +427,9 @@ contains "$err" "parameter 'energy' = 1.01 is out of range 0..1" "shipped: energ
 run 0 "$RANKSCOPE" strategies
 equals "$err" "" "strategies: nothing on stderr"
 names=$(printf '%s\n' "$out" | grep -v '^searched:' | sed -n 's/^\([a-z-]*\): .*/\1/p' | tr '\n' ' ')
-equals "$names" "alds budget-greedy budget-minimax energy global-prune lc-combination lc-rankselect lorita threshold uniform " \
+equals "$names" "alds budget-greedy budget-minimax energy global-prune lc-combination lc-rankselect lorita threshold tucker-search uniform " \
 	"every shipped strategy, sorted by name"
-for s in alds budget-greedy budget-minimax energy global-prune lc-combination lc-rankselect lorita threshold uniform; do
+for s in alds budget-greedy budget-minimax energy global-prune lc-combination lc-rankselect lorita threshold tucker-search uniform; do
 	contains "$out" "
     from $lua_dir/$s.lua
 " "strategies: $s comes from the shipped directory"

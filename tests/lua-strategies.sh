@@ -211,6 +211,21 @@ done
 run 1 "$RANKSCOPE" run alds "$mlp" --param budget=0.001
 contains "$err" "alds: budget 0.001 is unreachable" "alds: an unreachable budget"
 
+# ---- tucker-search: data-free Tucker-2 ranks under a budget -------------------------
+for b in 0.1 0.3 0.5; do
+	lua_run "tucker-check.lua cnn $b" "$RANKSCOPE" run --strategy-path "$luatests" \
+		"$luatests/tucker-check.lua" "$cnn" --param budget=$b
+	contains "$out" "summary: tucker-search: " "tucker-check.lua cnn $b ran"
+done
+lua_run "tucker-check.lua large" "$RANKSCOPE" run --strategy-path "$luatests" \
+	"$luatests/tucker-check.lua" "$large" --param budget=0.4
+run 0 "$RANKSCOPE" run tucker-search "$cnn" --param budget=0.9 --param linear=dense
+contains "$(printf '%s\n' "$out" | tail -1)" " tucker2" "tucker-search with linear layers dense"
+equals "$(printf '%s\n' "$out" | awk '$1 ~ /^fc/ && $3 != "dense"')" "" \
+	"tucker-search linear=dense leaves the linear layers dense"
+run 1 "$RANKSCOPE" run tucker-search "$cnn" --param budget=0.0001
+contains "$err" "tucker-search: budget 0.0001 is unreachable" "tucker-search: an unreachable budget"
+
 # ---- lorita: composed layers, one threshold on sigma / sigma_max -----------------
 lorita=$SAMPLES/digits-lorita.safetensors
 lua_run "lorita-rule.lua" "$RANKSCOPE" run --strategy-path "$luatests" "$luatests/lorita-rule.lua" \
