@@ -41,6 +41,10 @@ tui_edit_set_rank(tui *t, size_t layer, size_t rank)
 
 	if (rank < 1)
 		rank = 1;
+	if (tui_decomp_is(t->plan.entries[layer].method)) {
+		tui_decomp_set_rank(t, layer, rank);
+		return;
+	}
 	if (t->plan.entries[layer].method == RS_METHOD_LOWRANK_SPARSE && rank < k) {
 		/* the rank of the low-rank part; solved again in the background */
 		t->plan.entries[layer].rank = rank;
@@ -63,6 +67,8 @@ tui_edit_current_rank(const tui *t, size_t layer)
 {
 	const rs_plan_entry *e = &t->plan.entries[layer];
 
+	if (tui_decomp_is(e->method))
+		return tui_decomp_rank(e);
 	return e->method == RS_METHOD_LOWRANK || e->method == RS_METHOD_LOWRANK_SPARSE ?
 	       e->rank : full_rank(t, layer);
 }
@@ -204,6 +210,12 @@ tui_edit_set_method(tui *t, size_t layer, rs_method method)
 	double sparsity = old.method == RS_METHOD_DENSE || old.method == RS_METHOD_LOWRANK ||
 	    old.method == RS_METHOD_QUANT ? 0.5 : old.sparsity;
 
+	if (tui_decomp_is(method)) {
+		tui_decomp_defaults(t, layer, method, e);
+		if (old.method == RS_METHOD_LOWRANK && method != RS_METHOD_TUCKER2)
+			tui_decomp_set_rank(t, layer, rank);
+		return;
+	}
 	*e = rs_plan_entry_dense();
 	e->method = method;
 	switch (method) {
@@ -286,6 +298,10 @@ static const struct {
 	{RS_METHOD_PRUNE_COLS, "drop whole input channels by L2 norm"},
 	{RS_METHOD_QUANT, "quantise (bits slider, Q for the quantiser)"},
 	{RS_METHOD_LOWRANK_SPARSE, "low rank + sparse, solved in the background"},
+	{RS_METHOD_GROUPED, "grouped SVD (ALDS): c C groups, f fold, rank per group"},
+	{RS_METHOD_TUCKER2, "Tucker-2 on output and input modes (rank keys)"},
+	{RS_METHOD_CP, "CP decomposition by ALS (rank keys set R)"},
+	{RS_METHOD_TT, "TT-matrix, 3 balanced modes (rank keys cap TT-ranks)"},
 };
 #define NMENU (sizeof menu_methods / sizeof menu_methods[0])
 

@@ -27,6 +27,9 @@ static void key_page_down(tui *t) { tui_table_move(t, t->table_rect.h > 2 ? t->t
 static void key_first(tui *t) { tui_table_move_to(t, 0); }
 static void key_last(tui *t) { tui_table_move_to(t, SIZE_MAX); }
 static void key_rank_down(tui *t) { tui_edit_nudge_rank(t, -1); }
+static void key_fewer_groups(tui *t) { tui_decomp_cycle_groups(t, -1); }
+static void key_more_groups(tui *t) { tui_decomp_cycle_groups(t, 1); }
+static void key_cycle_fold(tui *t) { tui_decomp_cycle_fold(t); }
 static void key_rank_up(tui *t) { tui_edit_nudge_rank(t, 1); }
 
 /* A coarse step: a twentieth of the full rank. */
@@ -158,6 +161,9 @@ static const tui_binding bindings[] = {
 	{{'B', 0}, NULL, NULL, key_more_bits},
 	{{'Q', 0}, "Q", "quantiser: uniform, per-channel, k-means, binary, ternary", key_quantizer},
 	{{'M', 0}, "M", "method for this layer: a menu", key_methods},
+	{{'c', 0}, "c C", "group count - / + (a grouped SVD of this layer)", key_fewer_groups},
+	{{'C', 0}, NULL, NULL, key_more_groups},
+	{{'f', 0}, "f", "fold scheme of this layer's grouped SVD (conv)", key_cycle_fold},
 	{{'d', 0}, "d", "keep this layer dense", key_make_dense},
 	{{'m', 0}, "m", "global mode: off, keep ratio, energy threshold", key_cycle_global},
 	{{'-', '_', 0}, "- +", "lower / raise the global value", key_global_less},

@@ -210,6 +210,11 @@ tui_plot_draw(tui *t, tui_rect r)
 	}
 	if (s->k == 0)
 		return;
+	if (t->plan.entries[layer].method == RS_METHOD_GROUPED ||
+	    t->plan.entries[layer].method == RS_METHOD_TUCKER2) {
+		tui_decomp_draw(t, r, layer);
+		return;
+	}
 	if (t->analyses[layer].magnitudes != NULL) {
 		rs_method m = t->plan.entries[layer].method;
 		if (m == RS_METHOD_PRUNE || m == RS_METHOD_PRUNE_ROWS || m == RS_METHOD_PRUNE_COLS) {

@@ -128,7 +128,8 @@ draw_rank_slider(tui *t, int y, int cols)
 	rank = tui_edit_current_rank(t, layer);
 	{
 		rs_method m = t->plan.entries[layer].method;
-		if (m != RS_METHOD_DENSE && m != RS_METHOD_LOWRANK && m != RS_METHOD_LOWRANK_SPARSE) {
+		if (m != RS_METHOD_DENSE && m != RS_METHOD_LOWRANK && m != RS_METHOD_LOWRANK_SPARSE &&
+		    !tui_decomp_is(m)) {
 			draw_track(t, y, x, w, 1.0, false);
 			slider_info(y, x, w, cols, " off (<-/-> for low rank)");
 			return;
@@ -136,6 +137,23 @@ draw_rank_slider(tui *t, int y, int cols)
 		if (m == RS_METHOD_LOWRANK_SPARSE) {
 			draw_track(t, y, x, w, k > 1 ? (double)(rank - 1) / (double)(k - 1) : 1.0, true);
 			slider_info(y, x, w, cols, " rank of the low-rank part (L + S)");
+			return;
+		}
+		if (tui_decomp_is(m)) {
+			const rs_plan_entry *e = &t->plan.entries[layer];
+			rs_plan_figures_for(l, &t->analyses[layer], e, &f);
+			draw_track(t, y, x, w, k > 1 ? (double)(rank - 1) / (double)(k - 1) : 1.0, true);
+			if (!f.known)
+				snprintf(info, sizeof info, " %zu %s: solving in the background", rank,
+				         rs_method_name(m));
+			else if (f.method == RS_METHOD_DENSE)
+				snprintf(info, sizeof info, " %zu %s: not smaller, dense", rank,
+				         rs_method_name(m));
+			else
+				snprintf(info, sizeof info, " %zu %s err_F %.4f err_2 <= %.4f params %s",
+				         rank, rs_method_name(m), f.err_fro, f.err_spec,
+				         (rs_format_count(params, sizeof params, (double)f.params), params));
+			slider_info(y, x, w, cols, info);
 			return;
 		}
 	}

@@ -1,10 +1,14 @@
 /*
  * tui-solver.c — low rank + sparse entries are solved by alternating
  * projections, which takes a full SVD per iteration: too slow for a
- * keypress.  One background thread solves one layer at a time; the table
- * shows the layer as "solving" with the iteration and error so far, and
- * the entry gets its error when the solve ends.  A solve whose entry has
- * changed meanwhile is cancelled and its result dropped.
+ * keypress; the decompositions (grouped SVD, Tucker-2, CP, TT) take SVDs
+ * or sweeps of their own.  One background thread solves one layer at a
+ * time; the table shows the layer as "solving" with the iteration and
+ * error so far, and the entry gets its figures when the solve ends.  A
+ * low rank + sparse solve whose entry has changed meanwhile is cancelled
+ * and its result dropped (a decomposition's solve cannot be interrupted:
+ * it runs out and its result is dropped).  With nothing to solve, the same
+ * thread computes the selected layer's decomposition view (tui-decomp.c).
  */
 #include "config.h"
 
@@ -16,6 +20,7 @@
 #include <unistd.h>
 
 #include "rankscope/combine.h"
+#include "rankscope/plansolve.h"
 #include "tui.h"
 
 static void
@@ -52,6 +57,32 @@ solve_main(void *arg)
 	ssize_t wr;
 
 	memset(&res, 0, sizeof res);
+	if (sv->view_only || tui_decomp_is(sv->entry.method)) {
+		/* a decomposition: its solve (unless only the view is wanted),
+		 * then its view */
+		rs_plan_entry solved = sv->entry;
+		tui_decomp_view view;
+		free(w);
+		st = sv->view_only ? RS_OK :
+		    rs_plan_entry_solve(l, t->spectra[sv->layer], &solved, t->path, &err);
+		if (st == RS_OK && (solved.method == RS_METHOD_GROUPED ||
+		                    solved.method == RS_METHOD_TUCKER2))
+			st = tui_decomp_view_compute(l, &solved, t->path, &view, &err);
+		else
+			memset(&view, 0, sizeof view);
+		view.layer = sv->layer;
+		pthread_mutex_lock(&sv->lock);
+		sv->status = st;
+		if (st != RS_OK)
+			snprintf(sv->message, sizeof sv->message, "%s", err.msg);
+		sv->solved = solved;
+		sv->view = view;
+		sv->done = true;
+		pthread_mutex_unlock(&sv->lock);
+		wr = write(t->wake_fd[1], "s", 1);
+		(void)wr;
+		return NULL;
+	}
 	if (w == NULL)
 		st = rs_error_set(&err, RS_ENOMEM, "out of memory for layer '%s'", l->name);
 	else
@@ -81,13 +112,46 @@ tui_solver_init(tui *t)
 {
 	memset(&t->solver, 0, sizeof t->solver);
 	pthread_mutex_init(&t->solver.lock, NULL);
+	memset(&t->view, 0, sizeof t->view);
+	t->view.layer = SIZE_MAX;
 }
 
 static bool
 same_spec(const rs_plan_entry *a, const rs_plan_entry *b)
 {
-	return a->method == RS_METHOD_LOWRANK_SPARSE && b->method == RS_METHOD_LOWRANK_SPARSE &&
-	       a->rank == b->rank && a->sparsity == b->sparsity;
+	return rs_method_is_solved(a->method) && rs_plan_entry_equal(a, b);
+}
+
+/* Takes a finished decomposition solve (or view) into the plan and view. */
+static void
+collect_decomposition(tui *t)
+{
+	tui_solver *sv = &t->solver;
+	rs_plan_entry *e = &t->plan.entries[sv->layer];
+	const rs_layer *l = &t->layers[sv->layer];
+
+	if (!sv->view_only && same_spec(e, &sv->entry)) {
+		if (sv->status != RS_OK) {
+			tui_message(t, true, "%s: %s: %s", l->name, rs_method_name(e->method),
+			            sv->message);
+			*e = rs_plan_entry_dense();
+		} else {
+			*e = sv->solved;
+			tui_message(t, false, "%s: %s solved, err_F %.4f", l->name,
+			            rs_method_name(e->method), e->solved_error);
+			/* the solve's result is not an edit of its own */
+			if (t->nundo > 0 && same_spec(&t->undo[t->nundo - 1].entries[sv->layer],
+			                              &sv->entry))
+				t->undo[t->nundo - 1].entries[sv->layer] = *e;
+		}
+	}
+	if (sv->view.nseries > 0) {
+		tui_decomp_view_free(&t->view);
+		t->view = sv->view;
+	} else {
+		tui_decomp_view_free(&sv->view);
+	}
+	memset(&sv->view, 0, sizeof sv->view);
 }
 
 /* Takes a finished solve's result into the plan (when still wanted). */
@@ -101,6 +165,10 @@ collect(tui *t)
 
 	pthread_join(sv->thread, NULL);
 	sv->running = false;
+	if (sv->view_only || tui_decomp_is(sv->entry.method)) {
+		collect_decomposition(t);
+		return;
+	}
 	if (!same_spec(e, &sv->entry) || sv->status == RS_ECANCELLED)
 		return;   /* the entry changed while it was being solved */
 	if (sv->status != RS_OK) {
@@ -156,20 +224,36 @@ tui_solver_poll(tui *t)
 		if (sv->running)
 			return;
 	}
-	for (i = 0; i < t->nlayers; i++) {
-		const rs_plan_entry *e = &t->plan.entries[i];
-		if (e->method != RS_METHOD_LOWRANK_SPARSE || !isnan(e->solved_error) ||
-		    t->spectra[i] == NULL)
-			continue;
+	for (i = 0; i <= t->nlayers; i++) {
+		const rs_plan_entry *e;
+		bool view_only = i == t->nlayers;
+		if (view_only) {
+			/* nothing to solve: the selected layer's view, if it lacks one */
+			i = tui_selected_layer(t);
+			if (i == SIZE_MAX)
+				return;
+			e = &t->plan.entries[i];
+			if ((e->method != RS_METHOD_GROUPED && e->method != RS_METHOD_TUCKER2) ||
+			    isnan(e->solved_error) ||
+			    (t->view.layer == i && rs_plan_entry_equal(&t->view.entry, e)))
+				return;
+		} else {
+			e = &t->plan.entries[i];
+			if (!rs_method_is_solved(e->method) || !isnan(e->solved_error) ||
+			    t->spectra[i] == NULL)
+				continue;
+		}
 		sv->layer = i;
 		sv->entry = *e;
+		sv->view_only = view_only;
 		sv->cancel = 0;
 		sv->done = false;
 		sv->iteration = 0;
 		sv->error = NAN;
 		if (pthread_create(&sv->thread, NULL, solve_main, t) != 0) {
 			tui_message(t, true, "cannot start a solver thread");
-			t->plan.entries[i] = rs_plan_entry_dense();
+			if (!view_only)
+				t->plan.entries[i] = rs_plan_entry_dense();
 			return;
 		}
 		sv->running = true;
@@ -186,4 +270,5 @@ tui_solver_stop(tui *t)
 		t->solver.running = false;
 	}
 	pthread_mutex_destroy(&t->solver.lock);
+	tui_decomp_view_free(&t->view);
 }

@@ -198,8 +198,11 @@ draw_row(tui *t, int y, int x, int name_w, int ncols, size_t i, bool selected)
 	if (s == NULL) {
 		snprintf(cells[COL_RANK], 24, "%s", failed ? "failed" : "...");
 		snprintf(cells[COL_ERR_F], 24, "%s", failed ? "" : "pending");
-	} else if (e->method == RS_METHOD_LOWRANK_SPARSE && !f.known) {
-		snprintf(cells[COL_RANK], 24, "L+S r=%zu", e->rank);
+	} else if (rs_method_is_solved(e->method) && !f.known) {
+		if (e->method == RS_METHOD_LOWRANK_SPARSE)
+			snprintf(cells[COL_RANK], 24, "L+S r=%zu", e->rank);
+		else
+			snprintf(cells[COL_RANK], 24, "%s ...", rs_method_name(e->method));
 		if (t->solver.running && t->solver.layer == i)
 			snprintf(cells[COL_ERR_F], 24, "it %zu", t->solver.iteration);
 		else
@@ -212,6 +215,14 @@ draw_row(tui *t, int y, int x, int name_w, int ncols, size_t i, bool selected)
 			snprintf(cells[COL_RANK], 24, "dense");
 		else if (f.method == RS_METHOD_LOWRANK_SPARSE)
 			snprintf(cells[COL_RANK], 24, "L+S %zu/%.2f", f.rank, e->sparsity);
+		else if (f.method == RS_METHOD_GROUPED)
+			snprintf(cells[COL_RANK], 24, "g%zu r%zu", e->groups, e->rank);
+		else if (f.method == RS_METHOD_TUCKER2)
+			snprintf(cells[COL_RANK], 24, "tk %zu,%zu", e->rank, e->rank_in);
+		else if (f.method == RS_METHOD_CP)
+			snprintf(cells[COL_RANK], 24, "cp %zu", e->rank);
+		else if (f.method == RS_METHOD_TT)
+			snprintf(cells[COL_RANK], 24, "tt %zu", tui_decomp_rank(e));
 		else if (f.method == RS_METHOD_QUANT)
 			snprintf(cells[COL_RANK], 24, "%s%ub", e->quantizer == RS_QUANT_KMEANS ? "km" :
 			         e->quantizer == RS_QUANT_UNIFORM_TENSOR ? "ut" :

@@ -71,7 +71,21 @@ typedef enum tui_drag {
 	TUI_DRAG_GLOBAL
 } tui_drag;
 
-/* The background solve of one layer's low rank + sparse entry. */
+/* A decomposition's view (tui-decomp.c): per-group spectra of a grouped
+ * SVD, the two mode spectra of Tucker-2. */
+#define TUI_VIEW_SERIES 8
+typedef struct tui_decomp_view {
+	size_t layer;                  /* SIZE_MAX: none */
+	rs_plan_entry entry;           /* what it was computed for */
+	size_t nseries, total;         /* series shown, of total (groups) */
+	double *series[TUI_VIEW_SERIES];
+	size_t len[TUI_VIEW_SERIES];
+	size_t mark[TUI_VIEW_SERIES];  /* values kept: indices below it */
+	char label[TUI_VIEW_SERIES];
+} tui_decomp_view;
+
+/* The background solve of one layer's low rank + sparse or decomposition
+ * entry (or the selected layer's decomposition view). */
 typedef struct tui_solver {
 	pthread_t thread;
 	bool running;
@@ -87,6 +101,9 @@ typedef struct tui_solver {
 	double result_error;
 	int fallback;                  /* rs_combine_fallback */
 	size_t fallback_rank, fallback_nonzeros;
+	bool view_only;                /* computing a view, no solve */
+	rs_plan_entry solved;          /* a decomposition entry with its figures */
+	tui_decomp_view view;          /* and its view */
 } tui_solver;
 
 #define TUI_UNDO_MAX 256
@@ -149,6 +166,7 @@ typedef struct tui {
 	char **form_values;            /* one per parameter of the chosen strategy */
 
 	tui_solver solver;
+	tui_decomp_view view;          /* of the selected layer's decomposition */
 
 	/* plan files */
 	rs_plan_origin origin;         /* what made the plan (the last strategy run) */
@@ -218,6 +236,18 @@ void tui_strategy_eval(tui *t, const char *code);
 /* tui-planfile.c */
 void tui_planfile_save_prompt(tui *t);
 void tui_planfile_commit(tui *t, tui_prompt_kind kind);   /* SAVE/OVERWRITE/LOAD entered */
+
+/* tui-decomp.c */
+bool tui_decomp_is(rs_method m);
+void tui_decomp_defaults(const tui *t, size_t layer, rs_method method, rs_plan_entry *e);
+size_t tui_decomp_rank(const rs_plan_entry *e);
+void tui_decomp_set_rank(tui *t, size_t layer, size_t rank);
+void tui_decomp_cycle_groups(tui *t, int delta);
+void tui_decomp_cycle_fold(tui *t);
+rs_status tui_decomp_view_compute(const rs_layer *layer, const rs_plan_entry *e,
+                                  const char *path, tui_decomp_view *v, rs_error *err);
+void tui_decomp_view_free(tui_decomp_view *v);
+void tui_decomp_draw(tui *t, tui_rect r, size_t layer);
 
 /* tui-solver.c */
 void tui_solver_init(tui *t);

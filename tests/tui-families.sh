@@ -2,7 +2,9 @@
 # tui-families.sh — pruning, quantisation and low rank + sparse in the
 # workbench: the sparsity and bits keys, the quantiser and method menu, the
 # figures shown equal to the Lua API's (the same O(1) queries), the pruning
-# and quantisation views, and the background low rank + sparse solve.
+# and quantisation views, the background low rank + sparse solve, and the
+# decompositions (grouped SVD with its group and fold keys, Tucker-2, CP),
+# solved in the background with their views.
 . "$TESTS_SRCDIR/lib.sh"
 . "$TESTS_SRCDIR/tui-lib.sh"
 
@@ -69,6 +71,52 @@ wait_for "low rank + sparse solved in" 600 || wait_for "beats the combination" 1
 	fail "the solve finishes: $(screen | tail -3)"
 lacks "$(row fc2.weight)" "queued" "no longer queued"
 
+keys q y
+wait_exit
+
+# ---- the decompositions: grouped SVD, Tucker-2, CP on a conv layer ----------------
+cnn=$SAMPLES/digits-cnn.safetensors
+# clua SPEC: conv3's err_fro under plan:set(SPEC), from the CLI (the same solve)
+clua() {
+	printf 'local model, plan = ...
+print(string.format("%%.4f", plan:set(model:layer("conv3.weight"), %s).err_fro))
+' \
+		"$1" >"$scratch/q.lua"
+	"$RANKSCOPE" run "$scratch/q.lua" "$cnn" | head -1
+}
+tui_start 130 40 "$RANKSCOPE" "$cnn"
+see "stats 5/5" "cnn statistics computed"
+keys Down Down
+keys M
+see "method for conv3.weight" "the method menu on conv3"
+keys Down Down Down Down Down Down Down Enter
+see "grouped solved" "the grouped SVD is solved in the background"
+contains "$(row conv3.weight)" "g2 r16" "two groups at rank 16 (k/4)"
+contains "$(row conv3.weight)" "$(clua '{method = "grouped", groups = 2, rank = 16, fold = 0}')" \
+	"the error equals plan:set's grouped solve"
+see "1-2: each group's singular values" "the per-group spectra view"
+keys C
+see "g3 r16" "C: the next group count dividing 288"
+keys f
+see "3 groups, rank 16 each, fold 1" "f: the next fold whose columns 3 groups divide; the view follows"
+see "1-3: each group's singular values" "the three groups' spectra, once solved"
+contains "$(row conv3.weight)" "$(clua '{method = "grouped", groups = 3, rank = 16, fold = 1}')" \
+	"the error equals plan:set's at fold 1"
+keys M
+keys Down Enter
+see "tucker2 solved" "Tucker-2 solved in the background"
+contains "$(row conv3.weight)" "tk 16,8" "Tucker-2 starts at f/4, c/4"
+contains "$(row conv3.weight)" "$(clua '{method = "tucker2", ranks = {16, 8}}')" \
+	"the error equals plan:set's HOOI"
+see "o: output-mode, i: input-mode" "the mode spectra view"
+keys Left
+see "tk 15,8" "the rank key moves r_out, r_in keeps its share"
+keys M
+keys Down Enter
+see "cp solved" "CP solved in the background"
+contains "$(row conv3.weight)" "cp 16" "CP at rank 16"
+keys u
+see "tk 15,8" "undo goes back to the Tucker-2 entry"
 keys q y
 wait_exit
 finish
