@@ -159,11 +159,35 @@ run_with_failure(void)
 	free(bytes);
 }
 
+/* Enough work (40 layers of 400x400, about half a second) that a cancel
+ * sent right after the start finds layers not yet begun, even when the
+ * test itself is descheduled on a busy machine. */
+static rs_model *
+build_busy_model(unsigned char **bytes)
+{
+	size_t shape[2] = {400, 400}, i, len;
+	char name[32];
+	test_st *st = test_st_new();
+	rs_error err;
+	rs_model *m;
+
+	test_seed(7);
+	for (i = 0; i < 40; i++) {
+		snprintf(name, sizeof name, "busy%zu.weight", i);
+		add_random(st, name, shape, 2);
+	}
+	*bytes = test_st_bytes(st, &len);
+	test_st_free(st);
+	m = rs_safetensors_parse("busy.safetensors", *bytes, len, &err);
+	CHECK(m != NULL, "parse");
+	return m;
+}
+
 static void
 run_cancelled(void)
 {
 	unsigned char *bytes;
-	rs_model *m = build_model(&bytes, false, true);
+	rs_model *m = build_busy_model(&bytes);
 	rs_layer *layers;
 	size_t n = rs_layers_discover(m, NULL, 0, NULL, &layers), i, cancelled = 0;
 	rs_engine_options o = {.threads = 2};

@@ -14,10 +14,11 @@ see "spectra 3/3" "spectra computed"
 
 keys s
 see "strategies (Enter: parameters, Esc: close)" "menu opens"
-for name in budget-greedy budget-minimax energy lc-rankselect threshold uniform; do
+for name in alds budget-greedy budget-minimax energy lc-rankselect threshold uniform; do
 	contains "$(screen)" " $name " "menu lists $name"
 done
-keys Down Enter
+# sorted by name: alds, budget-greedy, budget-minimax, ...
+keys Down Down Enter
 see "budget-minimax: Enter edits a value" "the form of budget-minimax"
 contains "$(screen)" "budget           = 0.5" "default budget shown"
 keys Up Up Up Enter BSpace BSpace BSpace 0 . 3 Enter

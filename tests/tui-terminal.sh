@@ -19,6 +19,9 @@ mouse() {
 # from column 8 over 64 cells, so column 8 + c sets rank 1 + c (k = 64).
 tui_start 130 36 "$RANKSCOPE" "$mlp"
 see "spectra 3/3" "spectra computed"
+# the statistics threads finished too: on a loaded machine the first click
+# should not race the background work for the CPU
+see "stats 3/3" "statistics computed"
 mouse 0 30 29
 mouse 3 30 29
 see "23/64 err_F" "click on the rank slider sets rank 23"
