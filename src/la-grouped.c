@@ -166,20 +166,17 @@ rs_grouped_params(const rs_grouped *g, size_t j)
 	return j * (g->groups * g->rows + g->cols);
 }
 
+static double
+curve_err_spec(const void *g, size_t j)
+{
+	return rs_grouped_err_spec(g, j);
+}
+
 size_t
 rs_grouped_rank_for_err_spec(const rs_grouped *g, double eps)
 {
-	size_t lo = 0, hi = g->k;
-
 	/* err_spec(k) = 0 <= eps for any eps >= 0, so the answer is in [0, k]. */
 	if (!(eps >= 0))
 		return g->k;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (rs_grouped_err_spec(g, mid) <= eps)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return lo;
+	return rs_smallest_within(g->k, eps, curve_err_spec, g);
 }

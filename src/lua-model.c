@@ -185,20 +185,16 @@ layer_rank_for_energy(lua_State *L)
 }
 
 /* Smallest rank whose error (by `query`, non-increasing in r) is <= eps. */
-static size_t
-rank_for_error(const rs_spectrum *sp, double eps,
-               double (*query)(const rs_spectrum *, size_t))
+static double
+curve_err_fro(const void *sp, size_t j)
 {
-	size_t lo = 0, hi = sp->k;
+	return rs_spectrum_err_fro(sp, j);
+}
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (query(sp, mid) <= eps)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return lo;
+static double
+curve_err_spec(const void *sp, size_t j)
+{
+	return rs_spectrum_err_spec(sp, j);
 }
 
 static int
@@ -207,8 +203,8 @@ layer_rank_for_err_fro(lua_State *L)
 	size_t i = rsl_check_layer(L, 1);
 	const rs_spectrum *sp = need_spectrum(L, i);
 
-	lua_pushinteger(L, (lua_Integer)rank_for_error(sp, luaL_checknumber(L, 2),
-	                                               rs_spectrum_err_fro));
+	lua_pushinteger(L, (lua_Integer)rs_smallest_within(sp->k, luaL_checknumber(L, 2),
+	                                                   curve_err_fro, sp));
 	return 1;
 }
 
@@ -218,8 +214,8 @@ layer_rank_for_err_spec(lua_State *L)
 	size_t i = rsl_check_layer(L, 1);
 	const rs_spectrum *sp = need_spectrum(L, i);
 
-	lua_pushinteger(L, (lua_Integer)rank_for_error(sp, luaL_checknumber(L, 2),
-	                                               rs_spectrum_err_spec));
+	lua_pushinteger(L, (lua_Integer)rs_smallest_within(sp->k, luaL_checknumber(L, 2),
+	                                                   curve_err_spec, sp));
 	return 1;
 }
 

@@ -162,27 +162,13 @@ tui_decomp_set_rank(tui *t, size_t layer, size_t rank)
 	(void)dims;
 }
 
-static bool
-begin(tui *t, size_t layer)
-{
-	if (layer == SIZE_MAX || t->spectra[layer] == NULL) {
-		tui_message(t, false, "no spectrum for this layer yet");
-		return false;
-	}
-	if (t->nudge_layer != layer) {
-		tui_edit_begin(t);
-		t->nudge_layer = layer;
-	}
-	return true;
-}
-
 void
 tui_decomp_cycle_groups(tui *t, int delta)
 {
 	size_t layer = tui_selected_layer(t), g, m, n;
 	rs_plan_entry *e;
 
-	if (!begin(t, layer))
+	if (!tui_edit_begin_nudge(t, layer))
 		return;
 	e = &t->plan.entries[layer];
 	if (e->method != RS_METHOD_GROUPED) {
@@ -220,7 +206,7 @@ tui_decomp_cycle_fold(tui *t)
 		tui_message(t, false, "f changes the fold of a grouped SVD of a conv layer (c picks one)");
 		return;
 	}
-	if (!begin(t, layer))
+	if (!tui_edit_begin_nudge(t, layer))
 		return;
 	/* the next fold under which the group count still divides the columns */
 	for (f = 1; f <= RS_FOLD_COUNT; f++) {

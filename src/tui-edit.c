@@ -148,8 +148,8 @@ tui_edit_drop_unchanged(tui *t)
 
 /* Starts a run of nudges of one kind on the selected layer (one undo step);
  * false when there is nothing to edit yet. */
-static bool
-begin_nudge(tui *t, size_t layer)
+bool
+tui_edit_begin_nudge(tui *t, size_t layer)
 {
 	if (layer == SIZE_MAX)
 		return false;
@@ -245,7 +245,7 @@ tui_edit_nudge_sparsity(tui *t, double delta)
 	const rs_plan_entry *e;
 	double p;
 
-	if (!begin_nudge(t, layer))
+	if (!tui_edit_begin_nudge(t, layer))
 		return;
 	e = &t->plan.entries[layer];
 	p = e->method == RS_METHOD_PRUNE || e->method == RS_METHOD_PRUNE_ROWS ||
@@ -262,7 +262,7 @@ tui_edit_nudge_bits(tui *t, int delta)
 	const rs_plan_entry *e;
 	int b;
 
-	if (!begin_nudge(t, layer))
+	if (!tui_edit_begin_nudge(t, layer))
 		return;
 	e = &t->plan.entries[layer];
 	b = e->method == RS_METHOD_QUANT ? (int)e->bits + delta : (delta < 0 ? 8 : 4);
@@ -275,7 +275,7 @@ tui_edit_cycle_quantizer(tui *t)
 	size_t layer = tui_selected_layer(t);
 	rs_plan_entry *e;
 
-	if (!begin_nudge(t, layer))
+	if (!tui_edit_begin_nudge(t, layer))
 		return;
 	e = &t->plan.entries[layer];
 	if (e->method != RS_METHOD_QUANT)

@@ -257,6 +257,7 @@ void tui_solver_stop(tui *t);
 
 /* tui-edit.c */
 void tui_edit_begin(tui *t);                  /* records an undo point */
+bool tui_edit_begin_nudge(tui *t, size_t layer); /* one undo step per run of nudges */
 void tui_edit_set_rank(tui *t, size_t layer, size_t rank);
 void tui_edit_set_dense(tui *t, size_t layer);
 void tui_edit_nudge_rank(tui *t, long delta); /* selected layer, coalesced */

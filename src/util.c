@@ -172,3 +172,19 @@ rs_cpu_count(void)
 
 	return n < 1 ? 1 : (n > 256 ? 256 : (int)n);
 }
+
+size_t
+rs_smallest_within(size_t n, double eps, double (*curve)(const void *obj, size_t j),
+                   const void *obj)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (curve(obj, mid) <= eps)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo;
+}

@@ -24,6 +24,12 @@ char *rs_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* a * b into *out; false on overflow. */
 bool rs_mul_overflows(size_t a, size_t b, size_t *out);
 
+/* The smallest j in 0..n with curve(obj, j) <= eps, for a curve that does
+ * not rise with j and is <= eps at n (an error against rank): O(log n)
+ * bisection.  n when no smaller j qualifies. */
+size_t rs_smallest_within(size_t n, double eps, double (*curve)(const void *obj, size_t j),
+                          const void *obj);
+
 /* Shortens a count for tables: 21793 -> "21.8k", 1204792 -> "1.20M". */
 void rs_format_count(char *buf, size_t len, double value);
 /* Human byte size: 1204792 -> "1.1 MiB". */
