@@ -8,8 +8,10 @@ names the model class ("model") and holds the plan ("rankscope_plan").
 Each compressed layer is rebuilt from its parts as rankscope-plan(5)
 describes: B @ A for low rank (unfolded by the plan's fold scheme for a
 convolution kernel), scattered sparse values, kept channels, codes looked up
-in their codebook, or low rank plus sparse; a composed layer's product goes
-back into its factors.  The model is then evaluated on the fixed 360-image
+in their codebook, low rank plus sparse, and the decompositions: a grouped
+SVD's blocks side by side, Tucker-2's and CP's convolutions (or matrices)
+multiplied out, a TT-matrix's cores contracted; a composed layer's product
+goes back into its factors.  The model is then evaluated on the fixed 360-image
 test split of digits_models.py.  With --original, the uncompressed model is
 evaluated too, for comparison.
 
@@ -64,6 +66,63 @@ def scatter(layer, values, indices):
     return w.reshape(layer["shape"])
 
 
+def part(state, name, shape):
+    """Part `name` of a compressed layer, popped from the state dict, as
+    float64; its shape must be the one rankscope-plan(5) gives."""
+    t = state.pop(name)
+    if list(t.shape) != list(shape):
+        raise ValueError(f"{name}: shape {list(t.shape)}, expected {list(shape)}")
+    return t.double()
+
+
+def decomposition(state, layer):
+    """The weight of a grouped, tucker2, cp or tt layer (rankscope-plan(5),
+    COMPRESSED MODELS > Decompositions), in the tensor's own shape."""
+    method, name = layer["method"], layer["name"]
+    rows, cols = layer["matrix"]
+    conv = len(layer["shape"]) == 4
+    f, c, kh, kw = layer["shape"] if conv else (rows, cols, 1, 1)
+    if method == "grouped":
+        # block i of the matrix (of the entry's own fold) is B[i] @ A[i]
+        g, r = layer["groups"], layer["rank"]
+        a = part(state, name + ".grouped.A", [g, r, cols // g])
+        b = part(state, name + ".grouped.B", [g, rows, r])
+        return folded(layer, torch.cat([b[i] @ a[i] for i in range(g)], dim=1))
+    if method == "tucker2":
+        r_out, r_in = layer["ranks"]
+        tail = [1, 1] if conv else []
+        first = part(state, name + ".tucker.first", [r_in, c] + tail).reshape(r_in, c)
+        core = part(state, name + ".tucker.core", [r_out, r_in] + ([kh, kw] if conv else []))
+        last = part(state, name + ".tucker.last", [f, r_out] + tail).reshape(f, r_out)
+        if not conv:
+            return last @ core @ first
+        return torch.einsum("oj,jlyx,li->oiyx", last, core, first)
+    if method == "cp":
+        r = layer["rank"]
+        if not conv:
+            first = part(state, name + ".cp.first", [r, cols])
+            return part(state, name + ".cp.last", [rows, r]) @ first
+        first = part(state, name + ".cp.first", [r, c, 1, 1])[:, :, 0, 0]
+        vertical = part(state, name + ".cp.vertical", [r, 1, kh, 1])[:, 0, :, 0]
+        horizontal = part(state, name + ".cp.horizontal", [r, 1, 1, kw])[:, 0, 0, :]
+        last = part(state, name + ".cp.last", [f, r, 1, 1])[:, :, 0, 0]
+        return torch.einsum("or,ri,ry,rx->oiyx", last, first, vertical, horizontal)
+    # tt: W(i, j) = core_0[:, i_1, j_1, :] @ ... @ core_(d-1)[:, i_d, j_d, :],
+    # row and column indices mixed-radix with the first mode most significant
+    tt = layer["tt"]
+    ranks, m_modes, n_modes = tt["ranks"], tt["rows"], tt["cols"]
+    x = torch.ones(1, 1, 1, dtype=torch.float64)      # (rows so far, cols so far, rank)
+    for k in range(len(m_modes)):
+        core = part(state, f"{name}.tt.{k}",
+                    [ranks[k], m_modes[k], n_modes[k], ranks[k + 1]])
+        a, b, _ = x.shape
+        x = torch.einsum("abr,rijs->aibjs", x, core).reshape(
+            a * m_modes[k], b * n_modes[k], ranks[k + 1])
+    if list(x.shape) != [rows, cols, 1]:
+        raise ValueError(f"{name}: TT modes make {list(x.shape[:2])}, not {[rows, cols]}")
+    return folded(layer, x[:, :, 0])
+
+
 def rebuild(tensors, plan, shapes):
     """State dict with every compressed layer's weight rebuilt from its parts
     (layouts in rankscope-plan(5)); shapes are the network's own tensors'."""
@@ -109,6 +168,8 @@ def rebuild(tensors, plan, shapes):
                 w = torch.gather(book, 1, cm).reshape(layer["shape"])
             else:
                 w = book[codes].reshape(layer["shape"])
+        elif method in ("grouped", "tucker2", "cp", "tt"):
+            w = decomposition(state, layer)
         else:
             raise ValueError(f"{name}: unknown method {method!r}")
         if "factors" in layer:

@@ -2,8 +2,8 @@
 sparse figures and for the models `rankscope apply` writes with them.
 
 Written from the definitions in rankscope's headers (prune.h, quant.h,
-combine.h, plan.h) and the output layout apply documents, not from its
-code: it reads and writes safetensors with its own code, folds
+combine.h, plan.h), rankscope-plan(5) (DECOMPOSITIONS) and the output
+layout apply documents, not from its code: it reads and writes safetensors with its own code, folds
 convolution kernels by the index formulas of the four fold schemes, and
 recomputes every figure with numpy in float64.
 
@@ -18,7 +18,10 @@ usage:
   familycheck.py apply PLAN MODEL OUT APPLY_LOG
       OUT was written by `rankscope apply PLAN MODEL -o OUT`, which printed
       APPLY_LOG: names, dtypes, shapes, copied bytes, metadata, and every
-      layer rebuilt from its parts against the plan's predictions
+      layer rebuilt from its parts against the plan's predictions; for
+      the decompositions (grouped, tucker2, cp, tt) also the exact figures
+      recomputed (a grouped SVD's, the HOSVD and TT-SVD bounds), the
+      documented params and flops, and the factors' orthogonality
   familycheck.py global-prune PLAN MODEL OUT SPARSITY
       OUT is the model a global-prune plan at SPARSITY wrote: one threshold
       across the layers, recomputed here from all the weights
@@ -438,7 +441,14 @@ def cmd_figures(log_path, model_path):
 
 # ---- apply --------------------------------------------------------------------------
 
-def part_names(name, method):
+def part_names(l):
+    """The tensors apply writes for plan entry l, in their order
+    (rankscope-plan(5), COMPRESSED MODELS); the name itself when dense."""
+    name, method = l["name"], l["method"]
+    conv = len(l["shape"]) == 4
+    if method == "tt":
+        tt = l.get("tt") or {}
+        return [f"{name}.tt.{k}" for k in range(len(tt.get("rows", [])))] or [name]
     return [name + "." + s for s in {
         "lowrank": ["lowrank.A", "lowrank.B"],
         "prune": ["sparse.values", "sparse.indices"],
@@ -446,6 +456,10 @@ def part_names(name, method):
         "prune-cols": ["channels.values", "channels.index"],
         "quant": ["quant.codes", "quant.codebook"],
         "lowrank+sparse": ["lowrank.A", "lowrank.B", "sparse.values", "sparse.indices"],
+        "grouped": ["grouped.A", "grouped.B"],
+        "tucker2": ["tucker.first", "tucker.core", "tucker.last"],
+        "cp": (["cp.first", "cp.vertical", "cp.horizontal", "cp.last"] if conv
+               else ["cp.first", "cp.last"]),
     }.get(method, [])] or [name]
 
 
@@ -487,6 +501,217 @@ def check_sparse(c, name, out, shape, scheme, values_name, indices_name, nnz, w_
     if ok:
         flat[idx] = vals
     return fold(flat.reshape(shape), scheme), vals, idx
+
+
+# ---- the decompositions (rankscope-plan(5), DECOMPOSITIONS and COMPRESSED
+# MODELS > Decompositions): each layer rebuilt from its float32 parts, and
+# the recorded figures recomputed with numpy where they are exact
+
+DECOMPOSITIONS = ("grouped", "tucker2", "cp", "tt")
+ORTHO_TOL = 1e-5     # orthonormality of float32 factors
+
+
+def f32_part(c, out, pname, shape):
+    """Part pname as float64 if it is F32 of the given shape, else None."""
+    info = out.entries[pname]
+    ok = c.check(info["dtype"] == "F32" and info["shape"] == list(shape),
+                 f"{pname}: F32 {list(shape)}, got {info['dtype']} {info['shape']}")
+    return out.values(pname) if ok else None
+
+
+def is_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def tails(sv, r):
+    """Sum of the squares of the singular values past the r-th."""
+    return float((sv[r:] ** 2).sum())
+
+
+def tt_svd(w, rows, cols, ranks):
+    """TT-SVD (Oseledets) of matrix w as a TT-matrix, keeping ranks[k + 1]
+    singular values at step k: (cores, the squares dropped in all)."""
+    d = len(rows)
+    x = w.reshape(rows + cols)
+    x = x.transpose([a for k in range(d) for a in (k, d + k)])
+    cores, dropped_sq, r_prev = [], 0.0, 1
+    rest = x.reshape(r_prev, -1)
+    for k in range(d - 1):
+        rest = rest.reshape(r_prev * rows[k] * cols[k], -1)
+        u, sv, vt = np.linalg.svd(rest, full_matrices=False)
+        r = ranks[k + 1]
+        dropped_sq += tails(sv, r)
+        cores.append(u[:, :r].reshape(r_prev, rows[k], cols[k], r))
+        rest = sv[:r, None] * vt[:r]
+        r_prev = r
+    cores.append(rest.reshape(r_prev, rows[-1], cols[-1], 1))
+    return cores, dropped_sq
+
+
+def tt_matrix(cores):
+    """W(i, j) = core_0[:, i_1, j_1, :] @ ... @ core_(d-1)[:, i_d, j_d, :], row
+    and column indices mixed-radix with the first mode most significant."""
+    x = cores[0][0]                         # (m_1, n_1, r_1)
+    for core in cores[1:]:
+        a, b, _ = x.shape
+        _, mk, nk, s = core.shape
+        x = np.einsum("abr,rijs->aibjs", x, core).reshape(a * mk, b * nk, s)
+    return x[:, :, 0]
+
+
+def check_decomposition(c, l, out, t, w):
+    """Layer l (grouped, tucker2, cp or tt) rebuilt from its parts in out
+    exactly as rankscope-plan(5) lays them out, as the matrix of l's fold
+    (w is the original's); the recorded figures that are exact, the
+    documented params, flops, bounds and orthogonality checked on the way.
+    None when the parts cannot be read."""
+    name, method, p = l["name"], l["method"], l["predicted"]
+    m, n = w.shape
+    conv = t.ndim == 4
+    f, ch, kh, kw = t.shape if conv else (m, n, 1, 1)
+    fro, spec = np.linalg.norm(w), np.linalg.norm(w, 2)
+    what = f"{name} ({method})"
+    if method == "grouped":
+        g, r = l["groups"], l["rank"]
+        if not c.check(is_int(g) and is_int(r) and g >= 2 and n % g == 0 and
+                       1 <= r <= min(m, n // g),
+                       f"{what}: groups {g!r} >= 2 divide n = {n}, rank {r!r} in 1..min(m, n/g)"):
+            return None
+        nb = n // g
+        a = f32_part(c, out, name + ".grouped.A", (g, r, nb))
+        b = f32_part(c, out, name + ".grouped.B", (g, m, r))
+        if a is None or b is None:
+            return None
+        approx = np.concatenate([b[i] @ a[i] for i in range(g)], axis=1)
+        # the recorded figures are exact: recomputed from each block's SVD
+        tail_sq, alds = 0.0, 0.0
+        for i in range(g):
+            sv = np.linalg.svd(w[:, i * nb:(i + 1) * nb], compute_uv=False)
+            tail_sq += tails(sv, r)
+            alds = max(alds, sv[r] if r < sv.size else 0.0)
+        exact_fro, exact_alds = math.sqrt(tail_sq) / fro, alds / spec
+        c.close(p["rel_fro"], exact_fro, TOL_FIG,
+                f"{what}: predicted.rel_fro is sqrt(sum of the blocks' tails) / ||W||_F")
+        c.close(p.get("rel_spec_alds"), exact_alds, TOL_FIG,
+                f"{what}: predicted.rel_spec_alds is max_g sigma_(g,r+1) / ||W||_2")
+        c.close(p["rel_spec"], min(math.sqrt(g) * exact_alds, exact_fro * fro / spec), TOL_FIG,
+                f"{what}: predicted.rel_spec is min(sqrt(g) alds, rel_fro ||W||_F / ||W||_2)")
+        params = r * (g * m + n)
+        flops = 2 * params
+    elif method == "tucker2":
+        ranks = l.get("ranks")
+        if not c.check(isinstance(ranks, list) and len(ranks) == 2 and all(map(is_int, ranks))
+                       and 1 <= ranks[0] <= f and 1 <= ranks[1] <= ch,
+                       f"{what}: ranks {ranks!r} in 1..{f} and 1..{ch}"):
+            return None
+        ro, ri = ranks
+        if conv:
+            first = f32_part(c, out, name + ".tucker.first", (ri, ch, 1, 1))
+            core = f32_part(c, out, name + ".tucker.core", (ro, ri, kh, kw))
+            last = f32_part(c, out, name + ".tucker.last", (f, ro, 1, 1))
+        else:
+            first = f32_part(c, out, name + ".tucker.first", (ri, n))
+            core = f32_part(c, out, name + ".tucker.core", (ro, ri))
+            last = f32_part(c, out, name + ".tucker.last", (m, ro))
+        if first is None or core is None or last is None:
+            return None
+        first, last = first.reshape(ri, ch), last.reshape(f, ro)
+        c.check(np.abs(first @ first.T - np.eye(ri)).max() <= ORTHO_TOL,
+                f"{what}: tucker.first (U_in transposed) has orthonormal rows")
+        c.check(np.abs(last.T @ last - np.eye(ro)).max() <= ORTHO_TOL,
+                f"{what}: tucker.last (U_out) has orthonormal columns")
+        if conv:
+            approx = fold(np.einsum("oj,jlyx,li->oiyx", last, core, first), l["fold"])
+        else:
+            approx = last @ core @ first
+        # the HOSVD bound from the two unfoldings' singular values
+        sv_out = np.linalg.svd(t.reshape(f, -1), compute_uv=False)
+        sv_in = np.linalg.svd((t.transpose(1, 0, 2, 3) if conv else t.T).reshape(ch, -1),
+                              compute_uv=False)
+        bound = math.sqrt(tails(sv_out, ro) + tails(sv_in, ri)) / fro
+        c.close(p.get("rel_fro_bound"), bound, TOL_FIG,
+                f"{what}: predicted.rel_fro_bound is sqrt(tail_out + tail_in) / ||W||_F")
+        if not conv:
+            # no Tucker-2 of a matrix beats its truncated SVD, and HOOI
+            # from the HOSVD reaches it
+            c.check(abs(p["rel_fro"] - math.sqrt(tails(sv_out, min(ro, ri))) / fro) <= TOL_APPLY,
+                    f"{what}: a matrix's Tucker-2 is its truncated SVD at min(r_out, r_in)")
+        params = ch * ri + ri * ro * kh * kw + ro * f
+        flops = 2 * params
+    elif method == "cp":
+        R = l["rank"]
+        if not c.check(is_int(R) and R >= 1, f"{what}: rank {R!r} >= 1"):
+            return None
+        if conv:
+            first = f32_part(c, out, name + ".cp.first", (R, ch, 1, 1))
+            vert = f32_part(c, out, name + ".cp.vertical", (R, 1, kh, 1))
+            horiz = f32_part(c, out, name + ".cp.horizontal", (R, 1, 1, kw))
+            last = f32_part(c, out, name + ".cp.last", (f, R, 1, 1))
+            if first is None or vert is None or horiz is None or last is None:
+                return None
+            approx = fold(np.einsum("or,ri,ry,rx->oiyx", last[:, :, 0, 0], first[:, :, 0, 0],
+                                    vert[:, 0, :, 0], horiz[:, 0, 0, :]), l["fold"])
+            params = R * (f + ch + kh + kw)
+        else:
+            first = f32_part(c, out, name + ".cp.first", (R, n))
+            last = f32_part(c, out, name + ".cp.last", (m, R))
+            if first is None or last is None:
+                return None
+            approx = last @ first
+            params = R * (m + n)
+        flops = 2 * params
+    else:
+        tt = l.get("tt")
+        ok = c.check(isinstance(tt, dict) and all(isinstance(tt.get(k), list) and
+                                                  all(map(is_int, tt[k]))
+                                                  for k in ("rows", "cols", "ranks")),
+                     f"{what}: tt has integer lists rows, cols and ranks: {tt!r}")
+        if not ok:
+            return None
+        rows, cols, ranks = tt["rows"], tt["cols"], tt["ranks"]
+        d = len(rows)
+        ok = c.check(2 <= d <= 8 and len(cols) == d and len(ranks) == d + 1,
+                     f"{what}: d = {d} in 2..8 row modes, as many column modes, d + 1 ranks")
+        ok = c.check(ok and math.prod(rows) == m and math.prod(cols) == n,
+                     f"{what}: modes {rows} x {cols} multiply to {m} x {n}") and ok
+        ok = c.check(ok and ranks[0] == 1 and ranks[-1] == 1 and min(ranks) >= 1,
+                     f"{what}: ranks {ranks} >= 1, the first and last 1") and ok
+        if not ok:
+            return None
+        sizes = [rows[k] * cols[k] for k in range(d)]
+        c.check(all(ranks[k] <= min(math.prod(sizes[:k]), math.prod(sizes[k:]))
+                    for k in range(1, d)),
+                f"{what}: ranks {ranks} within the unfoldings' sizes")
+        cores = []
+        for k in range(d):
+            core = f32_part(c, out, f"{name}.tt.{k}", (ranks[k], rows[k], cols[k], ranks[k + 1]))
+            if core is None:
+                return None
+            cores.append(core)
+        for k in range(d - 1):
+            q = cores[k].reshape(-1, ranks[k + 1])
+            c.check(np.abs(q.T @ q - np.eye(ranks[k + 1])).max() <= ORTHO_TOL,
+                    f"{what}: core {k} is left-orthogonal")
+        approx = tt_matrix(cores)
+        # TT-SVD again, here, at the ranks reached: its error and
+        # Oseledets' bound, which for TT-SVD agree
+        mine, dropped_sq = tt_svd(w, rows, cols, ranks)
+        c.close(p.get("rel_fro_bound"), math.sqrt(dropped_sq) / fro, TOL_APPLY,
+                f"{what}: predicted.rel_fro_bound is sqrt(sum of the steps' tails) / ||W||_F")
+        c.close(p["rel_fro"], rel(w - tt_matrix(mine), w), TOL_APPLY,
+                f"{what}: predicted.rel_fro is the TT-SVD's error at these ranks")
+        params = sum(ranks[k] * rows[k] * cols[k] * ranks[k + 1] for k in range(d))
+        flops = 2 * sum(math.prod(cols[:k]) * ranks[k] * cols[k] * rows[k] * ranks[k + 1] *
+                        math.prod(rows[k + 1:]) for k in range(d))
+    c.check(p["params"] == params, f"{what}: predicted.params {p['params']}, expected {params}")
+    c.check(p["flops"] == flops, f"{what}: predicted.flops {p['flops']}, expected {flops}")
+    # float32 parts; the nonzeros of a factorisation are the dense layer's
+    c.check(p["storage_bits"] == VALUE_BITS * params,
+            f"{what}: predicted.storage_bits {p['storage_bits']}, expected {VALUE_BITS * params}")
+    c.check(p["nonzeros"] == m * n, f"{what}: predicted.nonzeros {p['nonzeros']}, expected {m * n}")
+    c.close(p["energy"], 1 - p["rel_fro"] ** 2, TOL_FIG, f"{what}: energy is 1 - rel_fro^2")
+    c.check(p["rel_spec_is_bound"] is True, f"{what}: rel_spec is a bound")
+    return approx
 
 
 def cmd_apply(plan_path, model_path, out_path, log_path):
@@ -531,9 +756,9 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
             if l["method"] == "dense":
                 expected.append(name)
             elif first_factor[l["name"]] == name:
-                expected += part_names(l["name"], l["method"])
+                expected += part_names(l)
             continue
-        expected += part_names(name, entries[name]["method"]) if name in entries else [name]
+        expected += part_names(entries[name]) if name in entries else [name]
     c.check(list(out.entries) == expected,
             f"tensors in order {expected}, got {list(out.entries)}")
 
@@ -566,8 +791,8 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
         count = m * n
         p = l["predicted"]
         c.check(l["matrix"] == [m, n], f"{name}: matrix {l['matrix']} is the fold's {[m, n]}")
-        if not all(x in out.entries for x in part_names(name, method)):
-            c.check(False, f"{name}: parts {part_names(name, method)} missing")
+        if not all(x in out.entries for x in part_names(l)):
+            c.check(False, f"{name}: parts {part_names(l)} missing")
             continue
         approx = None
         if method in ("lowrank", "lowrank+sparse"):
@@ -654,6 +879,10 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
             else:
                 approx = book[codes]
             check_codebook(c, name, q, width, w, codes, book)
+        if method in DECOMPOSITIONS:
+            approx = check_decomposition(c, l, out, t, w)
+            if approx is None:
+                continue
         if approx is None:
             c.check(False, f"{name}: method {method} not rebuilt")
             continue
@@ -663,11 +892,21 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
                 f"{name} ({method}): measured rel_fro {fro:.9g} vs predicted {p['rel_fro']:.9g}")
         if p["rel_spec_is_bound"]:
             c.check(method != "lowrank", f"{name}: a low-rank spectral error is exact")
-            c.check(spec <= p["rel_spec"] + 1e-7,
+            c.check(spec <= p["rel_spec"] + TOL_APPLY,
                     f"{name} ({method}): measured rel_spec {spec:.9g} exceeds the bound "
                     f"{p['rel_spec']:.9g}")
-            c.close(p["rel_spec"], p["rel_fro"] * np.linalg.norm(w) / np.linalg.norm(w, 2),
-                    1e-9, f"{name}: the bound is rel_fro ||W||_F / ||W||_2")
+            if method == "grouped":
+                # checked against the blocks above; ALDS's measure is below
+                c.check(spec >= p["rel_spec_alds"] - TOL_APPLY,
+                        f"{name} ({method}): measured rel_spec {spec:.9g} below ALDS's "
+                        f"measure {p['rel_spec_alds']:.9g}")
+            else:
+                c.close(p["rel_spec"], p["rel_fro"] * np.linalg.norm(w) / np.linalg.norm(w, 2),
+                        1e-9, f"{name}: the bound is rel_fro ||W||_F / ||W||_2")
+            if method in ("tucker2", "tt"):
+                c.check(fro <= p["rel_fro_bound"] + TOL_APPLY,
+                        f"{name} ({method}): measured rel_fro {fro:.9g} exceeds the bound "
+                        f"{p['rel_fro_bound']:.9g}")
         else:
             c.check(method == "lowrank", f"{name} ({method}): its spectral error is a bound")
             c.check(abs(spec - p["rel_spec"]) <= TOL_APPLY,
