@@ -378,6 +378,33 @@ get_figure(const char *where, json_t *pred, const char *key, bool required,
 }
 
 /*
+ * The recorded TT ranks are those the TT-SVD reached, so each is at most
+ * what its step can give: min(r_(k-1) m_k n_k, m_(k+1) n_(k+1) ... m_d n_d),
+ * the sides of the unfolding it splits.  A larger one would be read, shown
+ * with its params, and only refused by apply when the solve reaches less.
+ * The modes multiply to the layer's sides (checked before), so no product
+ * here overflows.
+ */
+static rs_status
+check_tt_reach(const char *where, const rs_plan_entry *e, rs_error *err)
+{
+	size_t k, j, rest, reach;
+
+	for (k = 1; k < e->tt_d; k++) {
+		for (rest = 1, j = k; j < e->tt_d; j++)
+			rest *= e->tt_rows[j] * e->tt_cols[j];
+		reach = e->tt_ranks[k - 1] * e->tt_rows[k - 1] * e->tt_cols[k - 1];
+		if (rest < reach)
+			reach = rest;
+		if (e->tt_ranks[k] > reach)
+			return rs_error_set(err, RS_EINVAL, "%s: TT rank r_%zu = %zu is more than "
+			                    "the TT-SVD can reach (%zu)", where, k, e->tt_ranks[k],
+			                    reach);
+	}
+	return RS_OK;
+}
+
+/*
  * A decomposition's parameters (rank, groups, ranks, tt) and its recorded
  * figures: recomputing them would mean solving again, so they are read
  * (as a combination's error is) and checked for range; apply measures.
@@ -426,6 +453,8 @@ read_decomposition(const char *where, json_t *o, const rs_layer *l, rs_plan_entr
 	}
 	if (rs_plan_entry_check(l, e, &check) != RS_OK)
 		return rs_error_set(err, RS_EINVAL, "%s: %s", where, check.msg);
+	if (e->method == RS_METHOD_TT && (st = check_tt_reach(where, e, err)) != RS_OK)
+		return st;
 	if ((st = get_figure(where, pred, "rel_fro", true, &e->solved_error, err)) != RS_OK ||
 	    (st = get_figure(where, pred, "rel_spec", true, &e->solved_spec, err)) != RS_OK ||
 	    (st = get_figure(where, pred, "rel_fro_bound", e->method == RS_METHOD_TUCKER2 ||

@@ -161,6 +161,7 @@ refuse() {
 	contains "$err" "rankscope: $rplan: " "$rwhat: the message names the plan file"
 	contains "$err" "('$rlayer')" "$rwhat: the message names the layer"
 	contains "$err" "$rneedle" "$rwhat"
+	rm -f "$d/refused.safetensors"    # one failure must not hide the next
 	run 1 "$RANKSCOPE" apply --fold "$rfold" "$rplan" "$rmodel" -o "$d/refused.safetensors"
 	contains "$err" "$rneedle" "$rwhat (apply)"
 	check "$rwhat: apply writes nothing" test ! -e "$d/refused.safetensors"
@@ -240,10 +241,21 @@ bad conv1.weight '"rel_fro_bound": ' '"rel_fro_boundz": ' "tt without rel_fro_bo
 	"predicted.rel_fro_bound $recorded"
 bad conv1.weight '"rel_fro_bound": ' '"rel_fro_bound": -1.0, "was": ' \
 	"tt: a negative rel_fro_bound" "predicted.rel_fro_bound $recorded"
+# ranks the TT-SVD cannot reach: r_1 <= min(m_1 n_1, m_2 n_2) = 12 here
+bad conv1.weight '"ranks": [' '"ranks": [1, 13, 1], "was": [' "tt: r_1 above 12" \
+	"TT rank r_1 = 13 is more than the TT-SVD can reach (12)"
 # 9 modes: both lists edited
 edit_entry "$a" "$d/bad1.json" conv1.weight '"rows": [' '"rows": [2, 2, 2, 2, 1, 1, 1, 1, 1], "was": ['
 edit_entry "$d/bad1.json" "$d/bad.json" conv1.weight '"cols": [' '"cols": [3, 3, 1, 1, 1, 1, 1, 1, 1], "was2": ['
 refuse "tt: 9 modes" conv1.weight "method 'tt' needs tt {rows, cols"
+
+# cnn-c's fc1 is tt {rows [8, 4, 4], cols [16, 8, 8], ranks [1, 8, 32, 1]}:
+# r_2 <= m_3 n_3 = 32, and at 33 the plan would still pay
+a=$d/cnn-c.json rmodel=$cnn rfold=0
+contains "$(sed -n '/"name": "fc1.weight"/,/"sparsity"/p' "$a" | tr -d ' \n')" \
+	'"tt":{"rows":[8,4,4],"cols":[16,8,8],"ranks":[1,8,32,1]}' "cnn-c: fc1's TT modes and ranks"
+bad fc1.weight '"ranks": [' '"ranks": [1, 8, 33, 1], "was": [' "tt: r_2 above 32" \
+	"TT rank r_2 = 33 is more than the TT-SVD can reach (32)"
 
 # groups other than 1 on a low-rank entry (mm-a at fold 1: d is lowrank 4)
 a=$d/mm-a.json rmodel=$mm rfold=1
