@@ -1026,6 +1026,10 @@ read_decomposition(lua_State *L, int arg, const rs_layer *l, rs_plan_entry *e)
 		n = opt_sizes(L, arg, "ranks", v, RS_PLAN_TT_MAX_D);
 		luaL_argcheck(L, n == 0 || n == e->tt_d - 1, arg,
 		              "ranks must list d - 1 caps (0: none)");
+		if (opt_number(L, arg, "eps", &x)) {
+			luaL_argcheck(L, x >= 0 && isfinite(x), arg, "eps must be a number >= 0");
+			e->tt_eps = x;
+		}
 		memset(e->tt_ranks, 0, sizeof e->tt_ranks);
 		memcpy(e->tt_ranks + 1, v, n * sizeof *v);
 	}

@@ -201,9 +201,11 @@ rs_plan_entry_solve(const rs_layer *layer, const rs_spectrum *sp, rs_plan_entry 
 		rs_tt *tt;
 		memcpy(caps, e->tt_ranks + 1, sizeof caps);
 		tt = rs_tt_svd(w, layer->rows, layer->cols, layer->rows, e->tt_d, e->tt_rows,
-		               e->tt_cols, caps, -1.0, err);
+		               e->tt_cols, caps, isnan(e->tt_eps) ? -1.0 : e->tt_eps, err);
 		if (tt != NULL) {
+			/* what is recorded and applied: the ranks reached, as caps */
 			memcpy(e->tt_ranks, tt->ranks, (e->tt_d + 1) * sizeof *e->tt_ranks);
+			e->tt_eps = NAN;
 			e->solved_error = tt->err;
 			e->solved_fro_bound = tt->bound;
 		}

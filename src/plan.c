@@ -66,6 +66,7 @@ rs_plan_entry_dense(void)
 	e.solved_spec = NAN;
 	e.solved_fro_bound = NAN;
 	e.solved_alds = NAN;
+	e.tt_eps = NAN;
 	return e;
 }
 

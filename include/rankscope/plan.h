@@ -72,7 +72,9 @@ typedef struct rs_plan_entry {
 	                            RS_FOLD_NONE otherwise */
 	size_t tt_d;             /* TT: the modes and the ranks reached */
 	size_t tt_rows[RS_PLAN_TT_MAX_D], tt_cols[RS_PLAN_TT_MAX_D];
-	size_t tt_ranks[RS_PLAN_TT_MAX_D + 1];
+	size_t tt_ranks[RS_PLAN_TT_MAX_D + 1];  /* caps (0: none) until solved */
+	double tt_eps;           /* TT: relative Frobenius target of the solve, or
+	                            NaN; the ranks it reaches are what is recorded */
 	double sparsity;         /* PRUNE*, LOWRANK_SPARSE: fraction dropped / of nonzeros */
 	rs_quantizer quantizer;  /* QUANT */
 	unsigned bits;           /* QUANT: 1..RS_QUANT_CURVE_BITS */

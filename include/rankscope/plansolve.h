@@ -13,8 +13,9 @@
  *            sweeps and tolerance, as apply uses)
  *   CP       ALS's measured error (deterministic start, the kernel's default
  *            stopping rule, as apply uses)
- *   TT       TT-SVD's measured error and Oseledets' bound; the ranks it
- *            reached replace the entry's caps
+ *   TT       TT-SVD's measured error and Oseledets' bound, at the entry's
+ *            caps and eps (tt_eps, NaN: none); the ranks it reached replace
+ *            the caps and the eps is cleared
  * For the last three the spectral error is the bound ||E||_2 <= ||E||_F.
  */
 #ifndef RANKSCOPE_PLANSOLVE_H

@@ -93,4 +93,20 @@ check.near(tt.err_fro, tt.err_fro_bound, 1e-9, 1e-12, "TT-SVD's error is Oselede
 local u = plan:set(conv2, { method = "tt", d = 2 })
 check.ok(u.rows[1] * u.rows[2] == 32 and u.cols[1] * u.cols[2] == 144, "balanced modes")
 check.ok(u.method == "dense" or u.err_fro < 1e-6, "uncapped TT-SVD is exact (or does not pay)")
+-- an error target: each rank the smallest that keeps the error within eps
+for _, eps in ipairs { 0.3, 0.5, 0.8 } do
+	local e = plan:set(conv2, { method = "tt", rows = { 4, 8 }, cols = { 12, 12 }, eps = eps })
+	local r = e.ranks[2]
+	local what = string.format("tt eps %g", eps)
+	check.ok(e.known and e.err_fro <= eps + 1e-12, what .. ": error within eps (" .. e.err_fro .. ")")
+	if r > 1 then
+		local below = plan:set(conv2, { method = "tt", rows = { 4, 8 }, cols = { 12, 12 },
+			ranks = { r - 1 } })
+		check.ok(below.err_fro > eps, what .. ": one rank less is not within eps")
+	end
+	local capped = plan:set(conv2, { method = "tt", rows = { 4, 8 }, cols = { 12, 12 },
+		eps = eps, ranks = { 2 } })
+	check.ok(capped.ranks[2] <= 2, what .. ": the cap still binds")
+end
+raises(conv2, { method = "tt", d = 2, eps = -1 }, "eps", "tt: a negative eps")
 check.done()
