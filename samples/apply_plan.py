@@ -123,6 +123,47 @@ def decomposition(state, layer):
     return folded(layer, x[:, :, 0])
 
 
+def quantised(state, layer):
+    """A quantised part: its codes looked up in its codebook (one per row of
+    the folded matrix for uniform-channel), in the tensor's shape."""
+    name, (rows, cols) = layer["name"], layer["matrix"]
+    codes = state.pop(name + ".quant.codes").long()
+    book = state.pop(name + ".quant.codebook").double()
+    if book.dim() == 2:
+        # with fold 0 (and for linear layers) the rows are the tensor's
+        # leading index
+        if layer["fold"] not in (None, 0):
+            raise ValueError(f"{name}: per-channel codes are read here for fold 0 only")
+        return torch.gather(book, 1, codes.reshape(rows, cols)).reshape(layer["shape"])
+    return book[codes].reshape(layer["shape"])
+
+
+# methods whose weight is a sum of parts: low rank B @ A, sparse values,
+# a quantised part (rankscope-plan(5))
+ADDITIVE = ("lowrank", "lowrank+sparse", "quant", "quant+sparse", "lowrank+sparse+quant")
+
+
+def additive(state, layer):
+    """The sum of a layer's parts, each popped from the state."""
+    method, name = layer["method"], layer["name"]
+    rows, cols = layer["matrix"]
+    w = 0
+    if method.startswith("lowrank"):
+        r = layer["rank"]
+        a = state.pop(name + ".lowrank.A")
+        b = state.pop(name + ".lowrank.B")
+        if list(a.shape) != [r, cols] or list(b.shape) != [rows, r]:
+            raise ValueError(f"{name}: factors {list(b.shape)} x {list(a.shape)} do not "
+                             f"make the plan's {rows} x {cols} at rank {r}")
+        w = folded(layer, b.double() @ a.double())
+    if "sparse" in method:
+        w = w + scatter(layer, state.pop(name + ".sparse.values"),
+                        state.pop(name + ".sparse.indices"))
+    if "quant" in method:
+        w = w + quantised(state, layer)
+    return w
+
+
 def rebuild(tensors, plan, shapes):
     """State dict with every compressed layer's weight rebuilt from its parts
     (layouts in rankscope-plan(5)); shapes are the network's own tensors'."""
@@ -132,17 +173,8 @@ def rebuild(tensors, plan, shapes):
         rows, cols = layer["matrix"]
         if method == "dense":
             continue
-        if method in ("lowrank", "lowrank+sparse"):
-            r = layer["rank"]
-            a = state.pop(name + ".lowrank.A")
-            b = state.pop(name + ".lowrank.B")
-            if list(a.shape) != [r, cols] or list(b.shape) != [rows, r]:
-                raise ValueError(f"{name}: factors {list(b.shape)} x {list(a.shape)} do not "
-                                 f"make the plan's {rows} x {cols} at rank {r}")
-            w = folded(layer, b.double() @ a.double())
-            if method == "lowrank+sparse":
-                w = w + scatter(layer, state.pop(name + ".sparse.values"),
-                                state.pop(name + ".sparse.indices"))
+        if method in ADDITIVE:
+            w = additive(state, layer)
         elif method == "prune":
             w = scatter(layer, state.pop(name + ".sparse.values"),
                         state.pop(name + ".sparse.indices"))
@@ -155,19 +187,6 @@ def rebuild(tensors, plan, shapes):
             else:
                 m[:, index] = values
             w = folded(layer, m)
-        elif method == "quant":
-            codes = state.pop(name + ".quant.codes").long()
-            book = state.pop(name + ".quant.codebook").double()
-            if book.dim() == 2:
-                # one codebook per row of the folded matrix; with fold 0 (and
-                # for linear layers) those rows are the tensor's leading index
-                if layer["fold"] not in (None, 0):
-                    raise ValueError(f"{name}: per-channel codes are read here for "
-                                     "fold 0 only")
-                cm = codes.reshape(rows, cols)
-                w = torch.gather(book, 1, cm).reshape(layer["shape"])
-            else:
-                w = book[codes].reshape(layer["shape"])
         elif method in ("grouped", "tucker2", "cp", "tt"):
             w = decomposition(state, layer)
         else:

@@ -73,6 +73,22 @@ add_part(out_tensor *outs, size_t *n, const char *tensor, const char *suffix,
 	o->nbytes = (d1 ? d0 * d1 : d0) * rs_dtype_get(dtype)->bits / 8;
 }
 
+/* A quantised part's two tensors, codes and codebook, as parts `part` and
+ * `part` + 1 of layer i. */
+static void
+add_quant_parts(out_tensor *outs, size_t *n, const char *name, size_t i, int part,
+                const rs_layer *l, const rs_plan_entry *e)
+{
+	unsigned levels = 1u << rs_quantizer_bits(e->quantizer, e->bits);
+
+	add_part(outs, n, name, "quant.codes", i, part, levels <= 256 ? RS_DTYPE_U8 : RS_DTYPE_U16,
+	         l->rows * l->cols, 0);
+	if (e->quantizer == RS_QUANT_UNIFORM_CHANNEL)
+		add_part(outs, n, name, "quant.codebook", i, part + 1, RS_DTYPE_F32, l->rows, levels);
+	else
+		add_part(outs, n, name, "quant.codebook", i, part + 1, RS_DTYPE_F32, levels, 0);
+}
+
 /* The output tensors of one input tensor under the plan. */
 static void
 plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
@@ -126,17 +142,9 @@ plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
 		add_part(outs, n, name, "channels.index", i, 1, RS_DTYPE_I64,
 		         f.nonzeros / l->rows, 0);
 		break;
-	case RS_METHOD_QUANT: {
-		const rs_plan_entry *e = &plan->entries[i];
-		unsigned levels = 1u << rs_quantizer_bits(e->quantizer, e->bits);
-		add_part(outs, n, name, "quant.codes", i, 0,
-		         levels <= 256 ? RS_DTYPE_U8 : RS_DTYPE_U16, l->rows * l->cols, 0);
-		if (e->quantizer == RS_QUANT_UNIFORM_CHANNEL)
-			add_part(outs, n, name, "quant.codebook", i, 1, RS_DTYPE_F32, l->rows, levels);
-		else
-			add_part(outs, n, name, "quant.codebook", i, 1, RS_DTYPE_F32, levels, 0);
+	case RS_METHOD_QUANT:
+		add_quant_parts(outs, n, name, i, 0, l, &plan->entries[i]);
 		break;
-	}
 	case RS_METHOD_GROUPED:
 	case RS_METHOD_TUCKER2:
 	case RS_METHOD_CP:
@@ -155,11 +163,20 @@ plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
 		break;
 	}
 	case RS_METHOD_LOWRANK_SPARSE:
-		add_part(outs, n, name, "lowrank.A", i, 0, RS_DTYPE_F32, f.rank, l->cols);
-		add_part(outs, n, name, "lowrank.B", i, 1, RS_DTYPE_F32, l->rows, f.rank);
-		add_part(outs, n, name, "sparse.values", i, 2, RS_DTYPE_F32, f.nonzeros, 0);
-		add_part(outs, n, name, "sparse.indices", i, 3, RS_DTYPE_I64, f.nonzeros, 0);
+	case RS_METHOD_QUANT_SPARSE:
+	case RS_METHOD_LOWRANK_SPARSE_QUANT: {
+		const rs_plan_entry *e = &plan->entries[i];
+		int part = 0;
+		if (rs_method_has_lowrank_part(f.method)) {
+			add_part(outs, n, name, "lowrank.A", i, part++, RS_DTYPE_F32, f.rank, l->cols);
+			add_part(outs, n, name, "lowrank.B", i, part++, RS_DTYPE_F32, l->rows, f.rank);
+		}
+		add_part(outs, n, name, "sparse.values", i, part++, RS_DTYPE_F32, f.nonzeros, 0);
+		add_part(outs, n, name, "sparse.indices", i, part++, RS_DTYPE_I64, f.nonzeros, 0);
+		if (rs_method_has_quant_part(f.method))
+			add_quant_parts(outs, n, name, i, part, l, e);
 		break;
+	}
 	default:
 		break;
 	}
@@ -335,6 +352,32 @@ write_sparse(const rs_layer *l, const double *s, const unsigned char *keep, size
 	free(pairs);
 }
 
+/* A quantised part as written: codes (U8 or U16) in the tensor's order and
+ * the codebook as float32; approx += the codebook value of every code. */
+static void
+write_codes(const rs_layer *l, rs_quantizer q, unsigned bits, const uint16_t *codes,
+            const double *book, void **codes_out, void **book_out, double *approx)
+{
+	size_t m = l->rows, n = l->cols, i, j;
+	unsigned levels = 1u << rs_quantizer_bits(q, bits);
+	size_t nbook = q == RS_QUANT_UNIFORM_CHANNEL ? m * levels : levels;
+	float *fbook = *book_out = rs_xmalloc(nbook * sizeof(float) + 1);
+
+	*codes_out = rs_xmalloc(m * n * (levels <= 256 ? 1 : 2) + 1);
+	for (i = 0; i < nbook; i++)
+		fbook[i] = (float)book[i];
+	for (j = 0; j < n; j++)
+		for (i = 0; i < m; i++) {
+			size_t e = i + j * m, ti = rs_layer_tensor_index(l, i, j);
+			uint16_t code = codes[e];
+			if (levels <= 256)
+				((uint8_t *)*codes_out)[ti] = (uint8_t)code;
+			else
+				((uint16_t *)*codes_out)[ti] = code;
+			approx[e] += (double)fbook[q == RS_QUANT_UNIFORM_CHANNEL ? i * levels + code : code];
+		}
+}
+
 /* Computes the parts of one compressed layer and what they measure. */
 static rs_status
 compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
@@ -354,7 +397,7 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 		                  l->name);
 		goto out;
 	}
-	if (rs_method_is_solved(f->method) && f->method != RS_METHOD_LOWRANK_SPARSE) {
+	if (rs_method_is_solved(f->method) && !rs_method_is_combination(f->method)) {
 		/* the decompositions: parts, and the matrix measured (a grouped
 		 * SVD's own fold) */
 		rs_layer view;
@@ -456,65 +499,60 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 		size_t nbook = e->quantizer == RS_QUANT_UNIFORM_CHANNEL ? m * levels : levels;
 		uint16_t *codes = rs_xmalloc(count * sizeof *codes + 1);
 		double *book = rs_xcalloc(nbook, sizeof *book);
-		float *fbook;
 		rs_quant_result qr;
 		st = rs_quantize(w, m, n, m, e->quantizer, e->bits, NULL, codes, book, &qr, err);
-		if (st == RS_OK) {
-			p->data[0] = rs_xmalloc(count * (levels <= 256 ? 1 : 2) + 1);
-			fbook = p->data[1] = rs_xmalloc(nbook * sizeof(float) + 1);
-			for (i = 0; i < nbook; i++)
-				fbook[i] = (float)book[i];
-			for (j = 0; j < n; j++)
-				for (i = 0; i < m; i++) {
-					size_t e2 = i + j * m, ti = rs_layer_tensor_index(l, i, j);
-					uint16_t code = codes[e2];
-					if (levels <= 256)
-						((uint8_t *)p->data[0])[ti] = (uint8_t)code;
-					else
-						((uint16_t *)p->data[0])[ti] = code;
-					approx[e2] = (double)fbook[e->quantizer == RS_QUANT_UNIFORM_CHANNEL ?
-					                           i * levels + code : code];
-				}
-		}
+		if (st == RS_OK)
+			write_codes(l, e->quantizer, e->bits, codes, book, &p->data[0], &p->data[1],
+			            approx);
 		free(codes);
 		free(book);
 		break;
 	}
-	case RS_METHOD_LOWRANK_SPARSE: {
-		rs_combine_spec spec = {
-			.rank = e->rank, .nonzeros = f->nonzeros, .value_bits = RS_VALUE_BITS,
-			.max_iterations = RS_COMBINE_DEFAULT_ITERATIONS,
-			.tolerance = RS_COMBINE_DEFAULT_TOLERANCE,
-		};
+	case RS_METHOD_LOWRANK_SPARSE:
+	case RS_METHOD_QUANT_SPARSE:
+	case RS_METHOD_LOWRANK_SPARSE_QUANT: {
+		/* parts in file order: [lowrank.A, lowrank.B,] sparse.values,
+		 * sparse.indices[, quant.codes, quant.codebook] */
+		rs_combine_spec spec;
+		unsigned levels = 1u << rs_quantizer_bits(e->quantizer, e->bits);
+		size_t nbook = e->quantizer == RS_QUANT_UNIFORM_CHANNEL ? m * levels : levels;
+		int part = 0;
 		double *sparse = calloc(count ? count : 1, sizeof *sparse);
+		rs_combine_parts cp = {
+			.lowrank = x,
+			.codes = calloc(count ? count : 1, sizeof *cp.codes),
+			.codebook = calloc(nbook, sizeof *cp.codebook),
+		};
 		rs_combine_result cr;
+
+		rs_plan_entry_combine_spec(l, e, &spec);
 		memset(&cr, 0, sizeof cr);
-		if (sparse == NULL) {
+		if (sparse == NULL || cp.codes == NULL || cp.codebook == NULL)
 			st = rs_error_set(err, RS_ENOMEM, "%s: out of memory", model->path);
-			break;
-		}
-		st = rs_combine(w, m, n, m, &spec, NULL, NULL, NULL, x, sparse, &cr, err);
+		if (st == RS_OK)
+			st = rs_combine_with_parts(w, m, n, m, &spec, NULL, NULL, NULL, NULL, sparse,
+			                           &cp, &cr, err);
 		if (st == RS_OK && cr.fallback != RS_COMBINE_NONE)
 			st = rs_error_set(err, RS_EINVAL, "%s: layer '%s': the combination falls "
 			                  "back to a single part; plan that part instead", model->path,
 			                  l->name);
-		if (st == RS_OK) {
-			/* x = L + S: factorise L = x - S; S goes out as sparse values */
-			keep = rs_xcalloc(count ? count : 1, 1);
-			for (i = 0; i < count; i++) {
-				x[i] -= sparse[i];
-				keep[i] = sparse[i] != 0;
-			}
-			p->data[0] = rs_xmalloc(e->rank * n * sizeof(float) + 1);
-			p->data[1] = rs_xmalloc(m * e->rank * sizeof(float) + 1);
-			st = apply_factorise(model, l, x, e->rank, p->data[0], p->data[1], approx, err);
+		if (st == RS_OK && spec.rank > 0) {
+			/* x = L, of rank r: its factors */
+			p->data[part] = rs_xmalloc(e->rank * n * sizeof(float) + 1);
+			p->data[part + 1] = rs_xmalloc(m * e->rank * sizeof(float) + 1);
+			st = apply_factorise(model, l, x, e->rank, p->data[part], p->data[part + 1],
+			                     approx, err);
+			part += 2;
 		}
 		if (st == RS_OK) {
 			size_t nnz = 0;
-			for (i = 0; i < count; i++)
+			keep = rs_xcalloc(count ? count : 1, 1);
+			for (i = 0; i < count; i++) {
+				keep[i] = sparse[i] != 0;
 				nnz += keep[i];
-			p->data[2] = rs_xmalloc(f->nonzeros * sizeof(float) + 1);
-			p->data[3] = rs_xcalloc(f->nonzeros ? f->nonzeros : 1, sizeof(int64_t));
+			}
+			p->data[part] = rs_xmalloc(f->nonzeros * sizeof(float) + 1);
+			p->data[part + 1] = rs_xcalloc(f->nonzeros ? f->nonzeros : 1, sizeof(int64_t));
 			/* S may have fewer nonzeros than budgeted (exact zeros): pad
 			 * with explicit zeros at the first unused positions */
 			for (i = 0; nnz < f->nonzeros && i < count; i++)
@@ -522,9 +560,16 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 					keep[i] = 1;
 					nnz++;
 				}
-			write_sparse(l, sparse, keep, f->nonzeros, p->data[2], p->data[3], approx);
+			write_sparse(l, sparse, keep, f->nonzeros, p->data[part], p->data[part + 1],
+			             approx);
+			part += 2;
 		}
+		if (st == RS_OK && spec.quantize)
+			write_codes(l, e->quantizer, e->bits, cp.codes, cp.codebook, &p->data[part],
+			            &p->data[part + 1], approx);
 		free(sparse);
+		free(cp.codes);
+		free(cp.codebook);
 		rs_combine_result_free(&cr);
 		break;
 	}

@@ -98,11 +98,11 @@ layer_json(const rs_layer *l, const rs_layer_analysis *a, const rs_plan_entry *e
 		fold = l->kind == RS_LAYER_CONV ? e->fold : RS_FOLD_NONE;
 	}
 	/* the effective choice (a choice that does not pay is written dense) */
-	ranked = f.method == RS_METHOD_LOWRANK || f.method == RS_METHOD_LOWRANK_SPARSE ||
+	ranked = f.method == RS_METHOD_LOWRANK || rs_method_has_lowrank_part(f.method) ||
 	         f.method == RS_METHOD_GROUPED || f.method == RS_METHOD_CP;
 	sparse = f.method == RS_METHOD_PRUNE || f.method == RS_METHOD_PRUNE_ROWS ||
-	         f.method == RS_METHOD_PRUNE_COLS || f.method == RS_METHOD_LOWRANK_SPARSE;
-	quant = f.method == RS_METHOD_QUANT;
+	         f.method == RS_METHOD_PRUNE_COLS || rs_method_is_combination(f.method);
+	quant = rs_method_has_quant_part(f.method);
 	json_object_set_new(o, "name", json_string(l->name));
 	json_object_set_new(o, "shape", sizes_json(l->tensor->shape, l->tensor->ndim));
 	json_object_set_new(o, "matrix", sizes_json(matrix, 2));
@@ -485,7 +485,8 @@ read_layer(const char *path, const char *model_path, size_t index, json_t *o,
 	if (!rs_method_parse(method, &e->method))
 		return rs_error_set(err, RS_EINVAL, "%s: unknown method '%s' (known: dense, "
 		                    "lowrank, prune, prune-rows, prune-cols, quant, lowrank+sparse, "
-		                    "grouped, tucker2, cp, tt)", where, method);
+		                    "grouped, tucker2, cp, tt, quant+sparse, lowrank+sparse+quant)",
+		                    where, method);
 	v = json_object_get(o, "fold");
 	if (e->method == RS_METHOD_GROUPED && l->kind == RS_LAYER_CONV) {
 		/* a grouped SVD names its own fold, which may not be the session's */
@@ -539,7 +540,7 @@ read_layer(const char *path, const char *model_path, size_t index, json_t *o,
 			return rs_error_set(err, RS_EINVAL, "%s: the plan's factors (in order, "
 			    "factor 0 first) differ from the layer's in %s", where, model_path);
 	}
-	if (e->method == RS_METHOD_LOWRANK || e->method == RS_METHOD_LOWRANK_SPARSE) {
+	if (e->method == RS_METHOD_LOWRANK || rs_method_has_lowrank_part(e->method)) {
 		json_int_t r;
 		v = json_object_get(o, "rank");
 		if (!json_is_integer(v))
@@ -556,14 +557,14 @@ read_layer(const char *path, const char *model_path, size_t index, json_t *o,
 		e->rank = (size_t)r;
 	}
 	if (e->method == RS_METHOD_PRUNE || e->method == RS_METHOD_PRUNE_ROWS ||
-	    e->method == RS_METHOD_PRUNE_COLS || e->method == RS_METHOD_LOWRANK_SPARSE) {
+	    e->method == RS_METHOD_PRUNE_COLS || rs_method_is_combination(e->method)) {
 		v = json_object_get(o, "sparsity");
 		if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) >= 1)
 			return rs_error_set(err, RS_EINVAL, "%s: sparsity must be a number in [0, 1) "
 			                    "for method '%s'", where, method);
 		e->sparsity = json_number_value(v);
 	}
-	if (e->method == RS_METHOD_QUANT) {
+	if (rs_method_has_quant_part(e->method)) {
 		json_t *q = json_object_get(o, "quantizer");
 		v = json_object_get(o, "bits");
 		if (!json_is_string(q) || !rs_quantizer_parse(json_string_value(q), &e->quantizer))
@@ -572,10 +573,10 @@ read_layer(const char *path, const char *model_path, size_t index, json_t *o,
 		if (!json_is_integer(v) || json_integer_value(v) < 1 ||
 		    json_integer_value(v) > RS_QUANT_CURVE_BITS)
 			return rs_error_set(err, RS_EINVAL, "%s: bits must be an integer 1..%d for "
-			                    "method 'quant'", where, RS_QUANT_CURVE_BITS);
+			                    "method '%s'", where, RS_QUANT_CURVE_BITS, method);
 		e->bits = (unsigned)json_integer_value(v);
 	}
-	if (e->method == RS_METHOD_LOWRANK_SPARSE) {
+	if (rs_method_is_combination(e->method)) {
 		/* the solve's error: recorded, since recomputing it means solving */
 		v = json_object_get(json_object_get(o, "predicted"), "rel_fro");
 		if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1)
@@ -588,7 +589,7 @@ read_layer(const char *path, const char *model_path, size_t index, json_t *o,
 	    !(json_is_integer(v) && json_integer_value(v) == 1))
 		return rs_error_set(err, RS_EINVAL, "%s: groups other than 1 belong to method "
 		                    "'grouped'", where);
-	if (rs_method_is_solved(e->method) && e->method != RS_METHOD_LOWRANK_SPARSE)
+	if (rs_method_is_solved(e->method) && !rs_method_is_combination(e->method))
 		return read_decomposition(where, o, l, e, err);
 	return RS_OK;
 }

@@ -236,6 +236,8 @@ typedef struct combine {
 	double *lmat;           /* L, m x n */
 	double *q;              /* Q, m x n */
 	double *scratch;        /* selection magnitudes, candidate Q */
+	uint16_t *qcodes, *scodes;  /* Q's codes and the candidate's (column-major) */
+	double *qbook, *sbook;      /* their codebooks (rs_quantize's layout) */
 	double *u, *vt, *sigma; /* thin SVD: m x k, k x n, k */
 	double *sigma_w;        /* W's singular values (k) */
 	size_t *sidx;           /* S: ns (index, value) pairs, column-major index */
@@ -384,7 +386,7 @@ step_quant(combine *c, double *e2, rs_error *err)
 
 	residual(c, spec->rank ? c->lmat : NULL, NULL, true, c->r);
 	st = rs_quantize(c->r, c->m, c->n, c->m, spec->quantizer, spec->bits, c->scratch,
-	                 NULL, NULL, &qr, err);
+	                 c->scodes, c->sbook, &qr, err);
 	if (st != RS_OK) {
 		rs_error_prefix(err, "combination, quantised part: ");
 		return st;
@@ -392,9 +394,15 @@ step_quant(combine *c, double *e2, rs_error *err)
 	e_new = distance2(c->r, c->scratch, c->count);
 	e_old = distance2(c->r, c->q, c->count);
 	if (e_new <= e_old) {
-		double *t = c->q;
+		/* the candidate becomes Q, its codes and codebook with it */
+		double *t = c->q, *book = c->qbook;
+		uint16_t *codes = c->qcodes;
 		c->q = c->scratch;
 		c->scratch = t;
+		c->qcodes = c->scodes;
+		c->scodes = codes;
+		c->qbook = c->sbook;
+		c->sbook = book;
 		*e2 = e_new;
 	} else {
 		*e2 = e_old;
@@ -469,6 +477,7 @@ typedef struct candidates {
 	double error;
 	size_t rank;            /* r' */
 	size_t nonzeros;        /* s' */
+	unsigned bits;          /* b' */
 	cut prune_cut;          /* W's top-s' cut */
 } candidates;
 
@@ -583,6 +592,7 @@ single_parts(combine *c, uint64_t budget, candidates *best, rs_error *err)
 			if (e < best->error) {
 				best->kind = RS_COMBINE_QUANT_ONLY;   /* Q_b'(W) stays in scratch */
 				best->error = e;
+				best->bits = b;
 			}
 		}
 	}
@@ -646,6 +656,10 @@ combine_free(combine *c)
 	free(c->lmat);
 	free(c->q);
 	free(c->scratch);
+	free(c->qcodes);
+	free(c->scodes);
+	free(c->qbook);
+	free(c->sbook);
 	free(c->u);
 	free(c->vt);
 	free(c->sigma);
@@ -660,6 +674,17 @@ rs_combine(const double *w, size_t rows, size_t cols, size_t ld,
            void (*progress)(void *userdata, size_t iteration, double rel_error),
            void *userdata, double *approx, double *sparse, rs_combine_result *result,
            rs_error *err)
+{
+	return rs_combine_with_parts(w, rows, cols, ld, spec, cancel, progress, userdata,
+	                             approx, sparse, NULL, result, err);
+}
+
+rs_status
+rs_combine_with_parts(const double *w, size_t rows, size_t cols, size_t ld,
+                      const rs_combine_spec *spec, const volatile int *cancel,
+                      void (*progress)(void *userdata, size_t iteration, double rel_error),
+                      void *userdata, double *approx, double *sparse,
+                      rs_combine_parts *out, rs_combine_result *result, rs_error *err)
 {
 	rs_combine_result local;
 	size_t cap = 0, it, i, j;
@@ -729,7 +754,14 @@ rs_combine(const double *w, size_t rows, size_t cols, size_t ld,
 			goto out_of_memory;
 	}
 	if (spec->quantize) {
-		if ((c.q = calloc(c.count, sizeof *c.q)) == NULL)
+		/* codebooks: at most 2^16 levels, per channel m of them */
+		size_t levels = (size_t)1 << rs_quantizer_bits(spec->quantizer, spec->bits);
+		size_t nbook = spec->quantizer == RS_QUANT_UNIFORM_CHANNEL ? rows * levels : levels;
+		if ((c.q = calloc(c.count, sizeof *c.q)) == NULL ||
+		    (c.qcodes = calloc(c.count, sizeof *c.qcodes)) == NULL ||
+		    (c.scodes = calloc(c.count, sizeof *c.scodes)) == NULL ||
+		    (c.qbook = calloc(nbook, sizeof *c.qbook)) == NULL ||
+		    (c.sbook = calloc(nbook, sizeof *c.sbook)) == NULL)
 			goto out_of_memory;
 	}
 	if (spec->nonzeros > 0) {
@@ -807,6 +839,19 @@ rs_combine(const double *w, size_t rows, size_t cols, size_t ld,
 	if (sparse != NULL)
 		for (i = 0; i < c.ns; i++)
 			sparse[c.sidx[i]] = c.sval[i];
+	if (out != NULL && best.kind == RS_COMBINE_NONE) {
+		if (out->lowrank != NULL && spec->rank > 0)
+			memcpy(out->lowrank, c.lmat, c.count * sizeof *out->lowrank);
+		else if (out->lowrank != NULL)
+			memset(out->lowrank, 0, c.count * sizeof *out->lowrank);
+		if (spec->quantize && out->codes != NULL)
+			memcpy(out->codes, c.qcodes, c.count * sizeof *out->codes);
+		if (spec->quantize && out->codebook != NULL) {
+			size_t levels = (size_t)1 << rs_quantizer_bits(spec->quantizer, spec->bits);
+			memcpy(out->codebook, c.qbook, (spec->quantizer == RS_QUANT_UNIFORM_CHANNEL ?
+			       rows * levels : levels) * sizeof *out->codebook);
+		}
+	}
 	if (best.kind != RS_COMBINE_NONE) {
 		result->fallback = best.kind;
 		result->rel_error = best.error;
@@ -814,6 +859,8 @@ rs_combine(const double *w, size_t rows, size_t cols, size_t ld,
 			result->fallback_rank = best.rank;
 		else if (best.kind == RS_COMBINE_SPARSE_ONLY)
 			result->fallback_nonzeros = best.nonzeros;
+		else if (best.kind == RS_COMBINE_QUANT_ONLY)
+			result->fallback_bits = best.bits;
 	}
 	combine_free(&c);
 	if (result == &local)

@@ -676,14 +676,14 @@ push_figures(lua_State *L, size_t i)
 	lua_setfield(L, -2, "bits");
 	lua_pushboolean(L, f.spec_is_bound);
 	lua_setfield(L, -2, "spec_is_bound");
-	if (e->method == RS_METHOD_QUANT) {
+	if (rs_method_has_quant_part(e->method)) {
 		lua_pushstring(L, rs_quantizer_name(e->quantizer));
 		lua_setfield(L, -2, "quantizer");
 		lua_pushinteger(L, rs_quantizer_bits(e->quantizer, e->bits));
 		lua_setfield(L, -2, "quant_bits");
 	}
 	if (e->method == RS_METHOD_PRUNE || e->method == RS_METHOD_PRUNE_ROWS ||
-	    e->method == RS_METHOD_PRUNE_COLS || e->method == RS_METHOD_LOWRANK_SPARSE) {
+	    e->method == RS_METHOD_PRUNE_COLS || rs_method_is_combination(e->method)) {
 		lua_pushnumber(L, e->sparsity);
 		lua_setfield(L, -2, "sparsity");
 	}
@@ -703,15 +703,12 @@ solve_combination(lua_State *L, size_t i, rs_plan_entry *e, rs_combine_result *r
 	rs_script *s = rsl_script(L);
 	const rs_layer *l = &s->host.layers[i];
 	size_t m = l->rows, n = l->cols, count = m * n;
-	rs_combine_spec spec = {
-		.rank = e->rank, .nonzeros = count - rs_prune_dropped(count, e->sparsity),
-		.value_bits = RS_VALUE_BITS, .max_iterations = RS_COMBINE_DEFAULT_ITERATIONS,
-		.tolerance = RS_COMBINE_DEFAULT_TOLERANCE,
-	};
+	rs_combine_spec spec;
 	double *w = malloc(count * sizeof *w);
 	rs_error err;
 	rs_status st;
 
+	rs_plan_entry_combine_spec(l, e, &spec);
 	memset(res, 0, sizeof *res);
 	if (w == NULL)
 		luaL_error(L, "layer '%s': out of memory", l->name);
@@ -724,20 +721,7 @@ solve_combination(lua_State *L, size_t i, rs_plan_entry *e, rs_combine_result *r
 		luaL_error(L, "interrupted");   /* stays raised until the script ends */
 	if (st != RS_OK)
 		luaL_error(L, "layer '%s': %s", l->name, err.msg);
-	switch (res->fallback) {
-	case RS_COMBINE_LOWRANK_ONLY:
-		*e = rs_plan_entry_lowrank(res->fallback_rank);
-		break;
-	case RS_COMBINE_SPARSE_ONLY:
-		*e = rs_plan_entry_dense();
-		e->method = RS_METHOD_PRUNE;
-		/* half an element over, so floor(p N) gives back the same count */
-		e->sparsity = ((double)(count - res->fallback_nonzeros) + 0.5) / (double)count;
-		break;
-	default:
-		e->solved_error = res->rel_error;
-		break;
-	}
+	rs_plan_entry_take_solve(l, e, res);
 }
 
 static void
@@ -1104,10 +1088,11 @@ plan_set(lua_State *L)
 	if (!rs_method_parse(method, &e.method))
 		return luaL_argerror(L, 3, lua_pushfstring(L, "unknown method '%s' (dense, "
 		    "lowrank, prune, prune-rows, prune-cols, quant, lowrank+sparse, grouped, "
-		    "tucker2, cp, tt)", method));
+		    "tucker2, cp, tt, quant+sparse, lowrank+sparse+quant)", method));
 	switch (e.method) {
 	case RS_METHOD_LOWRANK:
 	case RS_METHOD_LOWRANK_SPARSE:
+	case RS_METHOD_LOWRANK_SPARSE_QUANT:
 		luaL_argcheck(L, has_rank && rank >= 1 && (size_t)rank <= k, 3,
 		              lua_pushfstring(L, "rank must be 1..%d for layer '%s'", (int)k,
 		                              s->host.layers[i].name));
@@ -1116,7 +1101,9 @@ plan_set(lua_State *L)
 			e = rs_plan_entry_dense();
 		break;
 	case RS_METHOD_QUANT:
-		luaL_argcheck(L, e.bits >= 1, 3, "method 'quant' needs bits (1..8)");
+	case RS_METHOD_QUANT_SPARSE:
+		luaL_argcheck(L, e.bits >= 1, 3, lua_pushfstring(L, "method '%s' needs bits (1..8)",
+		              method));
 		break;
 	case RS_METHOD_GROUPED:
 	case RS_METHOD_CP:
@@ -1129,9 +1116,11 @@ plan_set(lua_State *L)
 	}
 	if (lua_type(L, 3) == LUA_TTABLE)
 		read_decomposition(L, 3, &s->host.layers[i], &e);
-	if (e.method == RS_METHOD_LOWRANK_SPARSE)
+	if (e.method == RS_METHOD_LOWRANK_SPARSE_QUANT)
+		luaL_argcheck(L, e.bits >= 1, 3, "method 'lowrank+sparse+quant' needs bits (1..8)");
+	if (rs_method_is_combination(e.method))
 		rsl_solve_combination(L, i, &e);
-	if (rs_method_is_solved(e.method) && e.method != RS_METHOD_LOWRANK_SPARSE)
+	else if (rs_method_is_solved(e.method))
 		solve_decomposition(L, i, &e);
 	s->host.plan->entries[i] = e;
 	push_figures(L, i);

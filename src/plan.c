@@ -25,12 +25,81 @@ static const char *const method_names[RS_METHOD_COUNT] = {
 	[RS_METHOD_TUCKER2] = "tucker2",
 	[RS_METHOD_CP] = "cp",
 	[RS_METHOD_TT] = "tt",
+	[RS_METHOD_QUANT_SPARSE] = "quant+sparse",
+	[RS_METHOD_LOWRANK_SPARSE_QUANT] = "lowrank+sparse+quant",
 };
+
+bool
+rs_method_is_combination(rs_method method)
+{
+	return method == RS_METHOD_LOWRANK_SPARSE || method == RS_METHOD_QUANT_SPARSE ||
+	       method == RS_METHOD_LOWRANK_SPARSE_QUANT;
+}
+
+void
+rs_plan_entry_take_solve(const rs_layer *layer, rs_plan_entry *e,
+                         const rs_combine_result *res)
+{
+	size_t count = layer->rows * layer->cols;
+	rs_quantizer q = e->quantizer;
+
+	switch (res->fallback) {
+	case RS_COMBINE_LOWRANK_ONLY:
+		*e = rs_plan_entry_lowrank(res->fallback_rank);
+		break;
+	case RS_COMBINE_SPARSE_ONLY:
+		*e = rs_plan_entry_dense();
+		e->method = RS_METHOD_PRUNE;
+		/* half an element over, so floor(p N) gives back the same count */
+		e->sparsity = ((double)(count - res->fallback_nonzeros) + 0.5) / (double)count;
+		break;
+	case RS_COMBINE_QUANT_ONLY:
+		*e = rs_plan_entry_dense();
+		e->method = RS_METHOD_QUANT;
+		e->quantizer = q;
+		e->bits = res->fallback_bits > RS_QUANT_CURVE_BITS ? RS_QUANT_CURVE_BITS :
+		          res->fallback_bits;
+		break;
+	default:
+		e->solved_error = res->rel_error;
+		break;
+	}
+}
+
+bool
+rs_method_has_lowrank_part(rs_method method)
+{
+	return method == RS_METHOD_LOWRANK_SPARSE || method == RS_METHOD_LOWRANK_SPARSE_QUANT;
+}
+
+bool
+rs_method_has_quant_part(rs_method method)
+{
+	return method == RS_METHOD_QUANT || method == RS_METHOD_QUANT_SPARSE ||
+	       method == RS_METHOD_LOWRANK_SPARSE_QUANT;
+}
+
+void
+rs_plan_entry_combine_spec(const rs_layer *layer, const rs_plan_entry *e,
+                           rs_combine_spec *spec)
+{
+	size_t count = layer->rows * layer->cols;
+
+	memset(spec, 0, sizeof *spec);
+	spec->rank = rs_method_has_lowrank_part(e->method) ? e->rank : 0;
+	spec->nonzeros = count - rs_prune_dropped(count, e->sparsity);
+	spec->quantize = rs_method_has_quant_part(e->method);
+	spec->quantizer = e->quantizer;
+	spec->bits = e->bits;
+	spec->value_bits = RS_VALUE_BITS;
+	spec->max_iterations = RS_COMBINE_DEFAULT_ITERATIONS;
+	spec->tolerance = RS_COMBINE_DEFAULT_TOLERANCE;
+}
 
 bool
 rs_method_is_solved(rs_method method)
 {
-	return method == RS_METHOD_LOWRANK_SPARSE || method == RS_METHOD_GROUPED ||
+	return rs_method_is_combination(method) || method == RS_METHOD_GROUPED ||
 	       method == RS_METHOD_TUCKER2 || method == RS_METHOD_CP || method == RS_METHOD_TT;
 }
 
@@ -121,6 +190,12 @@ rs_plan_entry_equal(const rs_plan_entry *a, const rs_plan_entry *b)
 		return a->quantizer == b->quantizer && a->bits == b->bits;
 	case RS_METHOD_LOWRANK_SPARSE:
 		return a->rank == b->rank && a->sparsity == b->sparsity;
+	case RS_METHOD_QUANT_SPARSE:
+		return a->sparsity == b->sparsity && a->quantizer == b->quantizer &&
+		       a->bits == b->bits;
+	case RS_METHOD_LOWRANK_SPARSE_QUANT:
+		return a->rank == b->rank && a->sparsity == b->sparsity &&
+		       a->quantizer == b->quantizer && a->bits == b->bits;
 	case RS_METHOD_GROUPED:
 		return a->rank == b->rank && a->groups == b->groups && a->fold == b->fold;
 	case RS_METHOD_TUCKER2:
@@ -314,20 +389,22 @@ rs_plan_figures_for(const rs_layer *layer, const rs_layer_analysis *a,
 		finish_compressed(&f, a, a->quant->err[entry->quantizer][entry->bits]);
 		break;
 	case RS_METHOD_LOWRANK_SPARSE:
+	case RS_METHOD_QUANT_SPARSE:
+	case RS_METHOD_LOWRANK_SPARSE_QUANT:
 		{
-			rs_combine_spec spec = {
-				.rank = entry->rank,
-				.nonzeros = count - rs_prune_dropped(count, entry->sparsity),
-				.value_bits = RS_VALUE_BITS,
-			};
+			rs_combine_spec spec;
+			rs_plan_entry_combine_spec(layer, entry, &spec);
 			if (isnan(entry->solved_error)) {
 				out->known = false;   /* the solve has not run yet */
 				return;
 			}
-			f.rank = entry->rank;
+			f.rank = spec.rank;
 			f.nonzeros = spec.nonzeros;
-			f.params = rs_lowrank_params(m, n, entry->rank) + spec.nonzeros;
-			f.flops = rs_lowrank_flops(m, n, entry->rank) + 2 * spec.nonzeros;
+			/* values stored: factors, sparse values, and a code per weight */
+			f.params = rs_lowrank_params(m, n, spec.rank) + spec.nonzeros +
+			           (spec.quantize ? count : 0);
+			f.flops = rs_lowrank_flops(m, n, spec.rank) + 2 * spec.nonzeros +
+			          (spec.quantize ? 2 * count : 0);
 			f.bits = rs_combine_storage_bits(m, n, &spec);
 			finish_compressed(&f, a, entry->solved_error);
 		}
@@ -374,6 +451,14 @@ rs_plan_describe(const rs_plan_entry *e, const rs_plan_figures *f, char *buf, si
 		break;
 	case RS_METHOD_LOWRANK_SPARSE:
 		snprintf(buf, len, "r=%zu p=%.2f", f->rank, e->sparsity);
+		break;
+	case RS_METHOD_QUANT_SPARSE:
+		snprintf(buf, len, "%s/%ub p=%.2f", rs_quantizer_name(e->quantizer),
+		         rs_quantizer_bits(e->quantizer, e->bits), e->sparsity);
+		break;
+	case RS_METHOD_LOWRANK_SPARSE_QUANT:
+		snprintf(buf, len, "r=%zu p=%.2f %s/%ub", f->rank, e->sparsity,
+		         rs_quantizer_name(e->quantizer), rs_quantizer_bits(e->quantizer, e->bits));
 		break;
 	case RS_METHOD_GROUPED:
 		if (e->fold >= 0)

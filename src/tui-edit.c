@@ -45,7 +45,7 @@ tui_edit_set_rank(tui *t, size_t layer, size_t rank)
 		tui_decomp_set_rank(t, layer, rank);
 		return;
 	}
-	if (t->plan.entries[layer].method == RS_METHOD_LOWRANK_SPARSE && rank < k) {
+	if (rs_method_has_lowrank_part(t->plan.entries[layer].method) && rank < k) {
 		/* the rank of the low-rank part; solved again in the background */
 		t->plan.entries[layer].rank = rank;
 		t->plan.entries[layer].solved_error = NAN;
@@ -69,7 +69,7 @@ tui_edit_current_rank(const tui *t, size_t layer)
 
 	if (tui_decomp_is(e->method))
 		return tui_decomp_rank(e);
-	return e->method == RS_METHOD_LOWRANK || e->method == RS_METHOD_LOWRANK_SPARSE ?
+	return e->method == RS_METHOD_LOWRANK || rs_method_has_lowrank_part(e->method) ?
 	       e->rank : full_rank(t, layer);
 }
 
@@ -173,7 +173,7 @@ tui_edit_set_sparsity(tui *t, size_t layer, double sparsity)
 		sparsity = 0;
 	if (sparsity > 0.99)
 		sparsity = 0.99;
-	if (e->method == RS_METHOD_LOWRANK_SPARSE) {
+	if (rs_method_is_combination(e->method)) {
 		e->sparsity = sparsity;
 		e->solved_error = NAN;      /* solved again in the background */
 		return;
@@ -195,6 +195,11 @@ tui_edit_set_bits(tui *t, size_t layer, unsigned bits)
 		bits = 1;
 	if (bits > RS_QUANT_CURVE_BITS)
 		bits = RS_QUANT_CURVE_BITS;
+	if (rs_method_is_combination(e->method) && rs_method_has_quant_part(e->method)) {
+		e->bits = bits;
+		e->solved_error = NAN;      /* solved again in the background */
+		return;
+	}
 	*e = rs_plan_entry_dense();
 	e->method = RS_METHOD_QUANT;
 	e->quantizer = q;
@@ -233,6 +238,14 @@ tui_edit_set_method(tui *t, size_t layer, rs_method method)
 		e->quantizer = old.method == RS_METHOD_QUANT ? old.quantizer : RS_QUANT_KMEANS;
 		e->bits = old.method == RS_METHOD_QUANT ? old.bits : 4;
 		break;
+	case RS_METHOD_QUANT_SPARSE:
+	case RS_METHOD_LOWRANK_SPARSE_QUANT:
+		/* a coarse code plus a sparse correction (LC's "quantised + pruned") */
+		e->rank = rank;
+		e->sparsity = rs_method_is_combination(old.method) ? old.sparsity : 0.95;
+		e->quantizer = rs_method_has_quant_part(old.method) ? old.quantizer : RS_QUANT_KMEANS;
+		e->bits = rs_method_has_quant_part(old.method) ? old.bits : 2;
+		break;
 	default:
 		break;
 	}
@@ -249,7 +262,7 @@ tui_edit_nudge_sparsity(tui *t, double delta)
 		return;
 	e = &t->plan.entries[layer];
 	p = e->method == RS_METHOD_PRUNE || e->method == RS_METHOD_PRUNE_ROWS ||
-	    e->method == RS_METHOD_PRUNE_COLS || e->method == RS_METHOD_LOWRANK_SPARSE ?
+	    e->method == RS_METHOD_PRUNE_COLS || rs_method_is_combination(e->method) ?
 	    e->sparsity : 0;
 	/* round to the step so that repeated nudges land on round numbers */
 	tui_edit_set_sparsity(t, layer, floor((p + delta) / 0.01 + 0.5) * 0.01);
@@ -265,7 +278,7 @@ tui_edit_nudge_bits(tui *t, int delta)
 	if (!tui_edit_begin_nudge(t, layer))
 		return;
 	e = &t->plan.entries[layer];
-	b = e->method == RS_METHOD_QUANT ? (int)e->bits + delta : (delta < 0 ? 8 : 4);
+	b = rs_method_has_quant_part(e->method) ? (int)e->bits + delta : (delta < 0 ? 8 : 4);
 	tui_edit_set_bits(t, layer, b < 1 ? 1 : (unsigned)b);
 }
 
@@ -278,10 +291,13 @@ tui_edit_cycle_quantizer(tui *t)
 	if (!tui_edit_begin_nudge(t, layer))
 		return;
 	e = &t->plan.entries[layer];
-	if (e->method != RS_METHOD_QUANT)
+	if (!rs_method_has_quant_part(e->method)) {
 		tui_edit_set_bits(t, layer, 4);
-	else
+	} else {
 		e->quantizer = (e->quantizer + 1) % RS_QUANT_COUNT;
+		if (e->method != RS_METHOD_QUANT)
+			e->solved_error = NAN;  /* solved again in the background */
+	}
 	tui_message(t, false, "quantiser: %s", rs_quantizer_name(e->quantizer));
 }
 
@@ -302,6 +318,8 @@ static const struct {
 	{RS_METHOD_TUCKER2, "Tucker-2 on output and input modes (rank keys)"},
 	{RS_METHOD_CP, "CP decomposition by ALS (rank keys set R)"},
 	{RS_METHOD_TT, "TT-matrix, 3 balanced modes (rank keys cap TT-ranks)"},
+	{RS_METHOD_QUANT_SPARSE, "quantised + sparse correction, solved in the background"},
+	{RS_METHOD_LOWRANK_SPARSE_QUANT, "low rank + sparse + quantised, in the background"},
 };
 #define NMENU (sizeof menu_methods / sizeof menu_methods[0])
 

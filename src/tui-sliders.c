@@ -189,7 +189,7 @@ draw_sparsity_slider(tui *t, int y, int cols)
 		return;
 	e = &t->plan.entries[layer];
 	active = e->method == RS_METHOD_PRUNE || e->method == RS_METHOD_PRUNE_ROWS ||
-	         e->method == RS_METHOD_PRUNE_COLS || e->method == RS_METHOD_LOWRANK_SPARSE;
+	         e->method == RS_METHOD_PRUNE_COLS || rs_method_is_combination(e->method);
 	draw_track(t, y, x, w, active ? e->sparsity : 0, active);
 	rs_plan_figures_for(&t->layers[layer], &t->analyses[layer], e, &f);
 	if (!active)
@@ -227,12 +227,16 @@ draw_bits_slider(tui *t, int y, int cols)
 	if (layer == SIZE_MAX || t->analyses[layer].quant == NULL)
 		return;
 	e = &t->plan.entries[layer];
-	active = e->method == RS_METHOD_QUANT;
+	active = rs_method_has_quant_part(e->method);
 	draw_track(t, y, x, w, active ? (double)(e->bits - 1) / (RS_QUANT_CURVE_BITS - 1) : 1,
 	           active);
 	rs_plan_figures_for(&t->layers[layer], &t->analyses[layer], e, &f);
 	if (!active)
 		snprintf(info, sizeof info, " off (b B quantise, Q quantiser)");
+	else if (e->method != RS_METHOD_QUANT)
+		snprintf(info, sizeof info, " %u %s: the quantised part of %s",
+		         rs_quantizer_bits(e->quantizer, e->bits), rs_quantizer_name(e->quantizer),
+		         rs_method_name(e->method));
 	else
 		snprintf(info, sizeof info, " %u %s err_F %.4f, %.2f bits/weight%s",
 		         rs_quantizer_bits(e->quantizer, e->bits), rs_quantizer_name(e->quantizer),

@@ -44,12 +44,7 @@ solve_main(void *arg)
 	tui_solver *sv = &t->solver;
 	const rs_layer *l = &t->layers[sv->layer];
 	size_t m = l->rows, n = l->cols, count = m * n;
-	rs_combine_spec spec = {
-		.rank = sv->entry.rank,
-		.nonzeros = count - rs_prune_dropped(count, sv->entry.sparsity),
-		.value_bits = RS_VALUE_BITS, .max_iterations = RS_COMBINE_DEFAULT_ITERATIONS,
-		.tolerance = RS_COMBINE_DEFAULT_TOLERANCE,
-	};
+	rs_combine_spec spec;
 	rs_combine_result res;
 	double *w = malloc(count * sizeof *w);
 	rs_error err;
@@ -57,6 +52,7 @@ solve_main(void *arg)
 	ssize_t wr;
 
 	memset(&res, 0, sizeof res);
+	rs_plan_entry_combine_spec(l, &sv->entry, &spec);
 	if (sv->view_only || tui_decomp_is(sv->entry.method)) {
 		/* a decomposition: its solve (unless only the view is wanted),
 		 * then its view */
@@ -95,10 +91,8 @@ solve_main(void *arg)
 	sv->status = st;
 	if (st != RS_OK)
 		snprintf(sv->message, sizeof sv->message, "%s", err.msg);
-	sv->result_error = res.rel_error;
-	sv->fallback = res.fallback;
-	sv->fallback_rank = res.fallback_rank;
-	sv->fallback_nonzeros = res.fallback_nonzeros;
+	sv->result = res;            /* its errors array is freed by collect */
+	memset(&res, 0, sizeof res);
 	sv->done = true;
 	pthread_mutex_unlock(&sv->lock);
 	rs_combine_result_free(&res);
@@ -161,7 +155,6 @@ collect(tui *t)
 	tui_solver *sv = &t->solver;
 	rs_plan_entry *e = &t->plan.entries[sv->layer];
 	const rs_layer *l = &t->layers[sv->layer];
-	size_t count = l->rows * l->cols;
 
 	pthread_join(sv->thread, NULL);
 	sv->running = false;
@@ -169,35 +162,29 @@ collect(tui *t)
 		collect_decomposition(t);
 		return;
 	}
-	if (!same_spec(e, &sv->entry) || sv->status == RS_ECANCELLED)
+	if (!same_spec(e, &sv->entry) || sv->status == RS_ECANCELLED) {
+		rs_combine_result_free(&sv->result);
 		return;   /* the entry changed while it was being solved */
+	}
 	if (sv->status != RS_OK) {
-		tui_message(t, true, "%s: low rank + sparse: %s", l->name, sv->message);
+		tui_message(t, true, "%s: %s: %s", l->name, rs_method_name(sv->entry.method),
+		            sv->message);
 		*e = rs_plan_entry_dense();
+		rs_combine_result_free(&sv->result);
 		return;
 	}
 	/* The kernel never returns a combination worse than a single part at
 	 * the same storage: when a part wins, the entry becomes that part. */
-	switch (sv->fallback) {
-	case RS_COMBINE_LOWRANK_ONLY:
-		*e = rs_plan_entry_lowrank(sv->fallback_rank);
-		tui_message(t, false, "%s: low rank alone (rank %zu) beats the combination at "
-		            "its storage: using it", l->name, sv->fallback_rank);
-		break;
-	case RS_COMBINE_SPARSE_ONLY:
-		*e = rs_plan_entry_dense();
-		e->method = RS_METHOD_PRUNE;
-		/* half an element over, so floor(p N) gives back the same count */
-		e->sparsity = ((double)(count - sv->fallback_nonzeros) + 0.5) / (double)count;
-		tui_message(t, false, "%s: pruning alone beats the combination at its storage: "
-		            "using it", l->name);
-		break;
-	default:
-		e->solved_error = sv->result_error;
-		tui_message(t, false, "%s: low rank + sparse solved in %zu iterations, err_F %.4f",
-		            l->name, sv->iteration, sv->result_error);
-		break;
-	}
+	rs_plan_entry_take_solve(l, e, &sv->result);
+	if (e->method == sv->entry.method)
+		tui_message(t, false, "%s: %s solved in %zu iterations, err_F %.4f", l->name,
+		            sv->entry.method == RS_METHOD_LOWRANK_SPARSE ? "low rank + sparse" :
+		            rs_method_name(sv->entry.method), sv->iteration, e->solved_error);
+	else
+		tui_message(t, false, "%s: %s alone beats the combination at its storage: using it",
+		            l->name, e->method == RS_METHOD_LOWRANK ? "low rank" :
+		            e->method == RS_METHOD_PRUNE ? "pruning" : "quantisation");
+	rs_combine_result_free(&sv->result);
 	/* the solve's result is not an edit of its own */
 	if (t->nundo > 0) {
 		rs_plan_entry *u = &t->undo[t->nundo - 1].entries[sv->layer];
@@ -268,6 +255,8 @@ tui_solver_stop(tui *t)
 		t->solver.cancel = 1;
 		pthread_join(t->solver.thread, NULL);
 		t->solver.running = false;
+		rs_combine_result_free(&t->solver.result);
+		tui_decomp_view_free(&t->solver.view);
 	}
 	pthread_mutex_destroy(&t->solver.lock);
 	tui_decomp_view_free(&t->view);

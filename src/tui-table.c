@@ -201,6 +201,10 @@ draw_row(tui *t, int y, int x, int name_w, int ncols, size_t i, bool selected)
 	} else if (rs_method_is_solved(e->method) && !f.known) {
 		if (e->method == RS_METHOD_LOWRANK_SPARSE)
 			snprintf(cells[COL_RANK], 24, "L+S r=%zu", e->rank);
+		else if (e->method == RS_METHOD_QUANT_SPARSE)
+			snprintf(cells[COL_RANK], 24, "Q+S ...");
+		else if (e->method == RS_METHOD_LOWRANK_SPARSE_QUANT)
+			snprintf(cells[COL_RANK], 24, "LSQ r=%zu", e->rank);
 		else
 			snprintf(cells[COL_RANK], 24, "%s ...", rs_method_name(e->method));
 		if (t->solver.running && t->solver.layer == i)
@@ -215,6 +219,11 @@ draw_row(tui *t, int y, int x, int name_w, int ncols, size_t i, bool selected)
 			snprintf(cells[COL_RANK], 24, "dense");
 		else if (f.method == RS_METHOD_LOWRANK_SPARSE)
 			snprintf(cells[COL_RANK], 24, "L+S %zu/%.2f", f.rank, e->sparsity);
+		else if (f.method == RS_METHOD_QUANT_SPARSE)
+			snprintf(cells[COL_RANK], 24, "Q%u+S %.2f", rs_quantizer_bits(e->quantizer,
+			         e->bits), e->sparsity);
+		else if (f.method == RS_METHOD_LOWRANK_SPARSE_QUANT)
+			snprintf(cells[COL_RANK], 24, "LSQ %zu/%.2f", f.rank, e->sparsity);
 		else if (f.method == RS_METHOD_GROUPED)
 			snprintf(cells[COL_RANK], 24, "g%zu r%zu", e->groups, e->rank);
 		else if (f.method == RS_METHOD_TUCKER2)

@@ -26,6 +26,7 @@
 #include "rankscope/engine.h"
 #include "rankscope/layer.h"
 #include "rankscope/model.h"
+#include "rankscope/combine.h"
 #include "rankscope/plan.h"
 #include "rankscope/planfile.h"
 #include "rankscope/script.h"
@@ -98,9 +99,7 @@ typedef struct tui_solver {
 	bool done;
 	rs_status status;
 	char message[RS_ERROR_MAX];
-	double result_error;
-	int fallback;                  /* rs_combine_fallback */
-	size_t fallback_rank, fallback_nonzeros;
+	rs_combine_result result;      /* of a combination's solve */
 	bool view_only;                /* computing a view, no solve */
 	rs_plan_entry solved;          /* a decomposition entry with its figures */
 	tui_decomp_view view;          /* and its view */

@@ -456,6 +456,9 @@ def part_names(l):
         "prune-cols": ["channels.values", "channels.index"],
         "quant": ["quant.codes", "quant.codebook"],
         "lowrank+sparse": ["lowrank.A", "lowrank.B", "sparse.values", "sparse.indices"],
+        "quant+sparse": ["sparse.values", "sparse.indices", "quant.codes", "quant.codebook"],
+        "lowrank+sparse+quant": ["lowrank.A", "lowrank.B", "sparse.values", "sparse.indices",
+                                 "quant.codes", "quant.codebook"],
         "grouped": ["grouped.A", "grouped.B"],
         "tucker2": ["tucker.first", "tucker.core", "tucker.last"],
         "cp": (["cp.first", "cp.vertical", "cp.horizontal", "cp.last"] if conv
@@ -795,7 +798,7 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
             c.check(False, f"{name}: parts {part_names(l)} missing")
             continue
         approx = None
-        if method in ("lowrank", "lowrank+sparse"):
+        if method in ("lowrank", "lowrank+sparse", "lowrank+sparse+quant"):
             r = l["rank"]
             ai, bi = out.entries[name + ".lowrank.A"], out.entries[name + ".lowrank.B"]
             c.check(ai["dtype"] == "F32" and ai["shape"] == [r, n],
@@ -803,7 +806,7 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
             c.check(bi["dtype"] == "F32" and bi["shape"] == [m, r],
                     f"{name}.lowrank.B: F32 [{m}, {r}], got {bi['dtype']} {bi['shape']}")
             approx = out.values(name + ".lowrank.B") @ out.values(name + ".lowrank.A")
-        if method in ("prune", "lowrank+sparse"):
+        if method in ("prune", "lowrank+sparse", "quant+sparse", "lowrank+sparse+quant"):
             nnz = count - dropped(count, l["sparsity"])
             c.check(p["nonzeros"] == nnz, f"{name}: predicted.nonzeros {p['nonzeros']} vs {nnz}")
             s, vals, idx = check_sparse(c, name, out, shape, scheme, name + ".sparse.values",
@@ -819,7 +822,7 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
                     c.check(np.abs(flat[kept]).min() >= np.abs(flat[~kept]).max(),
                             f"{name}: the kept weights are the largest in magnitude")
             else:
-                approx = approx + s
+                approx = s if approx is None else approx + s
         if method in ("prune-rows", "prune-cols"):
             rows = method == "prune-rows"
             side, other = (m, n) if rows else (n, m)
@@ -856,7 +859,7 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
             if 0 < kept < side:
                 c.check(norms[keep].min() >= norms[~keep].max(),
                         f"{name}: the kept channels have the largest norms")
-        if method == "quant":
+        if method in ("quant", "quant+sparse", "lowrank+sparse+quant"):
             q, b = l["quantizer"], l["bits"]
             width = quant_width(q, b)
             levels = 2 ** width
@@ -874,11 +877,14 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
             if not c.check(codes.min() >= 0 and codes.max() < levels,
                            f"{name}: codes within 0..{levels - 1}"):
                 continue
-            if q == "uniform-channel":
-                approx = np.take_along_axis(book, codes, axis=1)
+            looked_up = (np.take_along_axis(book, codes, axis=1) if q == "uniform-channel"
+                         else book[codes])
+            if method == "quant":
+                check_codebook(c, name, q, width, w, codes, book)
+                approx = looked_up
             else:
-                approx = book[codes]
-            check_codebook(c, name, q, width, w, codes, book)
+                # the quantised part codes what the other parts leave
+                approx = looked_up if approx is None else approx + looked_up
         if method in DECOMPOSITIONS:
             approx = check_decomposition(c, l, out, t, w)
             if approx is None:

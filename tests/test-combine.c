@@ -841,6 +841,78 @@ check_cancel(void)
 	free(w);
 }
 
+/*
+ * The parts of L + S + Q and Q + S as rs_combine_with_parts writes them:
+ * the low-rank part has the spec's rank, the codes looked up in the
+ * codebook are the quantised part, and L + S + codebook[codes] is exactly
+ * the approximation returned.  On every quantiser, with and without L.
+ */
+static void
+check_parts_output(void)
+{
+	static const rs_quantizer qs[] = { RS_QUANT_UNIFORM_TENSOR, RS_QUANT_UNIFORM_CHANNEL,
+	                                   RS_QUANT_KMEANS, RS_QUANT_BINARY, RS_QUANT_TERNARY };
+	size_t m = 30, n = 24, count = m * n, i, q, with_rank, combined = 0;
+	double *w = layer_like(m, n);
+
+	for (q = 0; q < sizeof qs / sizeof qs[0]; q++)
+		for (with_rank = 0; with_rank < 2; with_rank++) {
+			rs_combine_spec spec = {
+				.rank = with_rank ? 3 : 0, .nonzeros = 40, .quantize = true,
+				.quantizer = qs[q], .bits = 2, .value_bits = 32,
+				.max_iterations = 30, .tolerance = 1e-9,
+			};
+			unsigned levels = 1u << rs_quantizer_bits(qs[q], 2);
+			size_t nbook = qs[q] == RS_QUANT_UNIFORM_CHANNEL ? m * levels : levels;
+			double *approx = rs_xmalloc(count * sizeof *approx);
+			double *sparse = rs_xcalloc(count, sizeof *sparse);
+			rs_combine_parts parts = {
+				.lowrank = rs_xmalloc(count * sizeof(double)),
+				.codes = rs_xmalloc(count * sizeof(uint16_t)),
+				.codebook = rs_xmalloc(nbook * sizeof(double)),
+			};
+			rs_combine_result res;
+			rs_error err;
+			double worst = 0, sv[24], dummy = 0, *lr = rs_xmalloc(count * sizeof *lr);
+			const char *what = rs_quantizer_name(qs[q]);
+
+			CHECK(rs_combine_with_parts(w, m, n, m, &spec, NULL, NULL, NULL, approx, sparse,
+			                            &parts, &res, &err) == RS_OK, "%s: solved", what);
+			if (res.fallback != RS_COMBINE_NONE) {
+				/* the parts describe the combination only */
+				rs_combine_result_free(&res);
+				goto next;
+			}
+			for (i = 0; i < count; i++) {
+				size_t row = i % m, code = parts.codes[i];
+				double qv;
+				CHECK(code < levels, "%s: code %zu < %u levels", what, code, levels);
+				qv = parts.codebook[qs[q] == RS_QUANT_UNIFORM_CHANNEL ?
+				                    row * levels + code : code];
+				worst = fmax(worst, fabs(parts.lowrank[i] + sparse[i] + qv - approx[i]));
+			}
+			combined++;
+			CHECK(worst <= 1e-12 * (1 + fabs(approx[0])), "%s %s: L + S + book[codes] is the "
+			      "approximation (worst %.3g)", what, with_rank ? "with L" : "no L", worst);
+			memcpy(lr, parts.lowrank, count * sizeof *lr);
+			LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', (int)m, (int)n, lr, (int)m, sv, &dummy, 1,
+			               &dummy, 1);
+			CHECK(with_rank ? sv[3] <= 1e-10 * sv[0] : sv[0] == 0,
+			      "%s: the low-rank part has rank %zu", what, spec.rank);
+			rs_combine_result_free(&res);
+next:
+			free(lr);
+			free(approx);
+			free(sparse);
+			free(parts.lowrank);
+			free(parts.codes);
+			free(parts.codebook);
+		}
+	/* the parts were checked on combinations, not only fallbacks */
+	CHECK(combined >= 4, "%zu of 10 specs kept their combination", combined);
+	free(w);
+}
+
 int
 main(void)
 {
@@ -867,5 +939,6 @@ main(void)
 	check_zero_matrix();
 	check_rejects();
 	check_cancel();
+	check_parts_output();
 	return test_done("test-combine");
 }

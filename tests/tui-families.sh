@@ -117,6 +117,17 @@ see "cp solved" "CP solved in the background"
 contains "$(row conv3.weight)" "cp 16" "CP at rank 16"
 keys u
 see "tk 15,8" "undo goes back to the Tucker-2 entry"
+# a quantised part plus a sparse correction, solved in the background
+keys M
+see "quant+sparse" "the menu lists quant+sparse"
+keys Down Down Enter
+checks=$((checks + 1))
+wait_for "quant+sparse solved in" 300 || wait_for "quantisation alone beats" 10 ||
+	fail "the quant+sparse solve finishes: $(screen | tail -3)"
+case "$(row conv3.weight)" in
+*"Q2+S 0.95"* | *km*) checks=$((checks + 1)) ;;
+*) fail "conv3 shows quant+sparse (or the quantiser it fell back to): $(row conv3.weight)" ;;
+esac
 keys q y
 wait_exit
 finish

@@ -51,7 +51,20 @@ typedef struct rs_combine_result {
 	rs_combine_fallback fallback;
 	size_t fallback_rank;       /* with LOWRANK_ONLY */
 	size_t fallback_nonzeros;   /* with SPARSE_ONLY */
+	unsigned fallback_bits;     /* with QUANT_ONLY: b' */
 } rs_combine_result;
+
+/* The parts of a combination, for writing them (each pointer may be NULL):
+ * L as a column-major m x n matrix (zeros without a low-rank part), and the
+ * quantised part's codes (column-major m x n) and codebook (rs_quantize's
+ * layout: 2^b levels, or m of them per channel), so that Q = codebook[codes]
+ * exactly.  Filled only when the combination itself is returned, not a
+ * fallback. */
+typedef struct rs_combine_parts {
+	double *lowrank;
+	uint16_t *codes;
+	double *codebook;
+} rs_combine_parts;
 
 /* Storage of a combination: r (m + n) factor values, s sparse values with
  * their index (the cheaper of bitmap and CSR), and the quantised part's
@@ -74,6 +87,14 @@ rs_status rs_combine(const double *w, size_t rows, size_t cols, size_t ld,
                      void (*progress)(void *userdata, size_t iteration, double rel_error),
                      void *userdata, double *approx, double *sparse,
                      rs_combine_result *result, rs_error *err);
+/* rs_combine, also writing the parts into *parts (may be NULL). */
+rs_status rs_combine_with_parts(const double *w, size_t rows, size_t cols, size_t ld,
+                                const rs_combine_spec *spec, const volatile int *cancel,
+                                void (*progress)(void *userdata, size_t iteration,
+                                                 double rel_error),
+                                void *userdata, double *approx, double *sparse,
+                                rs_combine_parts *parts, rs_combine_result *result,
+                                rs_error *err);
 void rs_combine_result_free(rs_combine_result *result);
 
 #endif

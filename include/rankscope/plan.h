@@ -48,11 +48,20 @@ typedef enum rs_method {
 	RS_METHOD_TUCKER2,          /* Tucker-2 on the output and input modes, tucker.h */
 	RS_METHOD_CP,               /* CP of rank R, cp.h */
 	RS_METHOD_TT,               /* TT-matrix, tt.h */
+	RS_METHOD_QUANT_SPARSE,     /* Q + S, alternating projections */
+	RS_METHOD_LOWRANK_SPARSE_QUANT,  /* L + S + Q, alternating projections */
 	RS_METHOD_COUNT
 } rs_method;
 
+/* Additive combinations (combine.h): which parts a method has. */
+bool rs_method_is_combination(rs_method method);
+bool rs_method_has_lowrank_part(rs_method method);
+bool rs_method_has_quant_part(rs_method method);
+
 /* Whether a method's errors come from a solve recorded in the entry. */
 bool rs_method_is_solved(rs_method method);
+
+struct rs_combine_spec;
 
 const char *rs_method_name(rs_method method);
 bool rs_method_parse(const char *name, rs_method *out);
@@ -64,7 +73,7 @@ bool rs_method_parse(const char *name, rs_method *out);
 
 typedef struct rs_plan_entry {
 	rs_method method;
-	size_t rank;             /* LOWRANK, LOWRANK_SPARSE, GROUPED (per group), CP;
+	size_t rank;             /* LOWRANK, LOWRANK_SPARSE(_QUANT), GROUPED (per group), CP;
 	                            TUCKER2: r_out */
 	size_t rank_in;          /* TUCKER2: r_in */
 	size_t groups;           /* GROUPED: g >= 2, dividing the input side */
@@ -75,9 +84,9 @@ typedef struct rs_plan_entry {
 	size_t tt_ranks[RS_PLAN_TT_MAX_D + 1];  /* caps (0: none) until solved */
 	double tt_eps;           /* TT: relative Frobenius target of the solve, or
 	                            NaN; the ranks it reaches are what is recorded */
-	double sparsity;         /* PRUNE*, LOWRANK_SPARSE: fraction dropped / of nonzeros */
-	rs_quantizer quantizer;  /* QUANT */
-	unsigned bits;           /* QUANT: 1..RS_QUANT_CURVE_BITS */
+	double sparsity;         /* PRUNE*, the combinations: fraction dropped / of nonzeros */
+	rs_quantizer quantizer;  /* QUANT, QUANT_SPARSE, LOWRANK_SPARSE_QUANT */
+	unsigned bits;           /* the same: 1..RS_QUANT_CURVE_BITS */
 	/* a solved method's figures; NaN until solved */
 	double solved_error;     /* relative Frobenius error of the solve */
 	double solved_spec;      /* GROUPED, TUCKER2, CP, TT: bound on the relative
@@ -126,6 +135,21 @@ typedef struct rs_plan_totals {
 /* An entry keeping the layer dense. */
 rs_plan_entry rs_plan_entry_dense(void);
 rs_plan_entry rs_plan_entry_lowrank(size_t rank);
+
+/* The alternating projections' spec of a combination entry (rank, the
+ * nonzeros its sparsity keeps, the quantiser), with the default
+ * iterations and tolerance every front end and apply use. */
+void rs_plan_entry_combine_spec(const rs_layer *layer, const rs_plan_entry *e,
+                                struct rs_combine_spec *spec);
+
+struct rs_combine_result;
+
+/* A finished solve of a combination entry, taken into the entry: its error,
+ * or, when a single part does better at the same storage (the kernel's
+ * fallback), that part instead (lowrank at r', prune keeping s', quant at
+ * b' with the entry's quantiser). */
+void rs_plan_entry_take_solve(const rs_layer *layer, rs_plan_entry *e,
+                              const struct rs_combine_result *res);
 
 /* The matrix a layer's entry factorises: the layer's, or for a grouped
  * entry on a conv layer the one of the entry's own fold scheme. */

@@ -7,7 +7,7 @@
 --
 -- methods lists one choice per layer, in the model's layer order:
 --   dense | lowrank:R | prune:P | prune-rows:P | prune-cols:P | quant:Q:B |
---   lowrank+sparse:R:P |
+--   lowrank+sparse:R:P | quant+sparse:Q:B:P | lowrank+sparse+quant:R:P:Q:B |
 --   grouped:R:G[:F]   rank R in each of G groups, grouped under fold F
 --                     (a conv layer; default the layer's own)
 --   tucker2:RO:RI     Tucker-2 at ranks {RO, RI}
@@ -39,6 +39,12 @@ for i, layer in ipairs(layers) do
 		spec = { method = method, rank = int(parts[2]), sparsity = tonumber(parts[3]) }
 	elseif method == "quant" then
 		spec = { method = method, quantizer = parts[2], bits = tonumber(parts[3]) }
+	elseif method == "quant+sparse" then
+		spec = { method = method, quantizer = parts[2], bits = tonumber(parts[3]),
+			sparsity = tonumber(parts[4]) }
+	elseif method == "lowrank+sparse+quant" then
+		spec = { method = method, rank = int(parts[2]), sparsity = tonumber(parts[3]),
+			quantizer = parts[4], bits = tonumber(parts[5]) }
 	elseif method == "grouped" then
 		spec = { method = method, rank = int(parts[2]), groups = int(parts[3]),
 			fold = parts[4] and int(parts[4]) or nil }
