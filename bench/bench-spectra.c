@@ -1063,7 +1063,7 @@ main(int argc, char **argv)
 		free(path);
 		return 2;
 	}
-	b.nlayers = rs_layers_discover(b.model, NULL, 0, &b.layers);
+	b.nlayers = rs_layers_discover(b.model, NULL, 0, NULL, &b.layers);
 	rs_format_bytes(size_buf, sizeof size_buf, bytes);
 	printf("model:    %s: %zu tensors, %zu layers, %s of float32 "
 	       "(generated in %.1f s, untimed)\n",
