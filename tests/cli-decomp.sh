@@ -44,40 +44,6 @@ else
 	echo "no jsonschema for $python: schema checks skipped"
 fi
 
-# pycheck WHAT SCRIPT SUBCOMMAND ARGS...: the checks of tests/SCRIPT count
-# as ours, each FAIL line it prints is one of our failures, and it must
-# finish.
-pycheck() {
-	pywhat=$1 pyscript=$2
-	shift 2
-	[ -n "$python" ] || return 0
-	"$python" "$TESTS_SRCDIR/$pyscript" "$@" >"$scratch/py-out" 2>"$scratch/py-err"
-	pystatus=$?
-	summary=$(sed -n 's/^[a-z-]*: \([0-9]*\) checks, \([0-9]*\) failed$/\1 \2/p' "$scratch/py-out")
-	checks=$((checks + ${summary%% *} + 1))
-	grep '^FAIL: ' "$scratch/py-err" | head -40 >"$scratch/py-fails"
-	while IFS= read -r line; do
-		fail "$pywhat: ${line#FAIL: }"
-	done <"$scratch/py-fails"
-	if [ -z "$summary" ] || { [ "$pystatus" -ne 0 ] && [ "${summary##* }" = 0 ]; }; then
-		fail "$pywhat: $pyscript $1 exit $pystatus: $(head -c 1500 "$scratch/py-err")"
-	fi
-}
-
-# same FILE_A FILE_B WHAT: byte-identical files.
-same() {
-	checks=$((checks + 1))
-	cmp -s "$1" "$2" || fail "$3: $1 and $2 differ: $(diff "$1" "$2" 2>&1 | head -6)"
-}
-
-# check WHAT CONDITION...: the shell condition holds.
-check() {
-	cwhat=$1
-	shift
-	checks=$((checks + 1))
-	"$@" || fail "$cwhat"
-}
-
 # ---- 1. plans of every decomposition: round trip, schema, apply -----------------
 
 # applied NAME FOLD MODEL METHODS [COMPOSE]: a plan from plan.lua (made
@@ -93,7 +59,7 @@ applied() {
 	check "$aname: run -o wrote the plan" test -s "$p"
 	run 0 "$RANKSCOPE" show --fold "$afold" "$p" "$amodel" -o "$p.2"
 	same "$p" "$p.2" "$aname: show -o round trip"
-	[ -z "$schema_ok" ] || pycheck "$aname against the schema" plancheck.py schema "$p" "$schema"
+	[ -z "$schema_ok" ] || py_checks "$aname against the schema" plancheck.py schema "$p" "$schema"
 	run 0 "$RANKSCOPE" apply --fold "$afold" "$p" "$amodel" -o "$d/$aname.safetensors"
 	printf '%s\n' "$out" >"$d/$aname.log"
 	equals "$err" "" "$aname: apply prints nothing on stderr"
@@ -106,7 +72,7 @@ applied() {
 		*) contains "$out" " ${word%%:*} " "$aname: apply reports a ${word%%:*} layer" ;;
 		esac
 	done
-	pycheck "apply $aname" familycheck.py apply "$p" "$amodel" "$d/$aname.safetensors" \
+	py_checks "apply $aname" familycheck.py apply "$p" "$amodel" "$d/$aname.safetensors" \
 		"$d/$aname.log"
 }
 

@@ -40,37 +40,11 @@ for p in ${PYTHON3:-} /usr/bin/python3 python3; do
 done
 [ -n "$python" ] || echo "no python3 with numpy: familycheck.py checks skipped"
 
-# pycheck WHAT SUBCOMMAND ARGS...: familycheck.py's checks count as ours,
-# each FAIL line it prints is one of our failures, and it must finish.
+# pycheck WHAT SUBCOMMAND ARGS...: tests/familycheck.py through py_checks.
 pycheck() {
-	pywhat=$1
+	pcwhat=$1
 	shift
-	[ -n "$python" ] || return 0
-	"$python" "$TESTS_SRCDIR/familycheck.py" "$@" >"$scratch/py-out" 2>"$scratch/py-err"
-	pystatus=$?
-	summary=$(sed -n 's/^[a-z-]*: \([0-9]*\) checks, \([0-9]*\) failed$/\1 \2/p' "$scratch/py-out")
-	checks=$((checks + ${summary%% *} + 1))
-	grep '^FAIL: ' "$scratch/py-err" | head -40 >"$scratch/py-fails"
-	while IFS= read -r line; do
-		fail "$pywhat: ${line#FAIL: }"
-	done <"$scratch/py-fails"
-	if [ -z "$summary" ] || { [ "$pystatus" -ne 0 ] && [ "${summary##* }" = 0 ]; }; then
-		fail "$pywhat: familycheck.py $1 exit $pystatus: $(head -c 1500 "$scratch/py-err")"
-	fi
-}
-
-# same FILE_A FILE_B WHAT: byte-identical files.
-same() {
-	checks=$((checks + 1))
-	cmp -s "$1" "$2" || fail "$3: $1 and $2 differ: $(diff "$1" "$2" 2>&1 | head -6)"
-}
-
-# check WHAT CONDITION...: the shell condition holds.
-check() {
-	cwhat=$1
-	shift
-	checks=$((checks + 1))
-	"$@" || fail "$cwhat"
+	py_checks "$pcwhat" familycheck.py "$@"
 }
 
 # A model with known spectra, a conv kernel, a layer too small for most

@@ -47,12 +47,6 @@ pyfault() {
 	contains "$err" "FAIL:" "$pywhat"
 }
 
-# same FILE_A FILE_B WHAT: byte-identical files.
-same() {
-	checks=$((checks + 1))
-	cmp -s "$1" "$2" || fail "$3: $1 and $2 differ: $(diff "$1" "$2" 2>&1 | head -6)"
-}
-
 # no_temporaries DIR WHAT: no FILE.tmp-XXXXXX left in DIR.
 no_temporaries() {
 	checks=$((checks + 1))

@@ -54,6 +54,42 @@ equals() {
 }
 
 # make_nan_model FILE: layer "good" = [[1, 0], [0, 2]] and layer "bad" =
+
+# same FILE_A FILE_B WHAT: byte-identical files.
+same() {
+	checks=$((checks + 1))
+	cmp -s "$1" "$2" || fail "$3: $1 and $2 differ: $(diff "$1" "$2" 2>&1 | head -6)"
+}
+
+# check WHAT CONDITION...: the shell condition holds.
+check() {
+	cwhat=$1
+	shift
+	checks=$((checks + 1))
+	"$@" || fail "$cwhat"
+}
+
+# py_checks WHAT SCRIPT ARGS...: runs the independent checker
+# tests/SCRIPT with $python (nothing when $python is empty: the caller
+# said why).  Its checks count as ours, each FAIL line it prints is one of
+# our failures, and it must finish with "NAME: N checks, F failed".
+py_checks() {
+	pywhat=$1 pyscript=$2
+	shift 2
+	[ -n "$python" ] || return 0
+	"$python" "$TESTS_SRCDIR/$pyscript" "$@" >"$scratch/py-out" 2>"$scratch/py-err"
+	pystatus=$?
+	summary=$(sed -n 's/^[a-z-]*: \([0-9]*\) checks, \([0-9]*\) failed$/\1 \2/p' "$scratch/py-out")
+	checks=$((checks + ${summary%% *} + 1))
+	grep '^FAIL: ' "$scratch/py-err" | head -40 >"$scratch/py-fails"
+	while IFS= read -r line; do
+		fail "$pywhat: ${line#FAIL: }"
+	done <"$scratch/py-fails"
+	if [ -z "$summary" ] || { [ "$pystatus" -ne 0 ] && [ "${summary##* }" = 0 ]; }; then
+		fail "$pywhat: $pyscript $1 exit $pystatus: $(head -c 1500 "$scratch/py-err")"
+	fi
+}
+
 # [[1, NaN], [0, 0]], float32, written byte by byte.
 make_nan_model() {
 	header='{"good":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"bad":{"dtype":"F32","shape":[2,2],"data_offsets":[16,32]}}'
