@@ -31,89 +31,20 @@ Each subcommand prints "NAME: N checks, F failed" and exits 1 when F > 0
 """
 import json
 import math
+import os
 import struct
 import sys
 
 import numpy as np
 
+sys.dont_write_bytecode = True   # leave no __pycache__ in tests/
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checklib import DTYPES, FLOATS, Checker, SafeTensors  # noqa: E402
+
 TOL_FIG = 1e-9       # figures recomputed in float64 from the same weights
 TOL_APPLY = 1e-5     # measured on float32 parts against float64 predictions
 
-DTYPES = {  # name -> (numpy dtype, bits)
-    "F64": ("<f8", 64), "F32": ("<f4", 32), "F16": ("<f2", 16), "BF16": ("bf16", 16),
-    "U8": ("<u1", 8), "I8": ("<i1", 8), "U16": ("<u2", 16), "I16": ("<i2", 16),
-    "U32": ("<u4", 32), "I32": ("<i4", 32), "U64": ("<u8", 64), "I64": ("<i8", 64),
-    "BOOL": ("<u1", 8),
-}
-FLOATS = ("F64", "F32", "F16", "BF16")
 VALUE_BITS = 32
-
-
-class Checker:
-    def __init__(self, name):
-        self.name = name
-        self.checks = 0
-        self.failures = 0
-
-    def check(self, ok, what):
-        self.checks += 1
-        if not ok:
-            self.failures += 1
-            print(f"FAIL: {what}", file=sys.stderr)
-        return ok
-
-    def close(self, got, want, tol, what):
-        ok = (isinstance(got, (int, float)) and not isinstance(got, bool)
-              and abs(got - want) <= tol * max(1.0, abs(want)))
-        return self.check(ok, f"{what}: got {got!r}, expected {want!r}")
-
-    def done(self):
-        print(f"{self.name}: {self.checks} checks, {self.failures} failed")
-        return 1 if self.failures else 0
-
-
-# ---- safetensors ------------------------------------------------------------
-
-class SafeTensors:
-    """A safetensors file: header entries in file order, metadata, bytes."""
-
-    def __init__(self, path):
-        with open(path, "rb") as f:
-            self.blob = f.read()
-        (n,) = struct.unpack_from("<Q", self.blob, 0)
-        self.header_len = n
-
-        def pairs(items):
-            keys = [k for k, _ in items]
-            if len(keys) != len(set(keys)):
-                raise ValueError(f"{path}: duplicate key in the header")
-            return dict(items)
-        header = json.loads(self.blob[8:8 + n].decode("utf-8"), object_pairs_hook=pairs)
-        self.metadata = header.pop("__metadata__", {})
-        self.entries = header
-        self.data = self.blob[8 + n:]
-
-    def raw(self, name):
-        b, e = self.entries[name]["data_offsets"]
-        return self.data[b:e]
-
-    def values(self, name):
-        """The tensor in its own dtype (floats as float64), stored shape."""
-        info = self.entries[name]
-        kind = DTYPES[info["dtype"]][0]
-        raw = self.raw(name)
-        if kind == "bf16":
-            a = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        else:
-            a = np.frombuffer(raw, dtype=kind)
-        if info["dtype"] in FLOATS:
-            a = a.astype(np.float64)
-        return a.reshape(info["shape"])
-
-    def is_layer(self, name):
-        info = self.entries[name]
-        return (info["dtype"] in FLOATS and len(info["shape"]) in (2, 4)
-                and int(np.prod(info["shape"])) > 0)
 
 
 def write_safetensors(path, tensors, metadata):

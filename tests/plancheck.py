@@ -20,83 +20,16 @@ import csv
 import hashlib
 import json
 import os
-import struct
 import sys
 
 import numpy as np
 
+sys.dont_write_bytecode = True   # leave no __pycache__ in tests/
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checklib import DTYPES, FLOATS, Checker, SafeTensors  # noqa: E402
+
 TOL_PREDICT = 1e-9
 TOL_APPLY = 1e-5
-
-# dtype name -> (numpy dtype or None, bits); None: not a float, not a layer
-DTYPES = {
-    "F64": ("<f8", 64), "F32": ("<f4", 32), "F16": ("<f2", 16), "BF16": ("bf16", 16),
-    "BOOL": (None, 8), "U8": (None, 8), "I8": (None, 8), "I16": (None, 16),
-    "U16": (None, 16), "I32": (None, 32), "U32": (None, 32), "I64": (None, 64),
-    "U64": (None, 64),
-}
-
-
-class Checker:
-    def __init__(self, name):
-        self.name = name
-        self.checks = 0
-        self.failures = 0
-
-    def check(self, ok, what):
-        self.checks += 1
-        if not ok:
-            self.failures += 1
-            print(f"FAIL: {what}", file=sys.stderr)
-        return ok
-
-    def done(self):
-        print(f"{self.name}: {self.checks} checks, {self.failures} failed")
-        return 1 if self.failures else 0
-
-
-class SafeTensors:
-    """A safetensors file: header (in file order), metadata, raw bytes."""
-
-    def __init__(self, path):
-        with open(path, "rb") as f:
-            self.blob = f.read()
-        (n,) = struct.unpack_from("<Q", self.blob, 0)
-        self.header_len = n
-        self.header_bytes = self.blob[8:8 + n]
-        # object_pairs_hook keeps the order and refuses duplicate names
-        def pairs(items):
-            keys = [k for k, _ in items]
-            if len(keys) != len(set(keys)):
-                raise ValueError(f"{path}: duplicate key in the header")
-            return dict(items)
-        header = json.loads(self.header_bytes.decode("utf-8"), object_pairs_hook=pairs)
-        self.metadata = header.pop("__metadata__", {})
-        self.entries = header            # name -> {dtype, shape, data_offsets}
-        self.data = self.blob[8 + n:]
-
-    def raw(self, name):
-        b, e = self.entries[name]["data_offsets"]
-        return self.data[b:e]
-
-    def array(self, name):
-        """The tensor as float64, in its stored shape."""
-        info = self.entries[name]
-        kind = DTYPES[info["dtype"]][0]
-        raw = self.raw(name)
-        if kind == "bf16":
-            words = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
-            a = words.view(np.float32)
-        else:
-            a = np.frombuffer(raw, dtype=kind)
-        return a.astype(np.float64).reshape(info["shape"])
-
-    def is_layer(self, name):
-        info = self.entries[name]
-        shape = info["shape"]
-        return (DTYPES.get(info["dtype"], (None, 0))[0] is not None
-                and len(shape) in (2, 4) and int(np.prod(shape)) > 0)
-
 
 def fold_indices(shape, scheme):
     """Row and column of kernel element (fi, ci, hi, wi) under a scheme:

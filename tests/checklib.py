@@ -1,0 +1,91 @@
+"""What the independent checkers (plancheck.py, familycheck.py) share: a
+check counter and a safetensors reader, written from the safetensors
+format (an 8-byte little-endian header length, UTF-8 JSON, the data), not
+from rankscope's code.
+"""
+import json
+import struct
+import sys
+
+import numpy as np
+
+DTYPES = {  # name -> (numpy dtype, bits)
+    "F64": ("<f8", 64), "F32": ("<f4", 32), "F16": ("<f2", 16), "BF16": ("bf16", 16),
+    "U8": ("<u1", 8), "I8": ("<i1", 8), "U16": ("<u2", 16), "I16": ("<i2", 16),
+    "U32": ("<u4", 32), "I32": ("<i4", 32), "U64": ("<u8", 64), "I64": ("<i8", 64),
+    "BOOL": ("<u1", 8),
+}
+FLOATS = ("F64", "F32", "F16", "BF16")
+
+
+class Checker:
+    """Counts checks; a failed one prints "FAIL: ..." on stderr."""
+
+    def __init__(self, name):
+        self.name = name
+        self.checks = 0
+        self.failures = 0
+
+    def check(self, ok, what):
+        self.checks += 1
+        if not ok:
+            self.failures += 1
+            print(f"FAIL: {what}", file=sys.stderr)
+        return ok
+
+    def close(self, got, want, tol, what):
+        ok = (isinstance(got, (int, float)) and not isinstance(got, bool)
+              and abs(got - want) <= tol * max(1.0, abs(want)))
+        return self.check(ok, f"{what}: got {got!r}, expected {want!r}")
+
+    def done(self):
+        print(f"{self.name}: {self.checks} checks, {self.failures} failed")
+        return 1 if self.failures else 0
+
+
+class SafeTensors:
+    """A safetensors file: header entries in file order, metadata, bytes."""
+
+    def __init__(self, path):
+        with open(path, "rb") as f:
+            self.blob = f.read()
+        (n,) = struct.unpack_from("<Q", self.blob, 0)
+        self.header_len = n
+        self.header_bytes = self.blob[8:8 + n]
+
+        # object_pairs_hook keeps the order and refuses duplicate names
+        def pairs(items):
+            keys = [k for k, _ in items]
+            if len(keys) != len(set(keys)):
+                raise ValueError(f"{path}: duplicate key in the header")
+            return dict(items)
+        header = json.loads(self.header_bytes.decode("utf-8"), object_pairs_hook=pairs)
+        self.metadata = header.pop("__metadata__", {})
+        self.entries = header            # name -> {dtype, shape, data_offsets}
+        self.data = self.blob[8 + n:]
+
+    def raw(self, name):
+        b, e = self.entries[name]["data_offsets"]
+        return self.data[b:e]
+
+    def values(self, name):
+        """The tensor in its own dtype (floats as float64), stored shape."""
+        info = self.entries[name]
+        kind = DTYPES[info["dtype"]][0]
+        raw = self.raw(name)
+        if kind == "bf16":
+            a = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            a = np.frombuffer(raw, dtype=kind)
+        if info["dtype"] in FLOATS:
+            a = a.astype(np.float64)
+        return a.reshape(info["shape"])
+
+    def array(self, name):
+        """The tensor as float64, in its stored shape."""
+        return self.values(name).astype(np.float64)
+
+    def is_layer(self, name):
+        info = self.entries[name]
+        return (info["dtype"] in FLOATS and len(info["shape"]) in (2, 4)
+                and int(np.prod(info["shape"])) > 0)
