@@ -135,7 +135,7 @@ grouped_parts(const rs_model *model, const rs_plan_entry *e, void **data, rs_lay
 }
 
 static rs_status
-tucker_parts(const rs_layer *l, const rs_plan_entry *e, const size_t dims[4],
+tucker_parts(const rs_plan_entry *e, const size_t dims[4],
              const double *t_in, void **data, double *rebuilt, rs_error *err)
 {
 	rs_tucker *t = rs_tucker_hooi(t_in, dims[0], dims[1], dims[2], dims[3], e->rank,
@@ -167,12 +167,11 @@ tucker_parts(const rs_layer *l, const rs_plan_entry *e, const size_t dims[4],
 	data[2] = out;
 	rs_tucker_reconstruct(t, rebuilt);
 	rs_tucker_free(t);
-	(void)l;
 	return RS_OK;
 }
 
 static rs_status
-cp_parts(const rs_layer *l, const rs_plan_entry *e, size_t nmodes, const size_t dims[4],
+cp_parts(const rs_plan_entry *e, size_t nmodes, const size_t dims[4],
          const double *t_in, void **data, double *rebuilt, rs_error *err)
 {
 	rs_cp *cp = rs_cp_als(t_in, nmodes, dims, e->rank, RS_CP_DEFAULT_ITERATIONS,
@@ -211,7 +210,6 @@ cp_parts(const rs_layer *l, const rs_plan_entry *e, size_t nmodes, const size_t 
 	}
 	rs_cp_reconstruct(cp, rebuilt);
 	rs_cp_free(cp);
-	(void)l;
 	return RS_OK;
 }
 
@@ -226,16 +224,18 @@ tt_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e, const
 	memcpy(caps, e->tt_ranks + 1, sizeof caps);
 	tt = rs_tt_svd(w, l->rows, l->cols, l->rows, e->tt_d, e->tt_rows, e->tt_cols, caps,
 	               -1.0, err);
-	if (tt == NULL)
+	if (tt == NULL) {
+		rs_error_prefix(err, "%s: layer '%s': ", model->path, l->name);
 		return err->code;
+	}
 	if (memcmp(tt->ranks, e->tt_ranks, (e->tt_d + 1) * sizeof *tt->ranks) != 0)
 		st = rs_error_set(err, RS_EINVAL, "%s: layer '%s': TT-SVD reaches other ranks "
 		                  "than the plan's; solve the plan again", model->path, l->name);
 	for (k = 0; st == RS_OK && k < e->tt_d; k++)
 		data[k] = to_float(tt->cores[k], tt->ranks[k] * tt->row_modes[k] *
 		                   tt->col_modes[k] * tt->ranks[k + 1]);
-	if (st == RS_OK)
-		st = rs_tt_reconstruct(tt, approx, l->rows, err);
+	if (st == RS_OK && (st = rs_tt_reconstruct(tt, approx, l->rows, err)) != RS_OK)
+		rs_error_prefix(err, "%s: layer '%s': ", model->path, l->name);
 	rs_tt_free(tt);
 	return st;
 }
@@ -265,15 +265,7 @@ apply_decomposition(const rs_model *model, const rs_layer *l, const rs_plan_entr
 	if (e->method == RS_METHOD_TT)
 		st = tt_parts(model, l, e, w, data, approx, err);
 	else {
-		if (l->kind == RS_LAYER_CONV) {
-			memcpy(dims, l->tensor->shape, sizeof dims);
-			nmodes = 4;
-		} else {
-			dims[0] = l->rows;
-			dims[1] = l->cols;
-			dims[2] = dims[3] = 1;
-			nmodes = 2;
-		}
+		nmodes = rs_layer_kernel_dims(l, dims);
 		t = malloc(count * sizeof *t);
 		rebuilt = malloc(count * sizeof *rebuilt);
 		if (t == NULL || rebuilt == NULL)
@@ -281,16 +273,18 @@ apply_decomposition(const rs_model *model, const rs_layer *l, const rs_plan_entr
 			                  model->path, l->name);
 		else
 			st = rs_layer_load_tensor(l, t, model->path, err);
-		if (st == RS_OK)
+		if (st == RS_OK) {
 			st = e->method == RS_METHOD_TUCKER2 ?
-			    tucker_parts(l, e, dims, t, data, rebuilt, err) :
-			    cp_parts(l, e, nmodes, dims, t, data, rebuilt, err);
+			    tucker_parts(e, dims, t, data, rebuilt, err) :
+			    cp_parts(e, nmodes, dims, t, data, rebuilt, err);
+			/* the kernels' messages do not name the layer */
+			if (st != RS_OK)
+				rs_error_prefix(err, "%s: layer '%s': ", model->path, l->name);
+		}
 		if (st == RS_OK)
 			tensor_to_matrix(l, rebuilt, approx);
 	}
 	free(t);
 	free(rebuilt);
-	if (st != RS_OK && strstr(err->msg, l->name) == NULL)
-		rs_error_prefix(err, "%s: layer '%s': ", model->path, l->name);
 	return st;
 }

@@ -397,7 +397,7 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 		                  l->name);
 		goto out;
 	}
-	if (rs_method_is_solved(f->method) && !rs_method_is_combination(f->method)) {
+	if (rs_method_is_decomposition(f->method)) {
 		/* the decompositions: parts, and the matrix measured (a grouped
 		 * SVD's own fold) */
 		rs_layer view;

@@ -589,7 +589,7 @@ read_layer(const char *path, const char *model_path, size_t index, json_t *o,
 	    !(json_is_integer(v) && json_integer_value(v) == 1))
 		return rs_error_set(err, RS_EINVAL, "%s: groups other than 1 belong to method "
 		                    "'grouped'", where);
-	if (rs_method_is_solved(e->method) && !rs_method_is_combination(e->method))
+	if (rs_method_is_decomposition(e->method))
 		return read_decomposition(where, o, l, e, err);
 	return RS_OK;
 }

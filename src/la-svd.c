@@ -125,6 +125,27 @@ svd_gram(double *a, size_t rows, size_t cols, size_t lda, double *sigma,
 }
 
 rs_status
+rs_svd_spec_norm(const double *a, size_t rows, size_t cols, size_t lda, double *out,
+                 rs_error *err)
+{
+	size_t k = rows < cols ? rows : cols, j;
+	double *copy = malloc(rows * cols * sizeof *copy + 1), *sigma = malloc(k * sizeof *sigma + 1);
+	rs_status st = RS_OK;
+
+	*out = 0;
+	if (copy == NULL || sigma == NULL)
+		st = rs_error_set(err, RS_ENOMEM, "out of memory for a %zux%zu matrix", rows, cols);
+	for (j = 0; st == RS_OK && j < cols; j++)
+		memcpy(copy + j * rows, a + j * lda, rows * sizeof *copy);
+	if (st == RS_OK && k > 0 &&
+	    (st = rs_svd_values(copy, rows, cols, rows, RS_SVD_GESDD, sigma, err)) == RS_OK)
+		*out = sigma[0];
+	free(copy);
+	free(sigma);
+	return st;
+}
+
+rs_status
 rs_svd_values(double *a, size_t rows, size_t cols, size_t lda,
               rs_svd_method method, double *sigma, rs_error *err)
 {

@@ -4,6 +4,7 @@
 #include <fnmatch.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "rankscope/layer.h"
 #include "rankscope/util.h"
@@ -153,6 +154,19 @@ rs_layer_kind_name(const rs_layer *layer)
 	case RS_LAYER_COMPOSED: return "composed";
 	default: return "linear";
 	}
+}
+
+size_t
+rs_layer_kernel_dims(const rs_layer *layer, size_t dims[4])
+{
+	if (layer->kind == RS_LAYER_CONV) {
+		memcpy(dims, layer->tensor->shape, 4 * sizeof *dims);
+		return 4;
+	}
+	dims[0] = layer->rows;
+	dims[1] = layer->cols;
+	dims[2] = dims[3] = 1;
+	return 2;
 }
 
 bool

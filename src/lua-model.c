@@ -22,6 +22,7 @@
 #include "rankscope/combine.h"
 #include "rankscope/grouped.h"
 #include "rankscope/plansolve.h"
+#include "rankscope/svd.h"
 #include "rankscope/tt.h"
 #include "rankscope/util.h"
 
@@ -898,10 +899,7 @@ module_grouped(lua_State *L)
 	st = rs_layer_load(l, w, l->rows, s->host.model->path, &err);
 	if (st == RS_OK && folded.fold != s->host.layers[i].fold) {
 		/* errors relative to this fold's own ||W||_2 */
-		rs_grouped *one = rs_grouped_new(w, l->rows, l->cols, l->rows, 1, 0.0, &err);
-		st = one ? RS_OK : err.code;
-		spec = one && one->k > 0 ? one->sigma[0] : 0.0;
-		rs_grouped_free(one);
+		st = rs_svd_spec_norm(w, l->rows, l->cols, l->rows, &spec, &err);
 	}
 	if (st == RS_OK)
 		g = rs_grouped_new(w, l->rows, l->cols, l->rows, (size_t)groups, spec, &err);
@@ -1120,7 +1118,7 @@ plan_set(lua_State *L)
 		luaL_argcheck(L, e.bits >= 1, 3, "method 'lowrank+sparse+quant' needs bits (1..8)");
 	if (rs_method_is_combination(e.method))
 		rsl_solve_combination(L, i, &e);
-	else if (rs_method_is_solved(e.method))
+	else if (rs_method_is_decomposition(e.method))
 		solve_decomposition(L, i, &e);
 	s->host.plan->entries[i] = e;
 	push_figures(L, i);

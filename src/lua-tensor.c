@@ -85,23 +85,6 @@ layer_at(lua_State *L, size_t i)
 	return &rsl_script(L)->host.layers[i];
 }
 
-/* The layer as a kernel (f, c, kh, kw): a conv layer's own shape whatever
- * its fold, a linear or composed layer's rows x cols with kh = kw = 1. */
-static void
-kernel_shape(const rs_layer *l, size_t shape[4])
-{
-	size_t d;
-
-	if (l->kind == RS_LAYER_CONV) {
-		for (d = 0; d < 4; d++)
-			shape[d] = l->tensor->shape[d];
-	} else {
-		shape[0] = l->rows;
-		shape[1] = l->cols;
-		shape[2] = shape[3] = 1;
-	}
-}
-
 /*
  * Pushes a box holding the layer's weights as doubles: in the tensor's
  * row-major order (`tensor`, rs_layer_load_tensor) or as the folded
@@ -316,7 +299,7 @@ module_tucker_modes(lua_State *L)
 	box *mbox;
 	rs_error err;
 
-	kernel_shape(l, shape);
+	rs_layer_kernel_dims(l, shape);
 	w = push_weights(L, l, true, &err);
 	if (w == NULL)
 		return push_failure(L, l, &err, false);
@@ -367,7 +350,7 @@ module_tucker(lua_State *L)
 	box *wbox, *mbox, *tbox;
 	rs_error err;
 
-	kernel_shape(l, shape);
+	rs_layer_kernel_dims(l, shape);
 	r_out = check_range(L, 2, "r_out", 1, limit(shape[0]));
 	r_in = check_range(L, 3, "r_in", 1, limit(shape[1]));
 	check_iteration_options(L, 4, 0, &iterations, &tol);
@@ -535,8 +518,7 @@ module_cp(lua_State *L)
 	box *wbox, *cbox;
 	rs_error err;
 
-	kernel_shape(l, shape);
-	nmodes = l->kind == RS_LAYER_CONV ? 4 : 2;
+	nmodes = rs_layer_kernel_dims(l, shape);
 	rank = check_range(L, 2, "rank", 1, LUA_MAXINTEGER);
 	check_iteration_options(L, 3, 1, &iterations, &tol);
 	w = push_weights(L, l, true, &err);

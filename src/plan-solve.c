@@ -8,25 +8,12 @@
 #include "rankscope/cp.h"
 #include "rankscope/grouped.h"
 #include "rankscope/plansolve.h"
+#include "rankscope/svd.h"
 #include "rankscope/tt.h"
 #include "rankscope/tucker.h"
 
 /* CP ranks above this are a typo, not a compression. */
 #define CP_MAX_RANK 65536
-
-/* The kernel shape the tensor decompositions see (as plan.c's). */
-static size_t
-kernel_dims(const rs_layer *layer, size_t dims[4])
-{
-	if (layer->kind == RS_LAYER_CONV) {
-		memcpy(dims, layer->tensor->shape, 4 * sizeof *dims);
-		return 4;
-	}
-	dims[0] = layer->rows;
-	dims[1] = layer->cols;
-	dims[2] = dims[3] = 1;
-	return 2;
-}
 
 rs_status
 rs_plan_entry_check(const rs_layer *layer, const rs_plan_entry *e, rs_error *err)
@@ -35,7 +22,7 @@ rs_plan_entry_check(const rs_layer *layer, const rs_plan_entry *e, rs_error *err
 	const char *name = layer->name;
 
 	rs_plan_entry_matrix(layer, e, &m, &n);
-	kernel_dims(layer, dims);
+	rs_layer_kernel_dims(layer, dims);
 	switch (e->method) {
 	case RS_METHOD_GROUPED:
 		if (e->fold != RS_FOLD_NONE && layer->kind != RS_LAYER_CONV)
@@ -85,19 +72,6 @@ rs_plan_entry_check(const rs_layer *layer, const rs_plan_entry *e, rs_error *err
 	}
 }
 
-/* ||W||_2 of a matrix (its largest singular value, by dgesdd). */
-static rs_status
-spectral_norm(const double *w, size_t m, size_t n, double *out, rs_error *err)
-{
-	rs_grouped *one = rs_grouped_new(w, m, n, m, 1, 0.0, err);
-
-	if (one == NULL)
-		return err ? err->code : RS_ENUMERIC;
-	*out = one->k > 0 ? one->sigma[0] : 0.0;
-	rs_grouped_free(one);
-	return RS_OK;
-}
-
 static rs_status
 solve_grouped(const rs_layer *layer, const rs_spectrum *sp, rs_plan_entry *e,
               const char *path, rs_error *err)
@@ -123,7 +97,7 @@ solve_grouped(const rs_layer *layer, const rs_spectrum *sp, rs_plan_entry *e,
 	st = rs_layer_load(&folded, w, m, path, err);
 	/* errors are relative to this fold's own ||W||_2 */
 	if (st == RS_OK && folded.fold != layer->fold)
-		st = spectral_norm(w, m, n, &spec, err);
+		st = rs_svd_spec_norm(w, m, n, m, &spec, err);
 	if (st == RS_OK) {
 		g = rs_grouped_new(w, m, n, m, e->groups, spec, err);
 		st = g ? RS_OK : err->code;
@@ -155,14 +129,13 @@ rs_plan_entry_solve(const rs_layer *layer, const rs_spectrum *sp, rs_plan_entry 
 
 	if (err == NULL)
 		err = &local;   /* the kernels' codes are read back from it */
-	if (e->method != RS_METHOD_GROUPED && e->method != RS_METHOD_TUCKER2 &&
-	    e->method != RS_METHOD_CP && e->method != RS_METHOD_TT)
+	if (!rs_method_is_decomposition(e->method))
 		return RS_OK;
 	if ((st = rs_plan_entry_check(layer, e, err)) != RS_OK)
 		return st;
 	if (e->method == RS_METHOD_GROUPED)
 		return solve_grouped(layer, sp, e, path, err);
-	nmodes = kernel_dims(layer, dims);
+	nmodes = rs_layer_kernel_dims(layer, dims);
 	w = malloc(count * sizeof *w);
 	if (w == NULL)
 		return rs_error_set(err, RS_ENOMEM, "%s: layer '%s': out of memory", path,

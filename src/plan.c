@@ -97,10 +97,16 @@ rs_plan_entry_combine_spec(const rs_layer *layer, const rs_plan_entry *e,
 }
 
 bool
+rs_method_is_decomposition(rs_method method)
+{
+	return method == RS_METHOD_GROUPED || method == RS_METHOD_TUCKER2 ||
+	       method == RS_METHOD_CP || method == RS_METHOD_TT;
+}
+
+bool
 rs_method_is_solved(rs_method method)
 {
-	return rs_method_is_combination(method) || method == RS_METHOD_GROUPED ||
-	       method == RS_METHOD_TUCKER2 || method == RS_METHOD_CP || method == RS_METHOD_TT;
+	return rs_method_is_combination(method) || rs_method_is_decomposition(method);
 }
 
 const char *
@@ -225,28 +231,14 @@ rs_plan_entry_matrix(const rs_layer *layer, const rs_plan_entry *e, size_t *rows
 	*cols = layer->cols;
 }
 
-/* A layer as the kernel the tensor decompositions see: a conv kernel as it
- * is, a linear or composed layer as rows x cols x 1 x 1. */
-static void
-kernel_dims(const rs_layer *layer, size_t dims[4])
-{
-	if (layer->kind == RS_LAYER_CONV) {
-		memcpy(dims, layer->tensor->shape, 4 * sizeof *dims);
-		return;
-	}
-	dims[0] = layer->rows;
-	dims[1] = layer->cols;
-	dims[2] = dims[3] = 1;
-}
-
 void
 rs_plan_entry_cost(const rs_layer *layer, const rs_plan_entry *e, size_t *params,
                    size_t *flops)
 {
-	size_t m, n, dims[4];
+	size_t m, n, dims[4], nmodes;
 
 	rs_plan_entry_matrix(layer, e, &m, &n);
-	kernel_dims(layer, dims);
+	nmodes = rs_layer_kernel_dims(layer, dims);
 	*params = *flops = 0;
 	switch (e->method) {
 	case RS_METHOD_GROUPED:
@@ -259,8 +251,8 @@ rs_plan_entry_cost(const rs_layer *layer, const rs_plan_entry *e, size_t *params
 		*flops = rs_tucker_flops(dims[0], dims[1], dims[2], dims[3], e->rank, e->rank_in);
 		break;
 	case RS_METHOD_CP:
-		*params = rs_cp_params(layer->kind == RS_LAYER_CONV ? 4 : 2, dims, e->rank);
-		*flops = rs_cp_flops(layer->kind == RS_LAYER_CONV ? 4 : 2, dims, e->rank);
+		*params = rs_cp_params(nmodes, dims, e->rank);
+		*flops = rs_cp_flops(nmodes, dims, e->rank);
 		break;
 	case RS_METHOD_TT:
 		if (e->tt_d >= 2 && e->tt_d <= RS_PLAN_TT_MAX_D)

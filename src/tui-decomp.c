@@ -18,26 +18,6 @@
 #include "rankscope/tucker.h"
 #include "tui.h"
 
-bool
-tui_decomp_is(rs_method m)
-{
-	return m == RS_METHOD_GROUPED || m == RS_METHOD_TUCKER2 || m == RS_METHOD_CP ||
-	       m == RS_METHOD_TT;
-}
-
-/* The kernel dims the decompositions see (as plan.c's). */
-static void
-dims_of(const rs_layer *l, size_t dims[4])
-{
-	if (l->kind == RS_LAYER_CONV) {
-		memcpy(dims, l->tensor->shape, 4 * sizeof *dims);
-		return;
-	}
-	dims[0] = l->rows;
-	dims[1] = l->cols;
-	dims[2] = dims[3] = 1;
-}
-
 /* The smallest group count >= 2 dividing n after (delta > 0) or before
  * (delta < 0) g; g itself when there is none. */
 static size_t
@@ -63,7 +43,7 @@ clamp(const rs_layer *l, rs_plan_entry *e)
 {
 	size_t dims[4], m, n, k, i;
 
-	dims_of(l, dims);
+	rs_layer_kernel_dims(l, dims);
 	rs_plan_entry_matrix(l, e, &m, &n);
 	if (e->rank < 1)
 		e->rank = 1;
@@ -98,7 +78,7 @@ tui_decomp_defaults(const tui *t, size_t layer, rs_method method, rs_plan_entry 
 	const rs_layer *l = &t->layers[layer];
 	size_t dims[4], k = l->rows < l->cols ? l->rows : l->cols, i;
 
-	dims_of(l, dims);
+	rs_layer_kernel_dims(l, dims);
 	*e = rs_plan_entry_dense();
 	e->method = method;
 	e->rank = k / 4 ? k / 4 : 1;
@@ -144,9 +124,8 @@ tui_decomp_set_rank(tui *t, size_t layer, size_t rank)
 {
 	rs_plan_entry *e = &t->plan.entries[layer];
 	const rs_layer *l = &t->layers[layer];
-	size_t dims[4], i;
+	size_t i;
 
-	dims_of(l, dims);
 	if (e->method == RS_METHOD_TUCKER2) {
 		/* the rank keys move r_out; r_in keeps its share of the inputs */
 		double share = (double)e->rank_in / (double)(e->rank ? e->rank : 1);
@@ -159,7 +138,6 @@ tui_decomp_set_rank(tui *t, size_t layer, size_t rank)
 		e->rank = rank;
 	}
 	clamp(l, e);
-	(void)dims;
 }
 
 void
@@ -273,7 +251,7 @@ tui_decomp_view_compute(const rs_layer *layer, const rs_plan_entry *e, const cha
 		rs_grouped_free(g);
 	} else if (e->method == RS_METHOD_TUCKER2) {
 		rs_tucker_modes *m = NULL;
-		dims_of(layer, dims);
+		rs_layer_kernel_dims(layer, dims);
 		st = rs_layer_load_tensor(layer, w, path, err);
 		if (st == RS_OK) {
 			m = rs_tucker_modes_new(w, dims[0], dims[1], dims[2], dims[3], err);

@@ -41,7 +41,7 @@ tui_edit_set_rank(tui *t, size_t layer, size_t rank)
 
 	if (rank < 1)
 		rank = 1;
-	if (tui_decomp_is(t->plan.entries[layer].method)) {
+	if (rs_method_is_decomposition(t->plan.entries[layer].method)) {
 		tui_decomp_set_rank(t, layer, rank);
 		return;
 	}
@@ -67,7 +67,7 @@ tui_edit_current_rank(const tui *t, size_t layer)
 {
 	const rs_plan_entry *e = &t->plan.entries[layer];
 
-	if (tui_decomp_is(e->method))
+	if (rs_method_is_decomposition(e->method))
 		return tui_decomp_rank(e);
 	return e->method == RS_METHOD_LOWRANK || rs_method_has_lowrank_part(e->method) ?
 	       e->rank : full_rank(t, layer);
@@ -215,7 +215,7 @@ tui_edit_set_method(tui *t, size_t layer, rs_method method)
 	double sparsity = old.method == RS_METHOD_DENSE || old.method == RS_METHOD_LOWRANK ||
 	    old.method == RS_METHOD_QUANT ? 0.5 : old.sparsity;
 
-	if (tui_decomp_is(method)) {
+	if (rs_method_is_decomposition(method)) {
 		tui_decomp_defaults(t, layer, method, e);
 		if (old.method == RS_METHOD_LOWRANK && method != RS_METHOD_TUCKER2)
 			tui_decomp_set_rank(t, layer, rank);

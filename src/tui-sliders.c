@@ -129,7 +129,7 @@ draw_rank_slider(tui *t, int y, int cols)
 	{
 		rs_method m = t->plan.entries[layer].method;
 		if (m != RS_METHOD_DENSE && m != RS_METHOD_LOWRANK && m != RS_METHOD_LOWRANK_SPARSE &&
-		    !tui_decomp_is(m)) {
+		    !rs_method_is_decomposition(m)) {
 			draw_track(t, y, x, w, 1.0, false);
 			slider_info(y, x, w, cols, " off (<-/-> for low rank)");
 			return;
@@ -139,7 +139,7 @@ draw_rank_slider(tui *t, int y, int cols)
 			slider_info(y, x, w, cols, " rank of the low-rank part (L + S)");
 			return;
 		}
-		if (tui_decomp_is(m)) {
+		if (rs_method_is_decomposition(m)) {
 			const rs_plan_entry *e = &t->plan.entries[layer];
 			rs_plan_figures_for(l, &t->analyses[layer], e, &f);
 			draw_track(t, y, x, w, k > 1 ? (double)(rank - 1) / (double)(k - 1) : 1.0, true);

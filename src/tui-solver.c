@@ -53,7 +53,7 @@ solve_main(void *arg)
 
 	memset(&res, 0, sizeof res);
 	rs_plan_entry_combine_spec(l, &sv->entry, &spec);
-	if (sv->view_only || tui_decomp_is(sv->entry.method)) {
+	if (sv->view_only || rs_method_is_decomposition(sv->entry.method)) {
 		/* a decomposition: its solve (unless only the view is wanted),
 		 * then its view */
 		rs_plan_entry solved = sv->entry;
@@ -158,7 +158,7 @@ collect(tui *t)
 
 	pthread_join(sv->thread, NULL);
 	sv->running = false;
-	if (sv->view_only || tui_decomp_is(sv->entry.method)) {
+	if (sv->view_only || rs_method_is_decomposition(sv->entry.method)) {
 		collect_decomposition(t);
 		return;
 	}

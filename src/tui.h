@@ -237,7 +237,6 @@ void tui_planfile_save_prompt(tui *t);
 void tui_planfile_commit(tui *t, tui_prompt_kind kind);   /* SAVE/OVERWRITE/LOAD entered */
 
 /* tui-decomp.c */
-bool tui_decomp_is(rs_method m);
 void tui_decomp_defaults(const tui *t, size_t layer, rs_method method, rs_plan_entry *e);
 size_t tui_decomp_rank(const rs_plan_entry *e);
 void tui_decomp_set_rank(tui *t, size_t layer, size_t rank);

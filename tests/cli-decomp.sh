@@ -104,18 +104,6 @@ contains "$(grep '^conv2.weight ' "$d/cnn-a.log")" "grouped" "cnn-a: apply's lin
 
 # ---- 2. entries that cannot be right ------------------------------------------------
 
-# edit_entry SRC DST LAYER OLD NEW: SRC with the first OLD after LAYER's
-# "name" line replaced by NEW.
-edit_entry() {
-	awk -v name="\"name\": \"$3\"," -v old="$4" -v new="$5" '
-		index($0, name) { on = 1 }
-		on && !done && (i = index($0, old)) {
-			$0 = substr($0, 1, i - 1) new substr($0, i + length(old)); done = 1
-		}
-		{ print }
-		END { if (!done) exit 1 }' "$1" >"$2" || fail "edit_entry: '$4' not in $3's entry of $1"
-}
-
 # refuse WHAT LAYER NEEDLE: $d/bad.json, for $rmodel opened with --fold
 # $rfold, is refused by show and apply (exit 1, nothing on stdout from
 # show), with a message naming the plan file, the layer, and NEEDLE; apply

@@ -178,18 +178,6 @@ contains "$(sed -n '/"name": "fc2.weight"/,/"predicted"/p' "$d/binary-2.json" | 
 
 # ---- 5. malformed entries of the new methods --------------------------------------
 
-# edit_entry SRC DST LAYER OLD NEW: SRC with the first OLD after LAYER's
-# "name" line replaced by NEW.
-edit_entry() {
-	awk -v name="\"name\": \"$3\"," -v old="$4" -v new="$5" '
-		index($0, name) { on = 1 }
-		on && !done && (i = index($0, old)) {
-			$0 = substr($0, 1, i - 1) new substr($0, i + length(old)); done = 1
-		}
-		{ print }
-		END { if (!done) exit 1 }' "$1" >"$2" || fail "edit_entry: '$4' not in $3's entry of $1"
-}
-
 # refuse WHAT PLAN LAYER NEEDLE: show and apply exit 1 with nothing on
 # stdout, a message naming the plan file and the layer, and NEEDLE; apply
 # writes nothing.

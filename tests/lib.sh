@@ -69,6 +69,18 @@ check() {
 	"$@" || fail "$cwhat"
 }
 
+# edit_entry SRC DST LAYER OLD NEW: a plan file SRC with the first OLD after
+# LAYER's "name" line replaced by NEW, into DST.
+edit_entry() {
+	awk -v name="\"name\": \"$3\"," -v old="$4" -v new="$5" '
+		index($0, name) { on = 1 }
+		on && !done && (i = index($0, old)) {
+			$0 = substr($0, 1, i - 1) new substr($0, i + length(old)); done = 1
+		}
+		{ print }
+		END { if (!done) exit 1 }' "$1" >"$2" || fail "edit_entry: '$4' not in $3's entry of $1"
+}
+
 # py_checks WHAT SCRIPT ARGS...: runs the independent checker
 # tests/SCRIPT with $python (nothing when $python is empty: the caller
 # said why).  Its checks count as ours, each FAIL line it prints is one of

@@ -107,6 +107,14 @@ rs_status rs_layer_load_for_spectrum(const rs_layer *layer, double *dst,
 rs_status rs_layer_load_tensor(const rs_layer *layer, double *dst, const char *path,
                                rs_error *err);
 
+/*
+ * The layer as the kernel the tensor decompositions see, (f, c, kh, kw): a
+ * conv layer's own shape whatever its fold, a linear or composed layer's
+ * rows x cols x 1 x 1.  Returns its true mode count: 4 for a conv layer,
+ * 2 otherwise.
+ */
+size_t rs_layer_kernel_dims(const rs_layer *layer, size_t dims[4]);
+
 /* Where element (row, col) of the layer's matrix lives in the tensor's
  * row-major data (the inverse of folding). */
 size_t rs_layer_tensor_index(const rs_layer *layer, size_t row, size_t col);

@@ -58,8 +58,11 @@ bool rs_method_is_combination(rs_method method);
 bool rs_method_has_lowrank_part(rs_method method);
 bool rs_method_has_quant_part(rs_method method);
 
-/* Whether a method's errors come from a solve recorded in the entry. */
+/* Whether a method's errors come from a solve recorded in the entry: the
+ * additive combinations and the decompositions (GROUPED, TUCKER2, CP, TT,
+ * solved by plan-solve.c). */
 bool rs_method_is_solved(rs_method method);
+bool rs_method_is_decomposition(rs_method method);
 
 struct rs_combine_spec;
 

@@ -47,4 +47,10 @@ double rs_svd_flops(size_t rows, size_t cols, rs_svd_method method);
 rs_status rs_svd_values(double *a, size_t rows, size_t cols, size_t lda,
                         rs_svd_method method, double *sigma, rs_error *err);
 
+/* ||A||_2, the largest singular value (dgesdd on a private copy; `a` is
+ * kept), for a matrix whose spectrum is not at hand, e.g. a kernel under
+ * another fold scheme than the session's.  0 for an empty matrix. */
+rs_status rs_svd_spec_norm(const double *a, size_t rows, size_t cols, size_t lda,
+                           double *out, rs_error *err);
+
 #endif
