@@ -73,10 +73,30 @@ free_form(tui *t)
 
 	if (t->form_values == NULL)
 		return;
-	for (i = 0; i < t->strategies[t->menu_selected].nparams; i++)
+	for (i = 0; i < t->form_nvalues; i++)
 		free(t->form_values[i]);
 	free(t->form_values);
 	t->form_values = NULL;
+	t->form_nvalues = 0;
+}
+
+/* The strategy whose form is open (NULL when none is). */
+static const rs_strategy_info *
+form_strategy(const tui *t)
+{
+	if (t->form_values == NULL || t->form_strategy >= t->nstrategies)
+		return NULL;
+	return &t->strategies[t->form_strategy];
+}
+
+const char *
+tui_strategy_form_param_name(const tui *t)
+{
+	const rs_strategy_info *s = form_strategy(t);
+
+	if (s == NULL || t->form_selected >= t->form_nvalues)
+		return "";
+	return s->params[t->form_selected].name;
 }
 
 void
@@ -103,14 +123,19 @@ tui_strategy_open_menu(tui *t)
 static void
 open_form(tui *t)
 {
-	const rs_strategy_info *s = &t->strategies[t->menu_selected];
+	const rs_strategy_info *s;
 	size_t i;
 
+	if (t->menu_selected >= t->nstrategies)
+		return;
+	s = &t->strategies[t->menu_selected];
 	free_form(t);
 	t->form_values = rs_xcalloc(s->nparams ? s->nparams : 1, sizeof *t->form_values);
 	for (i = 0; i < s->nparams; i++)
 		t->form_values[i] = rs_xstrdup(s->params[i].default_text ?
 		                               s->params[i].default_text : "");
+	t->form_strategy = t->menu_selected;
+	t->form_nvalues = s->nparams;
 	t->form_selected = s->nparams;   /* start on "run" */
 	t->menu = 2;
 }
@@ -127,12 +152,15 @@ show_error(tui *t, const char *msg)
 static void
 run_selected(tui *t)
 {
-	const rs_strategy_info *s = &t->strategies[t->menu_selected];
-	char **params = rs_xcalloc(s->nparams ? s->nparams : 1, sizeof *params);
+	const rs_strategy_info *s = form_strategy(t);
+	char **params;
 	char *summary = NULL;
 	size_t i, n = 0;
 	rs_error err;
 
+	if (s == NULL)
+		return;
+	params = rs_xcalloc(s->nparams ? s->nparams : 1, sizeof *params);
 	if (t->finished < t->nlayers) {
 		tui_message(t, true, "spectra still computing (%zu/%zu): run the strategy "
 		            "when they are done", t->finished, t->nlayers);
@@ -169,7 +197,7 @@ tui_strategy_commit_param(tui *t)
 {
 	size_t i = t->form_selected;
 
-	if (t->form_values == NULL || i >= t->strategies[t->menu_selected].nparams)
+	if (t->form_values == NULL || i >= t->form_nvalues)
 		return;
 	free(t->form_values[i]);
 	t->form_values[i] = rs_xstrdup(t->input);
@@ -178,7 +206,7 @@ tui_strategy_commit_param(tui *t)
 void
 tui_strategy_key(tui *t, int ch)
 {
-	const rs_strategy_info *s = &t->strategies[t->menu_selected];
+	const rs_strategy_info *s;
 
 	if (ch == 27 || ch == 'q') {
 		if (t->menu == 2)
@@ -188,12 +216,20 @@ tui_strategy_key(tui *t, int ch)
 		return;
 	}
 	if (t->menu == 1) {
+		if (t->nstrategies == 0) {
+			t->menu = 0;
+			return;
+		}
 		if ((ch == KEY_UP || ch == 'k') && t->menu_selected > 0)
 			t->menu_selected--;
 		else if ((ch == KEY_DOWN || ch == 'j') && t->menu_selected + 1 < t->nstrategies)
 			t->menu_selected++;
 		else if (ch == '\n' || ch == '\r' || ch == KEY_ENTER)
 			open_form(t);
+		return;
+	}
+	if ((s = form_strategy(t)) == NULL) {
+		t->menu = t->nstrategies ? 1 : 0;
 		return;
 	}
 	if ((ch == KEY_UP || ch == 'k') && t->form_selected > 0)
@@ -259,7 +295,9 @@ tui_strategy_draw(tui *t, int lines, int cols)
 		return;
 	}
 	{
-		const rs_strategy_info *s = &t->strategies[t->menu_selected];
+		const rs_strategy_info *s = form_strategy(t);
+		if (s == NULL)
+			return;
 		h = 2 * (int)s->nparams + 5;
 		if (h > lines - 4)
 			h = lines - 4;

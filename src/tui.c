@@ -238,8 +238,7 @@ draw_message_line(tui *t, int y)
 		mvprintw(y, 0, "load plan from: %s", t->input);
 		break;
 	case TUI_PROMPT_PARAM:
-		mvprintw(y, 0, "%s = %s",
-		         t->strategies[t->menu_selected].params[t->form_selected].name, t->input);
+		mvprintw(y, 0, "%s = %s", tui_strategy_form_param_name(t), t->input);
 		break;
 	default:
 		if (t->message_is_error)

@@ -161,8 +161,14 @@ typedef struct tui {
 	                                  3 method list */
 	size_t method_selected;
 	size_t menu_selected;          /* strategy in the list */
-	size_t form_selected;          /* row in the form (nparams = the run row) */
-	char **form_values;            /* one per parameter of the chosen strategy */
+	/* The parameter form belongs to the strategy it was opened for, not to
+	 * the menu's cursor: it records that strategy and how many values it
+	 * allocated, so freeing or drawing it never depends on what the menu
+	 * shows now. */
+	size_t form_strategy;          /* index into strategies of the open form */
+	size_t form_nvalues;           /* entries allocated in form_values */
+	size_t form_selected;          /* row in the form (form_nvalues = the run row) */
+	char **form_values;            /* one per parameter of form_strategy */
 
 	tui_solver solver;
 	tui_decomp_view view;          /* of the selected layer's decomposition */
@@ -230,6 +236,7 @@ void tui_strategy_open_menu(tui *t);
 void tui_strategy_draw(tui *t, int lines, int cols);
 void tui_strategy_key(tui *t, int ch);         /* while the menu is open */
 void tui_strategy_commit_param(tui *t);        /* TUI_PROMPT_PARAM entered */
+const char *tui_strategy_form_param_name(const tui *t);   /* "" if none */
 void tui_strategy_eval(tui *t, const char *code);
 
 /* tui-planfile.c */

@@ -1,0 +1,3 @@
+# tests/fuzz/fuzz.mk — fuzz targets of every reader; corpora replayed by make check.
+.PHONY: fuzz-readers
+fuzz-readers:

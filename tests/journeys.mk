@@ -1,0 +1,3 @@
+# tests/journeys.mk — the workbench walked menu to menu, and the key storm.
+.PHONY: fuzz-storm
+fuzz-storm:
