@@ -8,20 +8,18 @@
  */
 #include "config.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "apply-internal.h"
 #include "rankscope/apply.h"
 #include "rankscope/combine.h"
 #include "rankscope/file.h"
+#include "rankscope/guard.h"
 #include "rankscope/svd.h"
 #include "rankscope/util.h"
 
@@ -586,13 +584,28 @@ out:
 	return st;
 }
 
+/*
+ * Copies a tensor of the input through a private buffer: the input is a
+ * map, and a file shrunk under it must be an error naming the tensor, not
+ * a SIGBUS (guard.h).  Copying in pieces keeps the buffer small.
+ */
 static rs_status
-write_all(FILE *f, const void *data, size_t len, const char *path, rs_error *err)
+copy_tensor(rs_file_out *out, const rs_model *model, const rs_tensor *t,
+            unsigned char *buf, size_t buflen, rs_error *err)
 {
-	if (len > 0 && fwrite(data, 1, len, f) != len)
-		return rs_error_set(err, RS_EIO, "%s: write failed: %s", path, strerror(errno));
-	return RS_OK;
+	size_t done, n;
+	rs_status st = RS_OK;
+
+	for (done = 0; done < t->nbytes && st == RS_OK; done += n) {
+		n = t->nbytes - done < buflen ? t->nbytes - done : buflen;
+		st = rs_guard_copy(buf, t->data + done, n, model->path, t->name, err);
+		if (st == RS_OK)
+			st = rs_file_out_write(out, buf, n, err);
+	}
+	return st;
 }
+
+#define COPY_BUFFER (1u << 20)
 
 rs_status
 rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
@@ -602,43 +615,26 @@ rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
 {
 	out_tensor *outs = rs_xcalloc(MAX_PARTS * model->ntensors + 1, sizeof *outs);
 	size_t nouts = 0, i, hlen;
-	char *header = NULL, *tmp = NULL;
+	char *header = NULL;
+	unsigned char *buf = rs_xmalloc(COPY_BUFFER);
 	layer_parts parts;
-	FILE *f = NULL;
+	rs_file_out out;
 	rs_status st = RS_OK;
-	int fd;
 
 	memset(&parts, 0, sizeof parts);
 	for (i = 0; i < model->ntensors; i++)
 		plan_outputs(&model->tensors[i], layers, nlayers, analyses, plan, outs, &nouts);
 	header = build_header(model, outs, nouts, plan_json, &hlen);
 
-	tmp = rs_xasprintf("%s.tmp-XXXXXX", out_path);
-	fd = mkstemp(tmp);
-	if (fd < 0 || (f = fdopen(fd, "wb")) == NULL) {
-		st = rs_error_set(err, RS_EIO, "%s: cannot create a temporary file beside it: %s",
-		                  out_path, strerror(errno));
-		if (fd >= 0) {
-			close(fd);
-			unlink(tmp);
-		}
-		free(tmp);
-		tmp = NULL;
-		goto out;
-	}
-	/* mkstemp creates 0600; the output gets the usual umask mode */
-	{
-		mode_t mask = umask(0);
-		umask(mask);
-		fchmod(fd, 0666 & ~mask);
-	}
-	if ((st = write_all(f, header, hlen, out_path, err)) != RS_OK)
-		goto out;
+	/* written beside out_path and renamed over it when complete (file.h) */
+	if ((st = rs_file_out_open(&out, out_path, err)) != RS_OK)
+		goto done;
+	st = rs_file_out_write(&out, header, hlen, err);
 	for (i = 0; i < nouts && st == RS_OK; i++) {
 		const out_tensor *o = &outs[i];
 
 		if (o->source) {
-			st = write_all(f, o->source->data, o->nbytes, out_path, err);
+			st = copy_tensor(&out, model, o->source, buf, COPY_BUFFER, err);
 			continue;
 		}
 		if (o->part == 0) {
@@ -659,29 +655,18 @@ rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
 			if (progress)
 				progress(userdata, &parts.report);
 		}
-		st = write_all(f, parts.data[o->part], o->nbytes, out_path, err);
+		st = rs_file_out_write(&out, parts.data[o->part], o->nbytes, err);
 	}
-	if (st == RS_OK && (fflush(f) != 0 || fsync(fileno(f)) != 0))
-		st = rs_error_set(err, RS_EIO, "%s: write failed: %s", out_path, strerror(errno));
-	if (fclose(f) != 0 && st == RS_OK)
-		st = rs_error_set(err, RS_EIO, "%s: write failed: %s", out_path, strerror(errno));
-	f = NULL;
-	if (st == RS_OK && rename(tmp, out_path) != 0)
-		st = rs_error_set(err, RS_EIO, "%s: cannot replace: %s", out_path, strerror(errno));
 	if (st == RS_OK)
-		rs_file_sync_directory(out_path);
-out:
+		st = rs_file_out_commit(&out, true, err);
+	else
+		rs_file_out_abort(&out);
+done:
 	parts_free(&parts);
-	if (f != NULL)
-		fclose(f);
-	if (tmp != NULL) {
-		if (st != RS_OK)
-			unlink(tmp);
-		free(tmp);
-	}
 	for (i = 0; i < nouts; i++)
 		free(outs[i].name);
 	free(outs);
 	free(header);
+	free(buf);
 	return st;
 }

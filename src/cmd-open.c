@@ -18,7 +18,7 @@ open_run(const cmd_entry *self, cmd_options *opts)
 	rs_engine_options eo;
 	tui_options to = {
 		.strategy_dirs = opts->strategy_dirs, .nstrategy_dirs = opts->nstrategy_dirs,
-		.plan_path = opts->plan,
+		.plan_path = opts->plan, .lua_memory = opts->lua_memory,
 	};
 	rs_plan plan;
 	rs_plan_origin origin;
@@ -65,7 +65,7 @@ const cmd_entry cmd_open_entry = {
 	.usage = "MODEL",
 	.summary = "Open a model in the interactive workbench (on a terminal), "
 	           "else print its layer table.",
-	.options = OPT_ANALYSIS | OPT_BIT(OPT_STRATEGY_PATH) | OPT_BIT(OPT_PLAN),
+	.options = OPT_ANALYSIS | OPT_BIT(OPT_STRATEGY_PATH) | OPT_BIT(OPT_LUA_MEMORY) | OPT_BIT(OPT_PLAN),
 	.min_args = 1, .max_args = 1,
 	.run = open_run,
 };

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,9 @@ const cmd_option_info cmd_option_table[OPT_COUNT] = {
 	    "make one layer of each group of 2-D tensors matching PATTERN, the product "
 	    "of its factors; '#' marks the factor index, factor 0 applied first "
 	    "(repeatable; e.g. 'fc*.factors.#.weight')"},
+	[OPT_LUA_MEMORY] = {"lua-memory", 0, "SIZE",
+	    "memory a strategy may use, in MiB or with a suffix K, M or G "
+	    "(default 512M)"},
 	[OPT_HELP] = {"help", 'h', NULL, "show this help and exit"},
 };
 
@@ -55,6 +59,36 @@ parse_int(const char *text, int lo, int hi, int *out)
 	if (errno != 0 || end == text || *end != '\0' || v < lo || v > hi)
 		return false;
 	*out = (int)v;
+	return true;
+}
+
+/* A size in bytes: a number of MiB, or a number with a K, M or G suffix
+ * (binary multiples).  At least 1 MiB: less cannot even open the sandbox. */
+static bool
+parse_size(const char *text, size_t *out)
+{
+	char *end;
+	double v;
+	double unit = 1024.0 * 1024.0;
+
+	errno = 0;
+	v = strtod(text, &end);
+	if (errno != 0 || end == text || !(v > 0))
+		return false;
+	switch (*end) {
+	case 'k': case 'K': unit = 1024.0; end++; break;
+	case 'm': case 'M': end++; break;
+	case 'g': case 'G': unit = 1024.0 * 1024.0 * 1024.0; end++; break;
+	case '\0': break;
+	default: return false;
+	}
+	if (*end == 'i')   /* "MiB" spelt out */
+		end++;
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (*end != '\0' || v * unit < 1024.0 * 1024.0 || v * unit > (double)SIZE_MAX / 2)
+		return false;
+	*out = (size_t)(v * unit);
 	return true;
 }
 
@@ -171,6 +205,14 @@ cmd_parse(const cmd_entry *entry, int argc, char **argv, cmd_options *opts,
 		case OPT_PARAM: push(&opts->params, &opts->nparams, optarg); break;
 		case OPT_STRATEGY_PATH:
 			push(&opts->strategy_dirs, &opts->nstrategy_dirs, optarg);
+			break;
+		case OPT_LUA_MEMORY:
+			if (!parse_size(optarg, &opts->lua_memory)) {
+				*exit_status = usage_error(entry,
+				    "--lua-memory takes a size of at least 1M (e.g. 256, 64M, 2G), "
+				    "not '%s'", optarg);
+				goto fail;
+			}
 			break;
 		case OPT_QUIET: opts->quiet = true; break;
 		case OPT_FORMAT:

@@ -40,6 +40,7 @@ cmd_script_new(cmd_session *s, const cmd_options *opts,
 	rs_script_host host = {
 		.model = s->model, .layers = s->layers, .nlayers = s->nlayers,
 		.analyses = analyses, .plan = plan, .output = to_stdout,
+		.memory_limit = opts->lua_memory,
 	};
 	size_t ndirs;
 	char **dirs = rs_script_default_dirs(opts->strategy_dirs, opts->nstrategy_dirs, &ndirs);
@@ -142,7 +143,7 @@ const cmd_entry cmd_run_entry = {
 	.usage = "STRATEGY MODEL",
 	.summary = "Run a compression strategy (a name from 'rankscope strategies', or a "
 	           ".lua file) and print the plan it makes.",
-	.options = OPT_ANALYSIS | OPT_BIT(OPT_PARAM) | OPT_BIT(OPT_STRATEGY_PATH) |
+	.options = OPT_ANALYSIS | OPT_BIT(OPT_PARAM) | OPT_BIT(OPT_STRATEGY_PATH) | OPT_BIT(OPT_LUA_MEMORY) |
 	           OPT_BIT(OPT_OUTPUT) | OPT_BIT(OPT_PLAN) | OPT_BIT(OPT_FORMAT),
 	.formats = run_formats,
 	.min_args = 2, .max_args = 2,

@@ -122,6 +122,15 @@ cmd_session_open(cmd_session *s, const char *path, const cmd_options *opts)
 	show_progress(s, !opts->quiet && isatty(STDERR_FILENO));
 	/* progress counts spectra; statistics may still be on their way */
 	rs_engine_wait(s->engine);
+	{
+		size_t failures;
+		const char *why = rs_engine_cache_warning(s->engine, &failures);
+		/* not an error: the spectra are all there, only not kept */
+		if (why != NULL)
+			fprintf(stderr, "rankscope: warning: spectrum cache not written: %s "
+			        "(%zu spectr%s will be computed again next time)\n", why,
+			        failures, failures == 1 ? "um" : "a");
+	}
 	return true;
 }
 

@@ -36,7 +36,8 @@ strategies_run(const cmd_entry *self, cmd_options *opts)
 {
 	rs_model empty = {.path = (char *)"(none)"};
 	rs_plan plan = {0};
-	rs_script_host host = {.model = &empty, .plan = &plan};
+	rs_script_host host = {.model = &empty, .plan = &plan,
+	                       .memory_limit = opts->lua_memory};
 	rs_strategy_info *infos;
 	size_t ndirs, n, i, j;
 	char **dirs = rs_script_default_dirs(opts->strategy_dirs, opts->nstrategy_dirs, &ndirs);
@@ -75,7 +76,7 @@ const cmd_entry cmd_strategies_entry = {
 	.name = "strategies",
 	.usage = "",
 	.summary = "List the compression strategies found, with their parameters.",
-	.options = OPT_BIT(OPT_STRATEGY_PATH) | OPT_BIT(OPT_HELP),
+	.options = OPT_BIT(OPT_STRATEGY_PATH) | OPT_BIT(OPT_LUA_MEMORY) | OPT_BIT(OPT_HELP),
 	.min_args = 0, .max_args = 0,
 	.run = strategies_run,
 };

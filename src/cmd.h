@@ -28,7 +28,7 @@ enum {
 typedef enum cmd_option_id {
 	OPT_LAYER, OPT_EXCLUDE, OPT_FOLD, OPT_THREADS, OPT_METHOD, OPT_NO_CACHE,
 	OPT_FORMAT, OPT_QUIET, OPT_PARAM, OPT_STRATEGY_PATH, OPT_OUTPUT, OPT_PLAN,
-	OPT_COMPOSE, OPT_HELP,
+	OPT_COMPOSE, OPT_LUA_MEMORY, OPT_HELP,
 	OPT_COUNT
 } cmd_option_id;
 
@@ -65,6 +65,7 @@ typedef struct cmd_options {
 	size_t nparams;
 	const char **strategy_dirs;
 	size_t nstrategy_dirs;
+	size_t lua_memory;        /* --lua-memory in bytes; 0 = the runtime's default */
 	const char *output;       /* -o FILE */
 	const char *plan;         /* --plan FILE */
 	bool statistics;          /* also build pruning/quantisation statistics */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "rankscope/compose.h"
+#include "rankscope/guard.h"
 #include "rankscope/util.h"
 
 /* Factor indices above this are taken for a typo rather than a model. */
@@ -290,18 +291,39 @@ rs_compose_stored_count(const rs_compose_group *g)
 	return total;
 }
 
+typedef struct factor_args {
+	const rs_tensor *t;
+	double *dst;
+} factor_args;
+
+/* Row i of the row-major factor to row i of dst (column-major); reads the
+ * map, so it runs under the SIGBUS guard (guard.h). */
+static void
+convert_factor(void *arg)
+{
+	const factor_args *a = arg;
+	const rs_tensor *t = a->t;
+	size_t rows = t->shape[0], cols = t->shape[1];
+	size_t esize = rs_dtype_get(t->dtype)->bits / 8, i;
+
+	for (i = 0; i < rows; i++)
+		rs_dtype_to_double(t->dtype, t->data + i * cols * esize, cols, a->dst + i, rows);
+}
+
 /* A factor as a column-major double matrix (row-major tensor read across). */
 static rs_status
 load_factor(const rs_compose_group *g, size_t k, double *dst, const char *path,
             rs_error *err)
 {
 	const rs_tensor *t = g->factors[k];
-	size_t rows = t->shape[0], cols = t->shape[1];
-	size_t esize = rs_dtype_get(t->dtype)->bits / 8, i, j;
+	size_t rows = t->shape[0], cols = t->shape[1], i, j;
+	factor_args args = {t, dst};
 	char buf[128];
+	rs_status st;
 
-	for (i = 0; i < rows; i++)
-		rs_dtype_to_double(t->dtype, t->data + i * cols * esize, cols, dst + i, rows);
+	if ((st = rs_guard_run(t->data, t->nbytes, convert_factor, &args, path, t->name,
+	                       err)) != RS_OK)
+		return st;
 	for (j = 0; j < cols; j++)
 		for (i = 0; i < rows; i++)
 			if (!isfinite(dst[i + j * rows]))

@@ -51,6 +51,8 @@ struct rs_engine {
 	size_t finished;
 	size_t stats_pending;       /* DONE layers whose statistics are being built */
 	size_t cache_hits;
+	char *cache_warning;        /* the first failed cache write, if any */
+	size_t cache_failures;
 
 	pthread_t coordinator;
 	bool has_coordinator;
@@ -156,6 +158,7 @@ run_layer(rs_engine *e, size_t i)
 	size_t k = rows < cols ? rows : cols;
 	rs_svd_method method = e->method;
 	rs_cache_key key;
+	rs_layer_snapshot snap;
 	rs_spectrum *spectrum;
 	double *a = NULL, *sigma = NULL;
 	rs_error err;
@@ -171,11 +174,19 @@ run_layer(rs_engine *e, size_t i)
 	e->used[i] = method;
 	pthread_mutex_unlock(&e->lock);
 
+	memset(&snap, 0, sizeof snap);
 	if (e->cache_dir) {
+		/* The key and the decomposition come from one private copy of the
+		 * bytes: read twice from the map, a file rewritten in between
+		 * would file the new weights' spectrum under the old ones' key. */
+		if (rs_layer_snapshot_take(layer, &snap, e->path, &err) != RS_OK)
+			goto failed;
+		layer = &snap.layer;
 		rs_cache_key_for(layer, method, &key);
 		if (rs_cache_load(e->cache_dir, &key, rows, cols, &sigma)) {
 			spectrum = rs_spectrum_new(rows, cols, sigma);
 			if (spectrum != NULL) {
+				rs_layer_snapshot_free(&snap);
 				finish_layer(e, i, RS_JOB_DONE, spectrum, NULL, true);
 				build_statistics(e, i);
 				return;
@@ -196,6 +207,8 @@ run_layer(rs_engine *e, size_t i)
 	/* W or W^T, whichever is a straight read: same singular values */
 	if (rs_layer_load_for_spectrum(layer, a, &lrows, &lcols, e->path, &err) != RS_OK)
 		goto failed;
+	rs_layer_snapshot_free(&snap);
+	layer = &e->layers[i];
 	if (atomic_load(&e->cancel)) {
 		free(a);
 		free(sigma);
@@ -208,9 +221,15 @@ run_layer(rs_engine *e, size_t i)
 	}
 	free(a);
 	a = NULL;
-	/* A cache that cannot be written only costs time on the next open. */
-	if (e->cache_dir)
-		rs_cache_store(e->cache_dir, &key, rows, cols, sigma, NULL);
+	/* A cache that cannot be written (full, read-only) only costs time on
+	 * the next open: the spectrum stands, and the front end warns once. */
+	if (e->cache_dir &&
+	    rs_cache_store(e->cache_dir, &key, rows, cols, sigma, &err) != RS_OK) {
+		pthread_mutex_lock(&e->lock);
+		if (e->cache_failures++ == 0)
+			e->cache_warning = rs_xstrdup(err.msg);
+		pthread_mutex_unlock(&e->lock);
+	}
 	spectrum = rs_spectrum_new(rows, cols, sigma);
 	if (spectrum == NULL) {
 		rs_error_set(&err, RS_ENOMEM, "%s: layer '%s': out of memory",
@@ -221,6 +240,7 @@ run_layer(rs_engine *e, size_t i)
 	build_statistics(e, i);
 	return;
 failed:
+	rs_layer_snapshot_free(&snap);
 	free(a);
 	free(sigma);
 	fail_layer(e, i, &err);
@@ -405,6 +425,7 @@ rs_engine_free(rs_engine *e)
 	free(e->used);
 	free(e->order);
 	free(e->cache_dir);
+	free(e->cache_warning);
 	free(e->path);
 	free(e);
 }
@@ -487,4 +508,17 @@ rs_engine_cache_hits(rs_engine *e)
 	n = e->cache_hits;
 	pthread_mutex_unlock(&e->lock);
 	return n;
+}
+
+const char *
+rs_engine_cache_warning(rs_engine *e, size_t *failures)
+{
+	const char *s;
+
+	pthread_mutex_lock(&e->lock);
+	s = e->cache_warning;
+	if (failures != NULL)
+		*failures = e->cache_failures;
+	pthread_mutex_unlock(&e->lock);
+	return s;
 }

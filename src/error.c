@@ -7,32 +7,64 @@
 
 #include "rankscope/error.h"
 
+/*
+ * Messages name tensors and layers from files (and whatever a script
+ * passed), and front ends print them verbatim, so a control byte in a
+ * name (an escape sequence, say) must not reach the terminal raw.  The
+ * readers show names through rs_printable; everything after them (a
+ * layer's load, solve or plan-file error) names layers as they are, so
+ * every message is cleaned here.  Newlines and tabs stay: Lua tracebacks
+ * are laid out with them.
+ */
+static void
+copy_printable(char *dst, size_t len, const char *src)
+{
+	size_t o = 0;
+
+	for (; *src != '\0' && o + 1 < len; src++) {
+		unsigned char c = (unsigned char)*src;
+
+		if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
+			if (o + 4 >= len)
+				break;
+			snprintf(dst + o, len - o, "\\x%02x", c);
+			o += 4;
+		} else {
+			dst[o++] = (char)c;
+		}
+	}
+	dst[o] = '\0';
+}
+
 rs_status
 rs_error_set(rs_error *err, rs_status code, const char *fmt, ...)
 {
+	char raw[RS_ERROR_MAX];
 	va_list ap;
 
 	if (err == NULL)
 		return code;
 	err->code = code;
 	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+	vsnprintf(raw, sizeof raw, fmt, ap);
 	va_end(ap);
+	copy_printable(err->msg, sizeof err->msg, raw);
 	return code;
 }
 
 void
 rs_error_prefix(rs_error *err, const char *fmt, ...)
 {
-	char prefix[RS_ERROR_MAX];
+	char raw[RS_ERROR_MAX], prefix[RS_ERROR_MAX];
 	size_t plen, mlen;
 	va_list ap;
 
 	if (err == NULL)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(prefix, sizeof prefix, fmt, ap);
+	vsnprintf(raw, sizeof raw, fmt, ap);
 	va_end(ap);
+	copy_printable(prefix, sizeof prefix, raw);
 	/* Shift the message right and put the prefix in front, cutting the
 	 * end of the message if the two do not fit. */
 	plen = strlen(prefix);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rankscope/file.h"
@@ -43,6 +44,8 @@ write_fully(int fd, const unsigned char *data, size_t len)
 		ssize_t n = write(fd, data, len);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n == 0)
+			errno = EIO;   /* no progress and no reason given */
 		if (n <= 0)
 			return RS_EIO;
 		data += n;
@@ -71,44 +74,214 @@ rs_file_sync_directory(const char *path)
 	free(dir);
 }
 
-rs_status
-rs_file_write_atomic(const char *path, const void *data, size_t len,
-                     bool durable, rs_error *err)
+static char *
+directory_of(const char *path)
 {
-	char *tmp = rs_xasprintf("%s.tmp-XXXXXX", path);
-	int fd = mkstemp(tmp), saved;
+	const char *slash = strrchr(path, '/');
 
-	if (fd < 0) {
+	if (slash == NULL)
+		return rs_xstrdup(".");
+	if (slash == path)
+		return rs_xstrdup("/");
+	return rs_xstrndup(path, (size_t)(slash - path));
+}
+
+/* An unnamed temporary in path's directory, or -1 with errno (EOPNOTSUPP
+ * and friends when the file system cannot; then a named one is used).  It
+ * can be named later only through /proc/self/fd (linkat with AT_EMPTY_PATH
+ * needs a capability), so without /proc there are none. */
+static int
+open_unnamed(const char *path)
+{
+#ifdef O_TMPFILE
+	char *dir;
+	int fd;
+
+	if (access("/proc/self/fd", X_OK) != 0) {
+		errno = EOPNOTSUPP;
+		return -1;
+	}
+	dir = directory_of(path);
+	/* mode 0666: the umask gives the saved file its usual mode */
+	fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+	free(dir);
+	return fd;
+#else
+	(void)path;
+	errno = EOPNOTSUPP;
+	return -1;
+#endif
+}
+
+rs_status
+rs_file_out_open(rs_file_out *out, const char *path, rs_error *err)
+{
+	struct stat st;
+
+	memset(out, 0, sizeof *out);
+	out->fd = -1;
+	out->path = rs_xstrdup(path);
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+		if (S_ISDIR(st.st_mode)) {
+			rs_error_set(err, RS_EIO, "%s: cannot replace: %s", path, strerror(EISDIR));
+			goto fail;
+		}
+		out->direct = true;
+		out->fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (out->fd < 0) {
+			rs_error_set(err, RS_EIO, "%s: cannot open for writing: %s", path,
+			             strerror(errno));
+			goto fail;
+		}
+		return RS_OK;
+	}
+	out->fd = open_unnamed(path);
+	if (out->fd >= 0) {
+		out->unnamed = true;
+		return RS_OK;
+	}
+	if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL && errno != ENOENT) {
+		/* ENOENT: a kernel without O_TMPFILE can report the directory as
+		 * missing; a really missing one fails again just below */
 		rs_error_set(err, RS_EIO, "%s: cannot create a temporary file beside it: %s",
 		             path, strerror(errno));
-		free(tmp);
-		return RS_EIO;
+		goto fail;
 	}
-	if (write_fully(fd, data, len) != RS_OK || (durable && fsync(fd) != 0)) {
-		saved = errno;
-		close(fd);
-		unlink(tmp);
-		free(tmp);
-		return rs_error_set(err, RS_EIO, "%s: write failed: %s", path,
-		                    strerror(saved));
+	out->tmp = rs_xasprintf("%s.tmp-XXXXXX", path);
+	out->fd = mkstemp(out->tmp);
+	if (out->fd < 0) {
+		rs_error_set(err, RS_EIO, "%s: cannot create a temporary file beside it: %s",
+		             path, strerror(errno));
+		goto fail;
 	}
 	/* mkstemp creates 0600; a saved file should get the usual umask mode. */
 	{
 		mode_t mask = umask(0);
 		umask(mask);
-		fchmod(fd, 0666 & ~mask);
+		fchmod(out->fd, 0666 & ~mask);
 	}
-	if (close(fd) != 0 || rename(tmp, path) != 0) {
-		saved = errno;
-		unlink(tmp);
-		free(tmp);
-		return rs_error_set(err, RS_EIO, "%s: cannot replace: %s", path,
-		                    strerror(saved));
-	}
-	free(tmp);
-	if (durable)
-		rs_file_sync_directory(path);
 	return RS_OK;
+fail:
+	rs_file_out_abort(out);
+	return RS_EIO;
+}
+
+rs_status
+rs_file_out_write(rs_file_out *out, const void *data, size_t len, rs_error *err)
+{
+	if (write_fully(out->fd, data, len) != RS_OK)
+		return rs_error_set(err, RS_EIO, "%s: write failed: %s%s", out->path,
+		                    strerror(errno), out->direct ? "" : " (nothing was replaced)");
+	return RS_OK;
+}
+
+void
+rs_file_out_abort(rs_file_out *out)
+{
+	if (out->fd >= 0)
+		close(out->fd);
+	if (out->tmp != NULL)
+		unlink(out->tmp);
+	free(out->tmp);
+	free(out->path);
+	memset(out, 0, sizeof *out);
+	out->fd = -1;
+}
+
+/* Links the unnamed temporary as PATH.tmp-XXXXXX (six random characters,
+ * retried while taken), the name rename then moves over path. */
+static int
+name_unnamed(rs_file_out *out)
+{
+	static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+	static unsigned long counter;
+	char proc[64];
+	int attempt, i;
+
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", out->fd);
+	for (attempt = 0; attempt < 100; attempt++) {
+		struct timespec now;
+		unsigned long v;
+
+		clock_gettime(CLOCK_REALTIME, &now);
+		v = (unsigned long)now.tv_nsec ^ ((unsigned long)getpid() << 16) ^
+		    (__atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED) * 2654435761u);
+		free(out->tmp);
+		out->tmp = rs_xasprintf("%s.tmp-XXXXXX", out->path);
+		for (i = 0; i < 6; i++, v /= 36)
+			out->tmp[strlen(out->tmp) - 6 + (size_t)i] = digits[v % 36];
+		if (linkat(AT_FDCWD, proc, AT_FDCWD, out->tmp, AT_SYMLINK_FOLLOW) == 0)
+			return 0;
+		if (errno != EEXIST)
+			break;
+	}
+	attempt = errno;
+	free(out->tmp);
+	out->tmp = NULL;
+	errno = attempt;
+	return -1;
+}
+
+rs_status
+rs_file_out_commit(rs_file_out *out, bool durable, rs_error *err)
+{
+	rs_status st = RS_OK;
+	int saved;
+
+	if (out->direct) {
+		/* a device or FIFO: nothing to rename, and fsync means nothing */
+		if (close(out->fd) != 0)
+			st = rs_error_set(err, RS_EIO, "%s: write failed: %s", out->path,
+			                  strerror(errno));
+		out->fd = -1;
+		rs_file_out_abort(out);
+		return st;
+	}
+	if (durable && fsync(out->fd) != 0) {
+		st = rs_error_set(err, RS_EIO, "%s: write failed: %s (nothing was replaced)",
+		                  out->path, strerror(errno));
+		goto out;
+	}
+	if (out->unnamed && name_unnamed(out) != 0) {
+		st = rs_error_set(err, RS_EIO, "%s: cannot replace: %s", out->path,
+		                  strerror(errno));
+		goto out;
+	}
+	saved = close(out->fd);
+	out->fd = -1;
+	if (saved != 0) {
+		/* a delayed write error (NFS, quota) surfaces at close */
+		st = rs_error_set(err, RS_EIO, "%s: write failed: %s (nothing was replaced)",
+		                  out->path, strerror(errno));
+		goto out;
+	}
+	if (rename(out->tmp, out->path) != 0) {
+		st = rs_error_set(err, RS_EIO, "%s: cannot replace: %s", out->path,
+		                  strerror(errno));
+		goto out;
+	}
+	free(out->tmp);
+	out->tmp = NULL;    /* renamed: nothing to remove */
+	if (durable)
+		rs_file_sync_directory(out->path);
+out:
+	rs_file_out_abort(out);
+	return st;
+}
+
+rs_status
+rs_file_write_atomic(const char *path, const void *data, size_t len,
+                     bool durable, rs_error *err)
+{
+	rs_file_out out;
+
+	if (rs_file_out_open(&out, path, err) != RS_OK)
+		return RS_EIO;
+	if (rs_file_out_write(&out, data, len, err) != RS_OK) {
+		rs_file_out_abort(&out);
+		return RS_EIO;
+	}
+	return rs_file_out_commit(&out, durable, err);
 }
 
 rs_status

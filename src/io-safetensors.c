@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "rankscope/guard.h"
 #include "rankscope/model.h"
 #include "rankscope/util.h"
 
@@ -314,9 +315,11 @@ parse_header(rs_model *m, const unsigned char *bytes, size_t len, rs_error *err)
 	return check_tiling(m, 8 + n, len - 8 - n, err);
 }
 
-rs_model *
-rs_safetensors_parse(const char *path, const unsigned char *bytes, size_t len,
-                     rs_error *err)
+/* A model over the image `bytes` of len bytes, whose header is read from
+ * `header` (the image itself, or a private copy of its start). */
+static rs_model *
+parse_image(const char *path, const unsigned char *bytes, const unsigned char *header,
+            size_t len, rs_error *err)
 {
 	rs_model *m = rs_xcalloc(1, sizeof *m);
 
@@ -324,11 +327,54 @@ rs_safetensors_parse(const char *path, const unsigned char *bytes, size_t len,
 	m->map = bytes;
 	m->map_len = len;
 	m->file_size = len;
-	if (parse_header(m, bytes, len, err) != RS_OK) {
+	if (parse_header(m, header, len, err) != RS_OK) {
 		free_model_tables(m);
 		return NULL;
 	}
 	return m;
+}
+
+rs_model *
+rs_safetensors_parse(const char *path, const unsigned char *bytes, size_t len,
+                     rs_error *err)
+{
+	return parse_image(path, bytes, bytes, len, err);
+}
+
+/*
+ * A private copy of the part of a mapped image parse_header reads: the
+ * length and, when that is plausible, the JSON.  Copied under the SIGBUS
+ * guard, so a file shrinking while it is opened is an error, and the
+ * parser (which allocates, and so must not be cut short) reads only
+ * memory of ours.
+ */
+static unsigned char *
+copy_header(const char *path, const unsigned char *map, size_t len, rs_error *err)
+{
+	size_t n = len < 8 ? len : 8;
+	unsigned char *copy = rs_xmalloc(n + 1), *bigger;
+	uint64_t hlen;
+
+	if (rs_guard_copy(copy, map, n, path, NULL, err) != RS_OK)
+		goto fail;
+	if (len < 8)
+		return copy;
+	hlen = read_le64(copy);
+	if (hlen > RS_SAFETENSORS_MAX_HEADER || hlen > len - 8)
+		return copy;          /* parse_header refuses it from 8 bytes */
+	bigger = realloc(copy, 8 + (size_t)hlen);
+	if (bigger == NULL) {
+		rs_error_set(err, RS_ENOMEM, "%s: out of memory for its %llu-byte header",
+		             path, (unsigned long long)hlen);
+		goto fail;
+	}
+	copy = bigger;
+	if (rs_guard_copy(copy + 8, map + 8, (size_t)hlen, path, NULL, err) != RS_OK)
+		goto fail;
+	return copy;
+fail:
+	free(copy);
+	return NULL;
 }
 
 rs_model *
@@ -358,8 +404,24 @@ rs_model_open(const char *path, rs_error *err)
 			return NULL;
 		}
 	}
+	if (map == NULL) {
+		m = rs_safetensors_parse(path, (const void *)"", 0, err);
+	} else {
+		unsigned char *header = copy_header(path, map, (size_t)st.st_size, err);
+		struct stat now;
+		m = header ? parse_image(path, map, header, (size_t)st.st_size, err) : NULL;
+		free(header);
+		/* A cut inside the header's page reads as zeros, not as a fault,
+		 * and would be reported as a malformed header: the size says
+		 * what really happened. */
+		if (fstat(fd, &now) == 0 && now.st_size != st.st_size) {
+			rs_model_close(m);
+			m = NULL;
+			rs_error_set(err, RS_EIO, "%s: the file changed size while it was being "
+			             "opened (truncated or rewritten); open it again", path);
+		}
+	}
 	close(fd);   /* the mapping keeps the file alive */
-	m = rs_safetensors_parse(path, map ? map : (const void *)"", (size_t)st.st_size, err);
 	if (m == NULL) {
 		if (map)
 			munmap(map, (size_t)st.st_size);

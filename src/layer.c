@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rankscope/guard.h"
 #include "rankscope/layer.h"
 #include "rankscope/util.h"
 
@@ -224,6 +225,72 @@ conv_run_target(const size_t shape[4], int fold, size_t fi, size_t ci,
 	*start = row + col * ld;
 }
 
+/*
+ * The conversions from the tensor's bytes, each run under a SIGBUS guard
+ * (guard.h): the bytes are a map of a file that may shrink while it is
+ * open.  They only read the map and write dst, so a fault may cut them
+ * short anywhere.
+ */
+typedef struct convert_args {
+	const rs_layer *layer;
+	double *dst;
+	size_t ld;
+} convert_args;
+
+/* Every element in storage order into dst[0..count). */
+static void
+convert_straight(void *arg)
+{
+	const convert_args *c = arg;
+	const rs_tensor *t = c->layer->tensor;
+
+	rs_dtype_to_double(t->dtype, t->data, c->layer->rows * c->layer->cols, c->dst, 1);
+}
+
+/* A linear layer: row i of the row-major tensor is row i of W. */
+static void
+convert_rows(void *arg)
+{
+	const convert_args *c = arg;
+	const rs_layer *layer = c->layer;
+	const rs_tensor *t = layer->tensor;
+	size_t esize = rs_dtype_get(t->dtype)->bits / 8, i;
+
+	for (i = 0; i < layer->rows; i++)
+		rs_dtype_to_double(t->dtype, t->data + i * layer->cols * esize,
+		                   layer->cols, c->dst + i, c->ld);
+}
+
+/* A kernel: each run of kw elements to where its fold puts it. */
+static void
+convert_folded(void *arg)
+{
+	const convert_args *c = arg;
+	const rs_tensor *t = c->layer->tensor;
+	const size_t *s = t->shape;
+	size_t esize = rs_dtype_get(t->dtype)->bits / 8, fi, ci, hi, src = 0;
+
+	for (fi = 0; fi < s[0]; fi++)
+		for (ci = 0; ci < s[1]; ci++)
+			for (hi = 0; hi < s[2]; hi++, src += s[3]) {
+				size_t start, step;
+				conv_run_target(s, c->layer->fold, fi, ci, hi, c->ld,
+				                &start, &step);
+				rs_dtype_to_double(t->dtype, t->data + src * esize,
+				                   s[3], c->dst + start, step);
+			}
+}
+
+static rs_status
+convert_guarded(const rs_layer *layer, rs_guard_fn fn, double *dst, size_t ld,
+                const char *path, rs_error *err)
+{
+	convert_args c = {layer, dst, ld};
+
+	return rs_guard_run(layer->tensor->data, layer->tensor->nbytes, fn, &c, path,
+	                    layer->tensor->name, err);
+}
+
 static rs_status
 nonfinite_error(const rs_layer *layer, double value, size_t i, size_t j,
                 const char *path, rs_error *err)
@@ -239,6 +306,7 @@ rs_layer_load_for_spectrum(const rs_layer *layer, double *dst, size_t *rows,
                            size_t *cols, const char *path, rs_error *err)
 {
 	size_t count = layer->rows * layer->cols, idx;
+	rs_status st;
 
 	if (!rs_layer_loads_transposed(layer)) {
 		*rows = layer->rows;
@@ -246,7 +314,8 @@ rs_layer_load_for_spectrum(const rs_layer *layer, double *dst, size_t *rows,
 		return rs_layer_load(layer, dst, layer->rows, path, err);
 	}
 	/* Row-major W read straight is column-major W^T. */
-	rs_dtype_to_double(layer->tensor->dtype, layer->tensor->data, count, dst, 1);
+	if ((st = convert_guarded(layer, convert_straight, dst, 1, path, err)) != RS_OK)
+		return st;
 	for (idx = 0; idx < count; idx++)
 		if (!isfinite(dst[idx]))
 			return nonfinite_error(layer, dst[idx], idx / layer->cols,
@@ -260,30 +329,15 @@ rs_status
 rs_layer_load(const rs_layer *layer, double *dst, size_t ld, const char *path,
               rs_error *err)
 {
-	const rs_tensor *t = layer->tensor;
-	size_t esize = rs_dtype_get(t->dtype)->bits / 8, i, j;
+	size_t i, j;
+	rs_status st;
 
 	if (layer->kind == RS_LAYER_COMPOSED)
 		return rs_compose_product(layer->group, dst, ld, path, err);
-	if (layer->kind == RS_LAYER_LINEAR) {
-		/* Row i of the row-major tensor is row i of W. */
-		for (i = 0; i < layer->rows; i++)
-			rs_dtype_to_double(t->dtype, t->data + i * layer->cols * esize,
-			                   layer->cols, dst + i, ld);
-	} else {
-		const size_t *s = t->shape;
-		size_t fi, ci, hi, src = 0;
-
-		for (fi = 0; fi < s[0]; fi++)
-			for (ci = 0; ci < s[1]; ci++)
-				for (hi = 0; hi < s[2]; hi++, src += s[3]) {
-					size_t start, step;
-					conv_run_target(s, layer->fold, fi, ci, hi, ld,
-					                &start, &step);
-					rs_dtype_to_double(t->dtype, t->data + src * esize,
-					                   s[3], dst + start, step);
-				}
-	}
+	st = convert_guarded(layer, layer->kind == RS_LAYER_LINEAR ? convert_rows :
+	                     convert_folded, dst, ld, path, err);
+	if (st != RS_OK)
+		return st;
 	for (j = 0; j < layer->cols; j++)
 		for (i = 0; i < layer->rows; i++)
 			if (!isfinite(dst[i + j * ld]))
@@ -325,7 +379,8 @@ rs_layer_load_tensor(const rs_layer *layer, double *dst, const char *path,
 
 	if (layer->group == NULL) {
 		/* a straight conversion of the stored bytes */
-		rs_dtype_to_double(layer->tensor->dtype, layer->tensor->data, count, dst, 1);
+		if ((st = convert_guarded(layer, convert_straight, dst, 1, path, err)) != RS_OK)
+			return st;
 		for (i = 0; i < count; i++)
 			if (!isfinite(dst[i])) {
 				size_t r, c;
@@ -344,4 +399,54 @@ rs_layer_load_tensor(const rs_layer *layer, double *dst, const char *path,
 			dst[i * layer->cols + j] = w[i + j * layer->rows];
 	free(w);
 	return st;
+}
+
+rs_status
+rs_layer_snapshot_take(const rs_layer *layer, rs_layer_snapshot *snap,
+                       const char *path, rs_error *err)
+{
+	const rs_compose_group *g = layer->group;
+	size_t n = g ? g->nfactors : 1, total = 0, k, at = 0;
+	rs_status st = RS_OK;
+
+	memset(snap, 0, sizeof *snap);
+	for (k = 0; k < n; k++)
+		total += g ? g->factors[k]->nbytes : layer->tensor->nbytes;
+	snap->bytes = malloc(total ? total : 1);
+	if (snap->bytes == NULL)
+		return rs_error_set(err, RS_ENOMEM,
+		    "%s: layer '%s': out of memory for a copy of its %zu bytes", path,
+		    layer->name, total);
+	snap->layer = *layer;
+	if (g == NULL) {
+		snap->tensor = *layer->tensor;
+		snap->tensor.data = snap->bytes;
+		snap->layer.tensor = &snap->tensor;
+		return rs_guard_copy(snap->bytes, layer->tensor->data, layer->tensor->nbytes,
+		                     path, layer->tensor->name, err);
+	}
+	snap->factors = rs_xcalloc(n, sizeof *snap->factors);
+	snap->factor_list = rs_xcalloc(n, sizeof *snap->factor_list);
+	snap->group = *g;
+	snap->group.factors = snap->factor_list;
+	snap->layer.group = &snap->group;
+	snap->layer.tensor = &snap->group.product;
+	for (k = 0; k < n && st == RS_OK; k++) {
+		const rs_tensor *f = g->factors[k];
+		snap->factors[k] = *f;
+		snap->factors[k].data = snap->bytes + at;
+		snap->factor_list[k] = &snap->factors[k];
+		st = rs_guard_copy(snap->bytes + at, f->data, f->nbytes, path, f->name, err);
+		at += f->nbytes;
+	}
+	return st;
+}
+
+void
+rs_layer_snapshot_free(rs_layer_snapshot *snap)
+{
+	free(snap->bytes);
+	free(snap->factors);
+	free(snap->factor_list);
+	memset(snap, 0, sizeof *snap);
 }

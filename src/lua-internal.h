@@ -16,6 +16,12 @@ struct rs_script {
 	char **dirs;
 	size_t ndirs;
 	volatile sig_atomic_t stop;  /* set by rs_script_interrupt */
+	size_t mem_used;             /* bytes the state holds now */
+	size_t mem_limit;            /* and may hold at most */
+	bool mem_refused;            /* an allocation was refused since the last call */
+	char running[160];           /* what runs, for messages: "strategy NAME" */
+	char warning[RS_ERROR_MAX];  /* a warning being assembled from its pieces */
+	size_t warning_len;
 };
 
 /* The runtime a state belongs to (kept in the state's extra space). */

@@ -980,7 +980,10 @@ read_decomposition(lua_State *L, int arg, const rs_layer *l, rs_plan_entry *e)
 
 	if (e->method == RS_METHOD_GROUPED) {
 		if (opt_number(L, arg, "groups", &x)) {
-			luaL_argcheck(L, x == floor(x) && x >= 2, arg, "groups must be an integer >= 2");
+			/* a count past 2^53 divides no layer, and converting a double
+			 * beyond SIZE_MAX is undefined: refuse it before the cast */
+			luaL_argcheck(L, x == floor(x) && x >= 2 && x <= 9007199254740992.0, arg,
+			              "groups must be an integer >= 2");
 			e->groups = (size_t)x;
 		}
 		if (opt_number(L, arg, "fold", &x)) {
@@ -1066,7 +1069,10 @@ plan_set(lua_State *L)
 			luaL_argcheck(L, exact, 3, "rank must be an integer");
 			has_rank = true;
 		}
-		lua_pop(L, 2);
+		/* only the rank: `method` points into the string below it, which
+		 * must stay on the stack while it is read, or a collection (an
+		 * __index of spec below may run one) can free it */
+		lua_pop(L, 1);
 		if (opt_number(L, 3, "sparsity", &v)) {
 			luaL_argcheck(L, v >= 0 && v < 1, 3, "sparsity must be in [0, 1)");
 			e.sparsity = v;

@@ -6,6 +6,13 @@
  * hook (safe from a signal handler), and the hook raises the error.  A
  * count hook also polls the host, so the workbench can stop a runaway
  * script on Esc while it runs on the UI thread.
+ *
+ * The state allocates through a counting allocator with a cap, so a
+ * runaway table or string.rep ends in "out of memory in strategy NAME"
+ * instead of taking the host's memory.  Errors the host cannot see as
+ * warnings (warn()) reach the host's output rather than vanishing.  Lua
+ * runs finalizers with hooks off, where nothing could stop a looping one,
+ * so the sandbox's setmetatable refuses __gc.
  */
 #include "config.h"
 
@@ -29,6 +36,39 @@ rs_script *
 rsl_script(lua_State *L)
 {
 	return *(rs_script **)lua_getextraspace(L);
+}
+
+/* ---- memory ---- */
+
+/*
+ * lua_Alloc with a cap.  For a new block Lua passes the object's type in
+ * osize, not a size, so the old size counts only when ptr is not NULL.
+ * Refusing (returning NULL) makes Lua collect garbage and try once more,
+ * then raise a memory error; shrinking never fails.
+ */
+static void *
+capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	rs_script *s = ud;
+	size_t old = ptr ? osize : 0;
+	void *p;
+
+	if (nsize == 0) {
+		free(ptr);
+		s->mem_used -= old;
+		return NULL;
+	}
+	if (nsize > old && nsize - old > s->mem_limit - s->mem_used) {
+		s->mem_refused = true;
+		return NULL;
+	}
+	p = realloc(ptr, nsize);
+	if (p == NULL) {
+		s->mem_refused = true;
+		return NULL;
+	}
+	s->mem_used = s->mem_used - old + nsize;
+	return p;
 }
 
 /* ---- output ---- */
@@ -74,6 +114,34 @@ io_write(lua_State *L)
 	return 0;
 }
 
+/*
+ * Lua's warnings (warn(), and errors in finalizers of the host's own
+ * userdata, which Lua cannot raise) arrive in pieces; a whole one goes to the host's output as a
+ * "warning:" line.  Control messages ("@on", "@off") are not shown: the
+ * host always shows warnings.
+ */
+static void
+on_warning(void *ud, const char *msg, int tocont)
+{
+	rs_script *s = ud;
+	size_t len = strlen(msg), room = sizeof s->warning - 1 - s->warning_len;
+	char line[RS_ERROR_MAX + 16];
+	int n;
+
+	if (s->warning_len == 0 && !tocont && msg[0] == '@')
+		return;
+	if (len > room)
+		len = room;
+	memcpy(s->warning + s->warning_len, msg, len);
+	s->warning_len += len;
+	s->warning[s->warning_len] = '\0';
+	if (tocont)
+		return;
+	n = snprintf(line, sizeof line, "warning: %s\n", s->warning);
+	emit(s, line, n > 0 && (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+	s->warning_len = 0;
+}
+
 /* ---- the sandbox ---- */
 
 /* load() in text mode only: no precompiled chunks. */
@@ -95,6 +163,36 @@ safe_load(lua_State *L)
 		if (!lua_setupvalue(L, -2, 1))
 			lua_pop(L, 1);
 	}
+	return 1;
+}
+
+/*
+ * setmetatable without finalizers.  Lua runs __gc with hooks switched off,
+ * so a finalizer that loops could be stopped neither by Esc nor by the
+ * instruction-count hook, and would hang the workbench (at the latest when
+ * the state closes).  Strategies hold no resources a finalizer could
+ * release, so a metatable with __gc is refused.  (Setting __gc on a
+ * metatable afterwards does not make an object finalizable in Lua 5.4,
+ * and the host's own metatables are protected.)
+ */
+static int
+safe_setmetatable(lua_State *L)
+{
+	int t = lua_type(L, 2);
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+	if (t == LUA_TTABLE) {
+		lua_pushliteral(L, "__gc");
+		if (lua_rawget(L, 2) != LUA_TNIL)
+			return luaL_error(L, "setmetatable: __gc is not available to strategies "
+			                  "(a finalizer runs where Esc cannot stop it)");
+		lua_pop(L, 1);
+	}
+	if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+		return luaL_error(L, "cannot change a protected metatable");
+	lua_settop(L, 2);
+	lua_setmetatable(L, 1);
 	return 1;
 }
 
@@ -163,6 +261,7 @@ open_sandbox(lua_State *L)
 	remove_fields(L, LUA_STRLIBNAME, string_removed);
 	lua_register(L, "load", safe_load);
 	lua_register(L, "print", lua_print);
+	lua_register(L, "setmetatable", safe_setmetatable);
 	/* io: writing to the host's output, nothing else */
 	lua_newtable(L);
 	lua_pushcfunction(L, io_write);
@@ -214,8 +313,15 @@ message_handler(lua_State *L)
 	const char *msg = lua_tostring(L, 1);
 
 	if (msg == NULL) {
-		if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-			return 1;
+		/* The error object's own __tostring may fail or return anything:
+		 * call it protected, so that a broken one still gives a message
+		 * (and not "error in error handling"). */
+		if (luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
+			lua_pushvalue(L, 1);
+			if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+				return 1;
+			lua_pop(L, 1);
+		}
 		msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
 	}
 	luaL_traceback(L, L, msg, 1);
@@ -281,11 +387,22 @@ pcall(rs_script *s, int nargs, int nresults, rs_error *err)
 	lua_sethook(L, s->stop ? stop_hook : poll_hook,
 	            s->stop ? LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT : LUA_MASKCOUNT,
 	            s->stop ? 1 : HOOK_COUNT);
+	s->mem_refused = false;
 	status = lua_pcall(L, nargs, nresults, base);
 	lua_sethook(L, NULL, 0, 0);
 	lua_remove(L, base);
 	if (status == LUA_OK)
 		return RS_OK;
+	if (status == LUA_ERRMEM || (s->mem_refused && status == LUA_ERRERR)) {
+		/* Lua raises a memory error without calling the message handler,
+		 * so the message is ours; the garbage is collected now, so the
+		 * state is usable again at once. */
+		lua_pop(L, 1);
+		lua_gc(L, LUA_GCCOLLECT);
+		return rs_error_set(err, RS_ENOMEM, "out of memory in %s: the Lua state "
+		                    "reached its limit of %zu MiB (--lua-memory sets it)",
+		                    s->running[0] ? s->running : "Lua", s->mem_limit >> 20);
+	}
 	rs_error_set(err, RS_EINVAL, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) :
 	             "error without a message");
 	lua_pop(L, 1);
@@ -304,7 +421,11 @@ rs_script_new(const rs_script_host *host, const char *const *dirs, size_t ndirs,
 	for (i = 0; i < ndirs; i++)
 		s->dirs[i] = rs_xstrdup(dirs[i]);
 	s->ndirs = ndirs;
-	s->L = luaL_newstate();
+	s->mem_limit = host->memory_limit ? host->memory_limit : RS_SCRIPT_DEFAULT_MEMORY;
+	snprintf(s->running, sizeof s->running, "the sandbox's set-up");
+	s->L = lua_newstate(capped_alloc, s);
+	if (s->L != NULL)
+		lua_setwarnf(s->L, on_warning, s);
 	if (s->L == NULL) {
 		rs_error_set(err, RS_ENOMEM, "cannot create a Lua state");
 		rs_script_free(s);
@@ -630,6 +751,7 @@ rs_script_list(rs_script *s, rs_strategy_info **out, size_t *n, rs_error *err)
 			}
 			free(stem);
 			path = rs_xasprintf("%s/%s", s->dirs[d], ent->d_name);
+			snprintf(s->running, sizeof s->running, "strategy file %s", path);
 			infos = rs_xreallocarray(infos, count + 1, sizeof *infos);
 			if (load_file(s, path, 0, &e) == RS_OK && !looks_like_strategy(s->L)) {
 				/* a module strategies require, not a strategy: skip it */
@@ -794,6 +916,21 @@ push_params(lua_State *L, int t, const rs_strategy_info *info,
 	return RS_OK;
 }
 
+/* "strategy NAME" for messages: the file's name without its directory
+ * and .lua, which is how users name a strategy. */
+static void
+set_running_strategy(rs_script *s, const char *path)
+{
+	const char *base = strrchr(path, '/');
+	size_t len;
+
+	base = base ? base + 1 : path;
+	len = strlen(base);
+	if (len > 4 && strcmp(base + len - 4, ".lua") == 0)
+		len -= 4;
+	snprintf(s->running, sizeof s->running, "strategy %.*s", (int)len, base);
+}
+
 rs_status
 rs_script_run(rs_script *s, const char *what, const char *const *params,
               size_t nparams, char **summary, rs_error *err)
@@ -812,6 +949,7 @@ rs_script_run(rs_script *s, const char *what, const char *const *params,
 		return rs_error_set(err, RS_EINVAL, strchr(what, '/') || strstr(what, ".lua") ?
 		    "%s: no such script" : "no strategy named '%s' (rankscope strategies "
 		    "lists them)", what);
+	set_running_strategy(s, path);
 	rs_plan_copy(&before, s->host.plan);
 	lua_settop(L, 0);
 	s->stop = 0;
@@ -880,6 +1018,7 @@ rs_script_eval(rs_script *s, const char *code, rs_error *err)
 		}
 	}
 	free(ret);
+	snprintf(s->running, sizeof s->running, "the console");
 	rs_plan_copy(&before, s->host.plan);
 	s->stop = 0;
 	st = pcall(s, 0, LUA_MULTRET, err);

@@ -195,19 +195,48 @@ tui_keys_dispatch(tui *t, int key)
 	return false;
 }
 
-void
-tui_keys_draw_help(tui *t, int lines, int cols)
+/* The help's geometry on a screen of `lines`: n bindings listed, the box
+ * h rows high; returns the largest help_top (0 when everything fits). */
+static size_t
+help_geometry(int lines, int *n_out, int *h_out)
 {
-	int n = 0, h, w = 74, y0, x0, y;
-	size_t i, j;
+	int n = 0, h;
+	size_t i;
 
 	for (i = 0; i < sizeof bindings / sizeof bindings[0]; i++)
 		n += bindings[i].names != NULL;
 	h = n + 6;
-	if (w > cols)
-		w = cols;
 	if (h > lines)
 		h = lines;
+	*n_out = n;
+	*h_out = h;
+	return n > h - 4 ? (size_t)(n - (h - 4)) : 0;
+}
+
+void
+tui_keys_help_scroll(tui *t, int delta)
+{
+	int n, h;
+	size_t last = help_geometry(LINES, &n, &h);
+
+	/* saturating at both ends: a scroll key never closes the help, and
+	 * presses past the end are not stored up for the way back */
+	if (delta < 0)
+		t->help_top = t->help_top > 0 ? t->help_top - 1 : 0;
+	else if (t->help_top < last)
+		t->help_top++;
+	if (t->help_top > last)
+		t->help_top = last;
+}
+
+void
+tui_keys_draw_help(tui *t, int lines, int cols)
+{
+	int n, h, w = 74, y0, x0, y;
+	size_t i, j, last = help_geometry(lines, &n, &h);
+
+	if (w > cols)
+		w = cols;
 	y0 = (lines - h) / 2;
 	x0 = (cols - w) / 2;
 	for (y = 0; y < h; y++)
@@ -227,8 +256,8 @@ tui_keys_draw_help(tui *t, int lines, int cols)
 	mvprintw(y0, x0, "%.*s", w, " rankscope keys");
 	attroff(A_BOLD);
 	/* a short terminal shows a window of the list: the arrows scroll it */
-	if (t->help_top + (size_t)(h - 4) > (size_t)n)
-		t->help_top = n > h - 4 ? (size_t)(n - (h - 4)) : 0;
+	if (t->help_top > last)
+		t->help_top = last;
 	y = 2;
 	for (i = 0, j = 0; i < sizeof bindings / sizeof bindings[0] && y < h - 2; i++) {
 		if (bindings[i].names == NULL || j++ < t->help_top)

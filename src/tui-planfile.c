@@ -33,12 +33,17 @@ tui_planfile_save_prompt(tui *t)
 		return;
 	}
 	{
+		/* Every solved method (the combinations and the decompositions)
+		 * has no figures until its background solve ends, and a plan file
+		 * writes an entry without figures as dense: saving now would
+		 * record the layer as dense and mark the plan saved. */
 		size_t i;
 		for (i = 0; i < t->nlayers; i++)
-			if (t->plan.entries[i].method == RS_METHOD_LOWRANK_SPARSE &&
+			if (rs_method_is_solved(t->plan.entries[i].method) &&
 			    isnan(t->plan.entries[i].solved_error)) {
-				tui_message(t, true, "%s: the low rank + sparse solve is still running: "
-				            "save when it is done", t->layers[i].name);
+				tui_message(t, true, "%s: the %s solve is still running: "
+				            "save when it is done", t->layers[i].name,
+				            rs_method_name(t->plan.entries[i].method));
 				return;
 			}
 	}

@@ -326,9 +326,12 @@ tui_sliders_mouse(tui *t, int y, int x, bool press)
 			which = TUI_DRAG_BITS;
 		else if (on_track(&t->global_slider, y, x))
 			which = TUI_DRAG_GLOBAL;
+		/* a press anywhere else ends a drag whose release never came
+		 * here (it went to a menu or the help), so later motion cannot
+		 * move a slider the pointer is not on */
+		t->drag = which;
 		if (which == TUI_DRAG_NONE)
 			return false;
-		t->drag = which;
 		tui_edit_begin(t);         /* one drag is one undo step */
 	} else if (t->drag == TUI_DRAG_NONE) {
 		return false;

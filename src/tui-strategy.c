@@ -46,12 +46,13 @@ script_should_stop(void *userdata)
 }
 
 void
-tui_strategy_init(tui *t, const char *const *extra, size_t nextra)
+tui_strategy_init(tui *t, const char *const *extra, size_t nextra, size_t lua_memory)
 {
 	rs_script_host host = {
 		.model = t->model, .layers = t->layers, .nlayers = t->nlayers,
 		.analyses = t->analyses, .plan = &t->plan, .output = script_output,
 		.should_stop = script_should_stop, .userdata = t,
+		.memory_limit = lua_memory,
 	};
 	rs_error err;
 

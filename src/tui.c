@@ -11,7 +11,9 @@
  *
  * The terminal is restored on every way out: quit, SIGINT/SIGTERM/SIGHUP
  * (a clean exit through the loop), and fatal signals (raw escape sequences
- * and the saved termios from the handler, then the default action).
+ * and the saved termios from the handler, a crash report and where the
+ * plan was kept (tui-recovery.c), then whatever handled the signal before
+ * us: the default action, or a sanitizer's report).
  */
 #include "config.h"
 
@@ -42,6 +44,12 @@ static int wake_write_fd = -1;
 static struct termios saved_termios;
 static bool have_saved_termios;
 
+/* The signals that end the process at once, and who handled them before
+ * the workbench (restored by the handler, so a sanitizer still reports). */
+static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
+#define NFATAL (sizeof fatal_signals / sizeof fatal_signals[0])
+static struct sigaction previous_fatal[NFATAL];
+
 static void
 wake(void)
 {
@@ -66,25 +74,56 @@ on_stop_signal(int sig)
 	wake();
 }
 
-/* Async-signal-safe: write(2), tcsetattr(3), signal, raise. */
+/*
+ * Async-signal-safe: write(2), tcsetattr(3), sigaction, raise and the
+ * report's open/write.  The previous disposition comes back before the
+ * signal is raised again, so it reaches whoever had it (the default
+ * action dumps core; ASan prints its report).  A fault raised by an
+ * instruction is also simply raised again when the handler returns.
+ */
 static void
 on_fatal_signal(int sig)
 {
 	static const char reset[] = MOUSE_OFF "\033[?1049l\033[?25h\033[0m\r\n";
 	ssize_t n = write(STDOUT_FILENO, reset, sizeof reset - 1);
+	size_t i;
 
 	(void)n;
 	if (have_saved_termios)
 		tcsetattr(STDIN_FILENO, TCSANOW, &saved_termios);
-	signal(sig, SIG_DFL);
+	tui_recovery_crash_report(sig);
+	for (i = 0; i < NFATAL; i++)
+		if (fatal_signals[i] == sig)
+			sigaction(sig, &previous_fatal[i], NULL);
 	raise(sig);
+}
+
+/*
+ * A resize: curses' own SIGWINCH handler (installed by newterm) notes it,
+ * and the next getch reports KEY_RESIZE.  But the signal may go to any of
+ * the process's threads, or come just before the loop sleeps in poll with
+ * no timeout, and then the screen would stay at the old size until the
+ * next key press.  So the handler is chained with a wake-up.
+ */
+static struct sigaction previous_winch;
+
+static void
+on_winch(int sig, siginfo_t *info, void *context)
+{
+	int saved_errno = errno;
+
+	if (previous_winch.sa_flags & SA_SIGINFO)
+		previous_winch.sa_sigaction(sig, info, context);
+	else if (previous_winch.sa_handler != SIG_DFL && previous_winch.sa_handler != SIG_IGN)
+		previous_winch.sa_handler(sig);
+	wake();
+	errno = saved_errno;
 }
 
 static void
 install_signals(void)
 {
 	struct sigaction sa;
-	int fatal[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
 	size_t i;
 
 	memset(&sa, 0, sizeof sa);
@@ -94,18 +133,24 @@ install_signals(void)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	sa.sa_handler = on_fatal_signal;
-	for (i = 0; i < sizeof fatal / sizeof fatal[0]; i++)
-		sigaction(fatal[i], &sa, NULL);
+	for (i = 0; i < NFATAL; i++)
+		sigaction(fatal_signals[i], &sa, &previous_fatal[i]);
+	sa.sa_sigaction = on_winch;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigaction(SIGWINCH, &sa, &previous_winch);
 }
 
 static void
 restore_signals(void)
 {
-	int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
+	int sigs[] = {SIGINT, SIGTERM, SIGHUP};
 	size_t i;
 
 	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 		signal(sigs[i], SIG_DFL);
+	for (i = 0; i < NFATAL; i++)
+		sigaction(fatal_signals[i], &previous_fatal[i], NULL);
+	sigaction(SIGWINCH, &previous_winch, NULL);
 }
 
 int
@@ -184,6 +229,17 @@ sync_spectra(tui *t)
 	t->with_statistics = stats;
 	if (arrived && t->sort != TUI_SORT_FILE && t->sort != TUI_SORT_NAME)
 		tui_table_refresh(t);
+	/* a cache that cannot be written costs only time: said once, and not
+	 * as an error */
+	{
+		static bool cache_warned;
+		const char *why;
+		if (!cache_warned && finished == t->nlayers && t->message[0] == '\0' &&
+		    (why = rs_engine_cache_warning(t->engine, NULL)) != NULL) {
+			tui_message(t, false, "warning: spectrum cache not written: %s", why);
+			cache_warned = true;
+		}
+	}
 }
 
 static void
@@ -260,6 +316,10 @@ draw(tui *t)
 
 	erase();
 	if (LINES < 14 || COLS < 50) {
+		/* nothing is shown, so nothing may be clicked: the mouse finds
+		 * the table and sliders where they were last drawn */
+		t->table_rect = t->plot_rect = t->rank_slider = t->sparsity_slider =
+		    t->bits_slider = t->global_slider = (tui_rect){0, 0, 0, 0};
 		mvprintw(0, 0, "terminal too small (%dx%d): need at least 50x14", COLS, LINES);
 		refresh();
 		return;
@@ -409,11 +469,11 @@ handle_key(tui *t, int ch)
 	if (ch == KEY_RESIZE)
 		return;
 	if (t->show_help) {
-		/* the arrows scroll a help taller than the screen; other keys close */
-		if (ch == KEY_DOWN || ch == 'j')
-			t->help_top++;
-		else if ((ch == KEY_UP || ch == 'k') && t->help_top > 0)
-			t->help_top--;
+		/* the arrows scroll a help taller than the screen (at either end
+		 * they do nothing: Up at the top is not "any other key"); other
+		 * keys close */
+		if (ch == KEY_DOWN || ch == 'j' || ch == KEY_UP || ch == 'k')
+			tui_keys_help_scroll(t, ch == KEY_DOWN || ch == 'j' ? 1 : -1);
 		else
 			t->show_help = false;
 		return;
@@ -565,8 +625,10 @@ tui_run(const char *path, rs_model *model, rs_layer *layers, size_t nlayers,
 		tui_free(&t);
 		return 1;
 	}
+	tui_recovery_init(&t);
 	install_signals();
-	tui_strategy_init(&t, options->strategy_dirs, options->nstrategy_dirs);
+	tui_strategy_init(&t, options->strategy_dirs, options->nstrategy_dirs,
+	                  options->lua_memory);
 	eo.on_layer_done = on_engine_layer;
 	eo.statistics = true;
 	eo.userdata = &t;
@@ -579,11 +641,12 @@ tui_run(const char *path, rs_model *model, rs_layer *layers, size_t nlayers,
 
 		sync_spectra(&t);
 		tui_solver_poll(&t);
+		tui_recovery_poll(&t);
 		draw(&t);
 		/* Wake at least every 200 ms while spectra are running, for the
 		 * spinner; sleep until input otherwise. */
 		if (poll(fds, 2, t.finished < t.nlayers || t.with_statistics < t.nlayers ||
-		         t.solver.running ? 200 : -1) < 0 &&
+		         t.solver.running || tui_recovery_pending(&t) ? 200 : -1) < 0 &&
 		    errno != EINTR)
 			break;
 		while (read(t.wake_fd[0], drain, sizeof drain) > 0)
@@ -603,6 +666,7 @@ tui_run(const char *path, rs_model *model, rs_layer *layers, size_t nlayers,
 		status = 128 + stop_signal;
 		stop_signal = 0;
 	}
+	tui_recovery_finish(&t);
 	tui_free(&t);
 	return status;
 }

@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "rankscope/engine.h"
 #include "rankscope/layer.h"
@@ -107,6 +108,13 @@ typedef struct tui_solver {
 
 #define TUI_UNDO_MAX 256
 
+/* The prompt's input, the filter and the plan path are copied into one
+ * another (the save and load prompts start from the plan path, the filter
+ * prompt from the filter, a filter is what was typed), so they share one
+ * size: a copy is never cut short.  PATH_MAX on Linux: no path the system
+ * accepts is longer. */
+#define TUI_TEXT_MAX 4096
+
 typedef struct tui {
 	/* what is open */
 	const char *path;
@@ -135,14 +143,14 @@ typedef struct tui {
 	size_t top;                    /* first visible position */
 	tui_sort sort;
 	bool sort_reverse;
-	char filter[128];
+	char filter[TUI_TEXT_MAX];
 
 	/* screen */
 	bool utf8, colour;
 	bool show_help;
 	size_t help_top;               /* first binding shown when the help scrolls */
 	tui_prompt_kind prompt;
-	char input[128];
+	char input[TUI_TEXT_MAX];
 	char message[256];
 	bool message_is_error;
 	tui_drag drag;
@@ -175,7 +183,13 @@ typedef struct tui {
 
 	/* plan files */
 	rs_plan_origin origin;         /* what made the plan (the last strategy run) */
-	char plan_path[512];           /* last saved or loaded, the save prompt's default */
+	char plan_path[TUI_TEXT_MAX];  /* last saved or loaded, the save prompt's default */
+
+	/* crash recovery (tui-recovery.c) */
+	char recovery_path[600];       /* the plan as of the last edit */
+	rs_plan recovered;             /* what that file holds */
+	time_t recovery_time;          /* when it was last written */
+	bool recovery_dir_ok;          /* the state directory exists and takes writes */
 } tui;
 
 /* How the workbench starts. */
@@ -185,6 +199,7 @@ typedef struct tui_options {
 	const rs_plan *plan;           /* start from this plan (NULL: all dense) */
 	const rs_plan_origin *origin;
 	const char *plan_path;
+	size_t lua_memory;             /* the Lua state's limit (0: the default) */
 } tui_options;
 
 /* Colour pairs (tui.c sets them up; with no colour they map to attributes). */
@@ -203,10 +218,19 @@ void tui_message(tui *t, bool error, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void tui_start_prompt(tui *t, tui_prompt_kind kind, const char *initial);
 
+/* tui-recovery.c */
+void tui_recovery_init(tui *t);             /* paths; after t->path and the plan */
+void tui_recovery_poll(tui *t);             /* writes the plan if it changed */
+bool tui_recovery_pending(const tui *t);    /* an edit waits to be written */
+void tui_recovery_finish(tui *t);           /* clean exit: removes the copy */
+void tui_recovery_crash_report(int sig);    /* async-signal-safe */
+
 /* tui-keys.c */
 /* Runs the action bound to key; false when the key is unbound. */
 bool tui_keys_dispatch(tui *t, int key);
 void tui_keys_draw_help(tui *t, int lines, int cols);
+/* Up (delta < 0) or Down in the help, kept within what there is to see. */
+void tui_keys_help_scroll(tui *t, int delta);
 
 /* tui-table.c */
 void tui_table_refresh(tui *t);      /* re-sort and re-filter, keep selection */
@@ -230,7 +254,8 @@ bool tui_sliders_mouse(tui *t, int y, int x, bool press);
 const char *tui_global_mode_name(tui_global_mode mode);
 
 /* tui-strategy.c */
-void tui_strategy_init(tui *t, const char *const *extra_dirs, size_t nextra);
+void tui_strategy_init(tui *t, const char *const *extra_dirs, size_t nextra,
+                       size_t lua_memory);
 void tui_strategy_free(tui *t);
 void tui_strategy_open_menu(tui *t);
 void tui_strategy_draw(tui *t, int lines, int cols);

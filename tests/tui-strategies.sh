@@ -65,6 +65,19 @@ keys Up Up Up Enter BSpace BSpace BSpace 0 . 0 0 0 1 Enter r
 see "is unreachable" "the strategy's error in the message line"
 contains "$(row fc2.weight)" " 40 " "a failed strategy leaves the plan as it was"
 keys Escape Escape
+
+# Out of memory in the console: a message, the plan as it was, and the
+# workbench goes on (tui_start below runs with a small --lua-memory).
+keys q y
+wait_exit
+tui_start 130 36 "$RANKSCOPE" --lua-memory 16M "$mlp"
+see "spectra 3/3" "spectra computed (16 MiB for Lua)"
+keys : 'plan:set("fc2.weight", 12); local t = {} for i = 1, math.huge do t[i] = {i} end' Enter
+see "out of memory in the console: the Lua state reached its limit of 16 MiB" \
+	"running out of memory in the console"
+contains "$(row fc2.weight)" "dense" "the failed line's edit is rolled back"
+keys : 'plan:set("fc2.weight", 12).rank' Enter
+see "12" "the console works again after running out of memory"
 keys q y
 wait_exit
 finish

@@ -16,8 +16,11 @@
  * input's entries and adds "rankscope_plan" (the plan as compact JSON) and
  * "rankscope_version".
  *
- * The file is written to a temporary name beside OUT, fsync'd and renamed:
- * a failed apply leaves no partial output and any old OUT untouched.
+ * The file is written to a temporary beside OUT (rs_file_out: unnamed
+ * where the file system allows), fsync'd and renamed: a failed or killed
+ * apply leaves no partial output and any old OUT untouched.  Tensors are
+ * read from the model's map under the SIGBUS guard (guard.h), so a model
+ * shrunk while open fails the apply, naming the tensor.
  */
 #ifndef RANKSCOPE_APPLY_H
 #define RANKSCOPE_APPLY_H

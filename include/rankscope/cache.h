@@ -29,6 +29,9 @@ typedef struct rs_cache_key {
  * nor HOME is set. */
 char *rs_cache_default_dir(void);
 
+/* Hashes the layer's bytes directly, unguarded: for a mapped model pass a
+ * snapshot (rs_layer_snapshot_take), as the engine does, so that the key
+ * describes exactly the bytes the spectrum is computed from. */
 void rs_cache_key_for(const rs_layer *layer, rs_svd_method method,
                       rs_cache_key *key);
 

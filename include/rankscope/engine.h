@@ -6,8 +6,11 @@
  * largest first, and run concurrently, one layer per worker with one BLAS
  * thread each.  A layer that alone costs more than 1/threads of all the
  * work ("solo") runs afterwards, by itself, with every BLAS thread.  Each job
- * converts one layer into a private double buffer, so peak memory is the
- * mapped pages plus the working sets of the layers in flight.
+ * converts one layer into a private double buffer (with a cache, from a
+ * private copy of its bytes that the cache key is hashed from too:
+ * rs_layer_snapshot_take), so peak memory is the mapped pages plus the
+ * working sets of the layers in flight.  A model truncated while open
+ * fails the layers it cuts, naming the tensor (guard.h).
  *
  * Thread safety: after rs_engine_start returns, the front end may call the
  * query functions from its own thread at any time; a spectrum, once a
@@ -78,5 +81,9 @@ const char *rs_engine_error(rs_engine *engine, size_t layer_index);
 rs_svd_method rs_engine_method(rs_engine *engine, size_t layer_index);
 /* How many finished layers came from the cache. */
 size_t rs_engine_cache_hits(rs_engine *engine);
+/* The first failure to write a cache entry (a full or read-only disk),
+ * NULL if none; *failures (may be NULL) counts them.  A failed write only
+ * means the spectrum is computed again next time: the layer is DONE. */
+const char *rs_engine_cache_warning(rs_engine *engine, size_t *failures);
 
 #endif

@@ -119,6 +119,29 @@ size_t rs_layer_kernel_dims(const rs_layer *layer, size_t dims[4]);
  * row-major data (the inverse of folding). */
 size_t rs_layer_tensor_index(const rs_layer *layer, size_t row, size_t col);
 
+/*
+ * A private copy of the bytes a layer is computed from (its tensor's, or
+ * every factor's of a composed layer), taken under the SIGBUS guard
+ * (guard.h), and `layer`, which is the original but reads the copy.  The
+ * engine hashes its cache key from the copy and decomposes the same copy:
+ * a file rewritten in place while open then cannot put one version's
+ * spectrum under the other version's key.  Self-referential: use it where
+ * it was taken, never copy the struct.
+ */
+typedef struct rs_layer_snapshot {
+	rs_layer layer;
+	rs_tensor tensor;              /* the copy's tensor (plain layers) */
+	rs_compose_group group;        /* the copy's group (composed layers) */
+	rs_tensor *factors;
+	const rs_tensor **factor_list;
+	unsigned char *bytes;
+} rs_layer_snapshot;
+
+/* Fails with RS_ENOMEM, or RS_EIO when the file shrank under the map. */
+rs_status rs_layer_snapshot_take(const rs_layer *layer, rs_layer_snapshot *snap,
+                                 const char *path, rs_error *err);
+void rs_layer_snapshot_free(rs_layer_snapshot *snap);
+
 /* "linear", "conv" or "composed". */
 const char *rs_layer_kind_name(const rs_layer *layer);
 

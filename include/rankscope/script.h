@@ -39,7 +39,13 @@ typedef struct rs_script_host {
 	 * the script ("interrupted").  May be NULL. */
 	bool (*should_stop)(void *userdata);
 	void *userdata;
+	/* The most bytes the Lua state may hold (0: RS_SCRIPT_DEFAULT_MEMORY).
+	 * A script going past it fails with "out of memory in strategy NAME"
+	 * and leaves the plan as it was; the host is not affected. */
+	size_t memory_limit;
 } rs_script_host;
+
+#define RS_SCRIPT_DEFAULT_MEMORY ((size_t)512 << 20)
 
 typedef struct rs_script rs_script;
 
