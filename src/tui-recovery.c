@@ -91,24 +91,11 @@ plan_complete(const tui *t)
 	return true;
 }
 
-static bool
-plans_equal(const rs_plan *a, const rs_plan *b)
-{
-	size_t i;
-
-	if (a->nlayers != b->nlayers)
-		return false;
-	for (i = 0; i < a->nlayers; i++)
-		if (!rs_plan_entry_equal(&a->entries[i], &b->entries[i]))
-			return false;
-	return true;
-}
-
 /* An edit not yet in the recovery file (the loop must wake up for it). */
 bool
 tui_recovery_pending(const tui *t)
 {
-	return t->recovery_dir_ok && plan_complete(t) && !plans_equal(&t->plan, &t->recovered);
+	return t->recovery_dir_ok && plan_complete(t) && !rs_plan_equal(&t->plan, &t->recovered);
 }
 
 void
