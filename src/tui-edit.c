@@ -326,21 +326,34 @@ static const struct {
 void
 tui_method_menu_draw(tui *t, int lines, int cols)
 {
-	int w = 64 < cols - 4 ? 64 : cols - 4, h = (int)NMENU + 3, y0 = (lines - h) / 2;
-	int x0 = (cols - w) / 2, y;
-	size_t i, layer = tui_selected_layer(t);
+	int w = 64 < cols - 4 ? 64 : cols - 4, h = (int)NMENU + 3, y0, x0 = (cols - w) / 2, y;
+	int name_w = 0, rows;
+	size_t i, first, layer = tui_selected_layer(t);
 
+	for (i = 0; i < NMENU; i++)
+		if ((int)strlen(rs_method_name(menu_methods[i].method)) > name_w)
+			name_w = (int)strlen(rs_method_name(menu_methods[i].method));
+	/* A terminal shorter than the menu shows its title and a window of the
+	 * list that follows the cursor, rather than a list cut off at the top
+	 * and bottom that hides which layer it is for and how to leave. */
+	if (h > lines)
+		h = lines;
+	y0 = (lines - h) / 2;
+	rows = h - 3 > 1 ? h - 3 : 1;
+	first = t->method_selected >= (size_t)rows ? t->method_selected - (size_t)rows + 1 : 0;
 	for (y = 0; y < h; y++)
 		mvprintw(y0 + y, x0, "%*s", w, "");
 	attron(A_BOLD);
 	mvprintw(y0, x0, " method for %.*s (Enter picks, Esc closes)", w - 32,
 	         layer == SIZE_MAX ? "" : t->layers[layer].name);
 	attroff(A_BOLD);
-	for (i = 0; i < NMENU; i++) {
+	for (i = first; i < NMENU && i < first + (size_t)rows; i++) {
 		if (i == t->method_selected)
 			attron(A_REVERSE);
-		mvprintw(y0 + 2 + (int)i, x0, " %-15s %-*.*s", rs_method_name(menu_methods[i].method),
-		         w - 18, w - 18, menu_methods[i].help);
+		/* the names' column as wide as the longest, the help cut to the box */
+		mvprintw(y0 + 2 + (int)(i - first), x0, " %-*s %-*.*s", name_w,
+		         rs_method_name(menu_methods[i].method), w - name_w - 3, w - name_w - 3,
+		         menu_methods[i].help);
 		attroff(A_REVERSE);
 	}
 }
