@@ -118,25 +118,10 @@ closed() {
 	sane "$1"
 }
 
-# resize COLS LINES: the window resized, and the program's terminal at
-# that size.  tmux 3.3 can leave the pty at an earlier size when resizes
-# follow one another quickly (its pane says the new size, the program never
-# hears of it), so a resize that has not arrived is sent again by way of
-# another size.
+# resize COLS LINES: the window resized and the program's terminal at that
+# size (tui_resize in tui-lib.sh).
 resize() {
-	tmux -S "$sock" resize-window -x "$1" -y "$2"
-	rtty=$(readlink "/proc/$(tui_pid)/fd/0")
-	n=0
-	while [ "$(stty -F "$rtty" size 2>/dev/null)" != "$2 $1" ]; do
-		n=$((n + 1))
-		[ "$n" -le 150 ] || { fail "resize to $1x$2: the terminal stays $(stty -F "$rtty" size)"; return 1; }
-		if [ $((n % 25)) -eq 0 ]; then
-			tmux -S "$sock" resize-window -x "$(($1 + 1))" -y "$2"
-			sleep 0.05
-			tmux -S "$sock" resize-window -x "$1" -y "$2"
-		fi
-		sleep 0.02
-	done
+	tui_resize "$1" "$2" || { fail "resize to $1x$2: the terminal stays $resize_stuck"; return 1; }
 }
 
 MENU=" strategies (Enter: parameters, Esc: close)"

@@ -85,3 +85,31 @@ wait_exit() {
 	done
 	return 1
 }
+
+# tui_resize COLS LINES [PID]: the window resized, and the program's
+# terminal at that size.  tmux 3.3 can leave the pty at an earlier size when
+# resizes follow one another quickly (its pane says the new size, the
+# program never hears of it), so a resize that has not arrived is sent
+# again by way of another size.  Returns 1 (with the size it stays at in
+# $resize_stuck) when the terminal never gets there; a program that has
+# exited has no terminal to wait for (0).
+tui_resize() {
+	rpid=${3:-$(tui_pid)}
+	tmux -S "$sock" resize-window -x "$1" -y "$2" 2>/dev/null
+	rtty=$(readlink "/proc/$rpid/fd/0" 2>/dev/null) || return 0
+	n=0
+	while [ "$(stty -F "$rtty" size 2>/dev/null)" != "$2 $1" ]; do
+		[ -e "/proc/$rpid" ] && [ ! -s "$status_file" ] || return 0
+		n=$((n + 1))
+		if [ "$n" -gt 150 ]; then
+			resize_stuck=$(stty -F "$rtty" size 2>/dev/null)
+			return 1
+		fi
+		if [ $((n % 25)) -eq 0 ]; then
+			tmux -S "$sock" resize-window -x "$(($1 + 1))" -y "$2"
+			sleep 0.05
+			tmux -S "$sock" resize-window -x "$1" -y "$2"
+		fi
+		sleep 0.02
+	done
+}

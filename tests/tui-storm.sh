@@ -192,26 +192,10 @@ settle() {
 	stop "no title on screen"
 }
 
-# resize COLS LINES: the window resized, and the program's terminal at
-# that size.  tmux 3.3 can leave the pty at an earlier size when resizes
-# follow one another quickly, so one that has not arrived is sent again by
-# way of another size.  (A program that has exited has no terminal to
-# wait for.)
+# resize COLS LINES: the window resized and the program's terminal at that
+# size (tui_resize in tui-lib.sh).
 resize() {
-	tmux -S "$sock" resize-window -x "$1" -y "$2" 2>/dev/null
-	rtty=$(readlink "/proc/$pid/fd/0" 2>/dev/null) || return 0
-	n=0
-	while [ "$(stty -F "$rtty" size 2>/dev/null)" != "$2 $1" ]; do
-		[ -e "/proc/$pid" ] && [ ! -s "$status_file" ] || return 0
-		n=$((n + 1))
-		[ "$n" -le 150 ] || stop "resize to $1x$2: the terminal stays $(stty -F "$rtty" size)"
-		if [ $((n % 25)) -eq 0 ]; then
-			tmux -S "$sock" resize-window -x "$(($1 + 1))" -y "$2"
-			sleep 0.05
-			tmux -S "$sock" resize-window -x "$1" -y "$2"
-		fi
-		sleep 0.02
-	done
+	tui_resize "$1" "$2" "$pid" || stop "resize to $1x$2: the terminal stays $resize_stuck"
 }
 
 start() {
