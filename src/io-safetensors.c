@@ -64,6 +64,9 @@ free_model_tables(rs_model *m)
 		free(m->metadata[i].value);
 	}
 	free(m->metadata);
+	for (i = 0; i < m->nbuffers; i++)
+		free(m->buffers[i]);
+	free(m->buffers);
 	free(m->path);
 	free(m);
 }
@@ -324,6 +327,7 @@ parse_image(const char *path, const unsigned char *bytes, const unsigned char *h
 	rs_model *m = rs_xcalloc(1, sizeof *m);
 
 	m->path = rs_xstrdup(path);
+	m->format = "safetensors";
 	m->map = bytes;
 	m->map_len = len;
 	m->file_size = len;
@@ -378,7 +382,7 @@ fail:
 }
 
 rs_model *
-rs_model_open(const char *path, rs_error *err)
+rs_safetensors_open(const char *path, rs_error *err)
 {
 	struct stat st;
 	void *map = NULL;
@@ -438,8 +442,8 @@ rs_model_close(rs_model *model)
 {
 	if (model == NULL)
 		return;
-	/* Only models from rs_model_open own a mapping; those from
-	 * rs_safetensors_parse borrow their bytes. */
+	/* Only models opened from a file own a mapping; those parsed from
+	 * memory borrow their bytes.  Every reader's model ends here. */
 	if (model->owns_map)
 		munmap((void *)model->map, model->map_len);
 	free_model_tables(model);

@@ -61,7 +61,7 @@ equals "$out" "" "no stdout on failure"
 
 printf 'not a model at all' >"$scratch/garbage.safetensors"
 run 1 "$RANKSCOPE" info "$scratch/garbage.safetensors"
-contains "$err" "garbage.safetensors: header length" "garbage file"
+contains "$err" "garbage.safetensors: not a weight file rankscope reads: looks like text" "garbage file"
 equals "$out" "" "no stdout for garbage"
 
 head -c 100000 "$model" >"$scratch/truncated.safetensors"

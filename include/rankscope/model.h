@@ -2,8 +2,14 @@
  * model.h — a weight file opened read-only by mmap.
  *
  * The model owns the mapping and every string and array below; tensor data
- * pointers point into the mapping, so nothing is copied.  All of it stays
- * valid until rs_model_close.
+ * pointers point into the mapping, so nothing is copied — except where the
+ * format makes that impossible (a deflated .npz entry is inflated, a
+ * Fortran-order array is put in C order), and then into `buffers`, which
+ * the model also owns.  All of it stays valid until rs_model_close.
+ *
+ * rs_model_open (model-open.c) recognises the format from the file's
+ * content and hands the file to that format's reader (io-safetensors.c,
+ * io-npy.c); every reader fills the same rs_model.
  */
 #ifndef RANKSCOPE_MODEL_H
 #define RANKSCOPE_MODEL_H
@@ -24,7 +30,8 @@ typedef struct rs_tensor {
 	size_t count;                /* number of elements: product of shape */
 	uint64_t offset;             /* byte offset of the data within the file */
 	size_t nbytes;
-	const unsigned char *data;   /* into the mapping; unaligned in general */
+	const unsigned char *data;   /* into the mapping or a buffer; unaligned in general;
+	                                always in C (row-major) element order */
 } rs_tensor;
 
 typedef struct rs_metadata_entry {
@@ -34,30 +41,59 @@ typedef struct rs_metadata_entry {
 
 typedef struct rs_model {
 	char *path;
+	const char *format;          /* the reader's name: "safetensors", "npy", "npz" */
 	uint64_t file_size;
 	const unsigned char *map;
 	size_t map_len;
 	bool owns_map;               /* true when opened from a file (munmap on close) */
-	uint64_t header_len;         /* the JSON header's length in bytes */
-	uint8_t header_sha256[RS_SHA256_LEN];  /* digest of the JSON header bytes */
+	uint64_t header_len;         /* the header's length in bytes (npy/npz: see io-npy.c) */
+	uint8_t header_sha256[RS_SHA256_LEN];  /* digest of the header bytes */
 	size_t ntensors;
-	rs_tensor *tensors;          /* in file (data offset) order */
+	rs_tensor *tensors;          /* in file order (safetensors: data offset; npz: archive) */
 	size_t nmetadata;
 	rs_metadata_entry *metadata;
+	size_t nbuffers;
+	void **buffers;              /* allocations tensor data points into; freed on close */
 } rs_model;
 
 /* Safetensors header length limit, as in the reference implementation. */
 #define RS_SAFETENSORS_MAX_HEADER 100000000u
 
+/* NumPy header limit: numpy's own reader refuses more than 10,000 bytes by
+ * default; this allows a hundred times that and still bounds the parse. */
+#define RS_NPY_MAX_HEADER (1u << 20)
+/* The most bytes an .npz model may inflate into memory in all (deflated
+ * entries cannot be mapped), so a zip bomb fails before it allocates. */
+#define RS_NPZ_MAX_INFLATED ((uint64_t)16 << 30)
+/* Deflate's best ratio is 1032:1; an entry declaring more is lying. */
+#define RS_NPZ_MAX_RATIO 1100u
+
 /*
- * Opens and validates a safetensors file.  On failure returns NULL and fills
- * err with a message naming the file and, where one is at fault, the tensor.
+ * Opens and validates a weight file of any format rankscope reads, which it
+ * recognises from the content (model-open.c).  On failure returns NULL and
+ * fills err with a message naming the file and, where one is at fault, the
+ * tensor; a file in no format it reads is RS_EFORMAT "PATH: not a weight
+ * file rankscope reads: looks like WHAT; ..." with the formats it reads.
  */
 rs_model *rs_model_open(const char *path, rs_error *err);
 
+/* The formats rs_model_open reads, for messages: "safetensors, ...". */
+const char *rs_model_formats(void);
+
+/* The readers behind rs_model_open; each validates only its own format. */
+rs_model *rs_safetensors_open(const char *path, rs_error *err);
+rs_model *rs_npy_open(const char *path, rs_error *err);
+rs_model *rs_npz_open(const char *path, rs_error *err);
+
+/* .npy / .npz images already in memory (tests, fuzzing); borrow `bytes`. */
+rs_model *rs_npy_parse(const char *path, const unsigned char *bytes, size_t len,
+                       rs_error *err);
+rs_model *rs_npz_parse(const char *path, const unsigned char *bytes, size_t len,
+                       rs_error *err);
+
 /*
- * Validates a safetensors image already in memory (used by rs_model_open and
- * by tests).  `path` is only used in messages.  The model borrows `bytes`.
+ * Validates a safetensors image already in memory (used by
+ * rs_safetensors_open and by tests).  `path` is only used in messages.  The model borrows `bytes`.
  */
 rs_model *rs_safetensors_parse(const char *path, const unsigned char *bytes,
                                size_t len, rs_error *err);

@@ -59,7 +59,7 @@ tests_fuzz_fuzz_lua_args_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
 fuzz-readers: $(noinst_PROGRAMS)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  case $$t in \
-	  safetensors) len=4096 ;; plan) len=8192 ;; cache) len=2048 ;; *) len=512 ;; \
+	  safetensors) len=4096 ;; plan) len=8192 ;; cache) len=2048 ;; npz) len=8192 ;; *) len=512 ;; \
 	  esac; \
 	  mkdir -p tests/fuzz/work/$$t tests/fuzz/artifacts; \
 	  echo "fuzz-readers: fuzz-$$t for $(FUZZ_SECONDS) s"; \
@@ -74,4 +74,17 @@ fuzz-readers:
 	@echo "fuzz-readers: the libFuzzer targets need a clang build configured for them:"; \
 	echo "  mkdir build-fuzz && cd build-fuzz && ../configure CC=clang --enable-fuzzing && make fuzz-readers"; \
 	echo "This build replays the committed corpora in make check (tests/fuzz/replay.sh)."
+endif
+
+# ---- fuzz-npz: the NumPy readers (io-npy.c: .npz through libzip, .npy) ----
+FUZZ_TARGETS += npz
+check_PROGRAMS += tests/fuzz/replay-npz
+tests_fuzz_replay_npz_SOURCES = tests/fuzz/fuzz-npz.c tests/fuzz/replay.c $(FUZZ_COMMON)
+tests_fuzz_replay_npz_LDADD = $(FUZZ_LIBS)
+EXTRA_DIST += tests/fuzz/npz.dict
+if FUZZING
+noinst_PROGRAMS += tests/fuzz/fuzz-npz
+tests_fuzz_fuzz_npz_SOURCES = tests/fuzz/fuzz-npz.c $(FUZZ_COMMON)
+tests_fuzz_fuzz_npz_LDADD = $(FUZZ_LIBS)
+tests_fuzz_fuzz_npz_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
 endif

@@ -10,7 +10,7 @@ corpora=$TESTS_SRCDIR/fuzz/corpus
 TMPDIR=$scratch
 export TMPDIR
 
-for target in safetensors plan cache lua-args; do
+for target in safetensors plan cache lua-args npz; do
 	checks=$((checks + 1))
 	if [ ! -d "$corpora/$target" ]; then
 		fail "no corpus $corpora/$target"

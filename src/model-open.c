@@ -1,0 +1,363 @@
+/*
+ * model-open.c — rs_model_open: which reader a weight file goes to.
+ *
+ * The format is recognised from the file's content, never from its name: a
+ * .bin can be anything, and a renamed file must still get the right reader
+ * or an honest refusal.  Two tables drive it.  `readers` holds the formats
+ * rankscope reads (name, sniff, open); adding a format is one row there and
+ * its module.  `lookalikes` holds formats it does not read, so that a
+ * refusal says what the file looks like ("an ONNX model") rather than how a
+ * safetensors parser choked on it.
+ *
+ * Sniffing reads the file with pread (the first PROBE_LEN bytes) and, for a
+ * zip, lists its entry names through libzip; nothing is mapped, so a file
+ * changing meanwhile cannot fault.  The chosen reader opens and validates
+ * the file itself from scratch.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zip.h>
+
+#include "rankscope/model.h"
+#include "rankscope/util.h"
+
+#define PROBE_LEN 65536
+#define ZIP_NAMES_MAX 4096   /* entries looked at to tell zips apart */
+
+typedef struct probe {
+	const unsigned char *head;   /* the file's first n bytes */
+	size_t n;
+	uint64_t size;
+	bool is_zip;                 /* libzip opened it */
+	size_t nentries;             /* of a zip */
+	size_t nnpy;                 /* entries named *.npy */
+	size_t npkl;                 /* entries named *data.pkl */
+	bool keras;                  /* has model.weights.h5 or config.json + .h5 */
+} probe;
+
+typedef struct reader {
+	const char *name;
+	bool (*sniff)(const probe *p);
+	rs_model *(*open)(const char *path, rs_error *err);
+} reader;
+
+typedef struct lookalike {
+	const char *what;            /* "an ONNX model (protobuf)" */
+	bool (*match)(const probe *p);
+} lookalike;
+
+static uint64_t
+le64(const unsigned char *b)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 7; i >= 0; i--)
+		v = v << 8 | b[i];
+	return v;
+}
+
+static bool
+starts(const probe *p, size_t at, const char *magic, size_t len)
+{
+	return p->n >= at + len && memcmp(p->head + at, magic, len) == 0;
+}
+
+/* A safetensors frame: a plausible header length, then '{'. */
+static bool
+sniff_safetensors(const probe *p)
+{
+	uint64_t hlen;
+
+	if (p->n < 9)
+		return false;
+	hlen = le64(p->head);
+	return hlen >= 2 && hlen <= RS_SAFETENSORS_MAX_HEADER && hlen <= p->size - 8 &&
+	       p->head[8] == '{';
+}
+
+static bool
+sniff_npy(const probe *p)
+{
+	return starts(p, 0, "\x93NUMPY", 6);
+}
+
+/* numpy.savez writes nothing but NAME.npy entries. */
+static bool
+sniff_npz(const probe *p)
+{
+	return p->is_zip && p->nentries > 0 && p->nnpy == p->nentries;
+}
+
+static const reader readers[] = {
+	{"safetensors", sniff_safetensors, rs_safetensors_open},
+	{"NumPy .npy", sniff_npy, rs_npy_open},
+	{"NumPy .npz (numpy.savez, numpy.savez_compressed)", sniff_npz, rs_npz_open},
+};
+#define NREADERS (sizeof readers / sizeof readers[0])
+
+static bool is_empty(const probe *p) { return p->size == 0; }
+static bool is_gguf(const probe *p) { return starts(p, 0, "GGUF", 4); }
+static bool is_gzip(const probe *p) { return starts(p, 0, "\x1f\x8b", 2); }
+static bool is_pytorch_zip(const probe *p) { return p->is_zip && p->npkl > 0; }
+static bool is_keras_zip(const probe *p) { return p->is_zip && p->keras; }
+static bool is_zip(const probe *p) { return p->is_zip || starts(p, 0, "PK\x03\x04", 4); }
+static bool is_tar(const probe *p) { return starts(p, 257, "ustar", 5); }
+
+/* The HDF5 superblock sits at 0, 512, 1024, 2048 ... (a user block may
+ * come first). */
+static bool
+is_hdf5(const probe *p)
+{
+	size_t at;
+
+	for (at = 0; at < p->n; at = at ? 2 * at : 512)
+		if (starts(p, at, "\x89HDF\r\n\x1a\n", 8))
+			return true;
+	return false;
+}
+
+/* torch.save before 1.6 (and with _use_new_zipfile_serialization=False):
+ * a pickle of PyTorch's magic number 0x1950a86a20f9469cfc6c. */
+static bool
+is_legacy_torch(const probe *p)
+{
+	return starts(p, 0, "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19", 14);
+}
+
+static bool
+is_pickle(const probe *p)
+{
+	return p->n >= 2 && p->head[0] == 0x80 && p->head[1] >= 2 && p->head[1] <= 5;
+}
+
+/*
+ * ONNX's ModelProto as every exporter writes it: field 1 (ir_version,
+ * varint, 1..15) first, then a length-delimited field among 2..8
+ * (producer_name, ..., graph, opset_import).
+ */
+static bool
+is_onnx(const probe *p)
+{
+	return p->n >= 3 && p->head[0] == 0x08 && p->head[1] >= 1 && p->head[1] <= 15 &&
+	       (p->head[2] & 7) == 2 && (p->head[2] >> 3) >= 2 && (p->head[2] >> 3) <= 8;
+}
+
+/* Valid UTF-8 of printable characters and whitespace, no NUL: text of
+ * some kind.  A multi-byte character cut by the probe's end still counts. */
+static bool
+is_text(const probe *p)
+{
+	size_t i = 0, k, more;
+
+	if (p->n == 0)
+		return false;
+	while (i < p->n) {
+		unsigned char c = p->head[i++];
+
+		if (c < 0x80) {
+			if ((c < 0x20 && c != '\n' && c != '\r' && c != '\t' && c != '\f') ||
+			    c == 0x7f)
+				return false;
+			continue;
+		}
+		more = c >= 0xf0 && c <= 0xf4 ? 3 : c >= 0xe0 ? 2 : c >= 0xc2 && c < 0xe0 ? 1 : 0;
+		if (more == 0 || c > 0xf4)
+			return false;
+		for (k = 0; k < more && i < p->n; k++, i++)
+			if ((p->head[i] & 0xc0) != 0x80)
+				return false;
+	}
+	return true;
+}
+
+static size_t
+first_nonspace(const probe *p)
+{
+	size_t i = 0;
+
+	while (i < p->n && (p->head[i] == ' ' || p->head[i] == '\n' ||
+	                    p->head[i] == '\r' || p->head[i] == '\t'))
+		i++;
+	return i;
+}
+
+static bool
+is_json(const probe *p)
+{
+	size_t i = first_nonspace(p);
+	return is_text(p) && i < p->n && (p->head[i] == '{' || p->head[i] == '[');
+}
+
+/* model.safetensors.index.json and its kin: {"metadata": ..., "weight_map": ...} */
+static bool
+is_hf_index(const probe *p)
+{
+	return is_json(p) && memmem(p->head, p->n, "\"weight_map\"", 12) != NULL;
+}
+
+/* Most specific first: a PyTorch zip is also a zip, an index is also JSON. */
+static const lookalike lookalikes[] = {
+	{"an empty file (0 bytes, too short for any format)", is_empty},
+	{"a PyTorch checkpoint (torch.save zip: an entry ends in data.pkl)", is_pytorch_zip},
+	{"a Keras 3 archive (.keras zip)", is_keras_zip},
+	{"a zip archive that is not an .npz (not every entry is NAME.npy)", is_zip},
+	{"a legacy PyTorch checkpoint (torch.save pickle)", is_legacy_torch},
+	{"a Python pickle (legacy PyTorch or joblib checkpoint?)", is_pickle},
+	{"a tar archive (legacy PyTorch torch.save tar format?)", is_tar},
+	{"a GGUF model (llama.cpp)", is_gguf},
+	{"an HDF5 file (Keras .h5 weights?)", is_hdf5},
+	{"a gzip-compressed file (decompress it first)", is_gzip},
+	{"an ONNX model (protobuf)", is_onnx},
+	{"a Hugging Face sharded-checkpoint index (JSON; open one of the shards its "
+	 "weight_map names)", is_hf_index},
+	{"JSON text", is_json},
+	{"text", is_text},
+};
+#define NLOOKALIKES (sizeof lookalikes / sizeof lookalikes[0])
+
+const char *
+rs_model_formats(void)
+{
+	static char list[256];
+	size_t i, o = 0;
+
+	if (list[0] == '\0')
+		for (i = 0; i < NREADERS; i++)
+			o += (size_t)snprintf(list + o, sizeof list - o, "%s%s",
+			                      i ? (i + 1 == NREADERS ? " and " : ", ") : "",
+			                      readers[i].name);
+	return list;
+}
+
+static bool
+ends_with(const char *s, const char *tail)
+{
+	size_t n = strlen(s), t = strlen(tail);
+	return n >= t && strcmp(s + n - t, tail) == 0;
+}
+
+/* Entry names of a zip, when libzip can read it as one. */
+static void
+probe_zip(int fd, probe *p)
+{
+	zip_t *z;
+	zip_int64_t n, i;
+	int zfd = dup(fd), zerr = 0;
+	bool config = false, h5 = false;
+
+	if (zfd < 0)
+		return;
+	z = zip_fdopen(zfd, ZIP_RDONLY, &zerr);
+	if (z == NULL) {
+		close(zfd);
+		return;
+	}
+	p->is_zip = true;
+	n = zip_get_num_entries(z, 0);
+	p->nentries = n > 0 ? (size_t)n : 0;
+	for (i = 0; i < n && i < ZIP_NAMES_MAX; i++) {
+		const char *name = zip_get_name(z, (zip_uint64_t)i, ZIP_FL_ENC_RAW);
+
+		if (name == NULL)
+			continue;
+		p->nnpy += ends_with(name, ".npy");
+		p->npkl += ends_with(name, "data.pkl");
+		config |= strcmp(name, "config.json") == 0;
+		h5 |= ends_with(name, ".h5");
+	}
+	if (n > ZIP_NAMES_MAX)
+		p->nnpy += (size_t)(n - ZIP_NAMES_MAX);   /* the reader checks them all */
+	p->keras = config && h5;
+	zip_discard(z);
+}
+
+/* What an unknown file starts with, for the message. */
+static void
+describe_bytes(const probe *p, char *buf, size_t len)
+{
+	size_t i, o;
+
+	o = (size_t)snprintf(buf, len, "data rankscope does not know (first bytes");
+	for (i = 0; i < p->n && i < 8 && o + 4 < len; i++)
+		o += (size_t)snprintf(buf + o, len - o, " %02x", p->head[i]);
+	snprintf(buf + o, len - o, ")");
+}
+
+rs_model *
+rs_model_open(const char *path, rs_error *err)
+{
+	unsigned char *head;
+	struct stat st;
+	ssize_t got;
+	probe p = {0};
+	const char *what = NULL;
+	char unknown[96];
+	size_t i;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rs_error_set(err, RS_EIO, "%s: cannot open: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) != 0) {
+		rs_error_set(err, RS_EIO, "%s: cannot stat: %s", path, strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		rs_error_set(err, RS_EIO, "%s: not a weight file rankscope reads: looks "
+		             "like %s (not a regular file); rankscope reads %s", path,
+		             S_ISDIR(st.st_mode) ? "a directory" : "a device or pipe",
+		             rs_model_formats());
+		return NULL;
+	}
+	head = rs_xmalloc(PROBE_LEN);
+	got = pread(fd, head, PROBE_LEN, 0);
+	if (got < 0) {
+		rs_error_set(err, RS_EIO, "%s: cannot read: %s", path, strerror(errno));
+		free(head);
+		close(fd);
+		return NULL;
+	}
+	p.head = head;
+	p.n = (size_t)got;
+	p.size = (uint64_t)st.st_size;
+	if (starts(&p, 0, "PK", 2))
+		probe_zip(fd, &p);
+	close(fd);
+
+	for (i = 0; i < NREADERS; i++)
+		if (readers[i].sniff(&p)) {
+			free(head);
+			return readers[i].open(path, err);
+		}
+	for (i = 0; i < NLOOKALIKES && what == NULL; i++)
+		if (lookalikes[i].match(&p))
+			what = lookalikes[i].what;
+	/* Binary data in no known format whose first 8 bytes still read as a
+	 * sane safetensors header length is most likely a damaged safetensors
+	 * file (truncated, say): its reader's diagnosis says more than
+	 * "unknown". */
+	if (what == NULL && (p.n < 8 || le64(p.head) <= RS_SAFETENSORS_MAX_HEADER)) {
+		free(head);
+		return rs_safetensors_open(path, err);
+	}
+	if (what == NULL) {
+		describe_bytes(&p, unknown, sizeof unknown);
+		what = unknown;
+	}
+	rs_error_set(err, RS_EFORMAT, "%s: not a weight file rankscope reads: looks like "
+	             "%s; rankscope reads %s", path, what, rs_model_formats());
+	free(head);
+	return NULL;
+}
