@@ -89,17 +89,6 @@ rs_cache_entry_path(const char *dir, const rs_cache_key *key)
 	return rs_xasprintf("%s/%s.spectrum", dir, hex);
 }
 
-static uint64_t
-get_u64(const unsigned char *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 static void
 put_u64(unsigned char *p, uint64_t v)
 {
@@ -124,9 +113,9 @@ rs_cache_load(const char *dir, const rs_cache_key *key, size_t rows,
 		goto out;
 	if (len != expected || memcmp(buf, entry_magic, 8) != 0 ||
 	    memcmp(buf + 8, key->digest, RS_SHA256_LEN) != 0 ||
-	    get_u64(buf + 8 + RS_SHA256_LEN) != rows ||
-	    get_u64(buf + 16 + RS_SHA256_LEN) != cols ||
-	    get_u64(buf + 24 + RS_SHA256_LEN) != k)
+	    rs_read_le(buf + 8 + RS_SHA256_LEN, 8) != rows ||
+	    rs_read_le(buf + 16 + RS_SHA256_LEN, 8) != cols ||
+	    rs_read_le(buf + 24 + RS_SHA256_LEN, 8) != k)
 		goto out;
 	rs_sha256(buf, len - RS_SHA256_LEN, digest);
 	if (memcmp(digest, buf + len - RS_SHA256_LEN, RS_SHA256_LEN) != 0)

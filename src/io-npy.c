@@ -60,16 +60,6 @@ static const descr_row descr_table[] = {
 	{"<c8", RS_DTYPE_C64},
 };
 
-static uint64_t
-le(const unsigned char *p, int n)
-{
-	uint64_t v = 0;
-
-	while (n-- > 0)
-		v = v << 8 | p[n];
-	return v;
-}
-
 /* ---- the header dict ------------------------------------------------------ */
 
 typedef struct lexer {
@@ -332,7 +322,7 @@ npy_frame(const unsigned char *b, size_t have, uint64_t total, size_t *prefix,
 	if (have < *prefix)
 		return HFAIL("%s: tensor '%s': too short for the %zu-byte npy preamble",
 		             path, tn, *prefix);
-	hlen = le(b + 8, b[6] == 1 ? 2 : 4);
+	hlen = rs_read_le(b + 8, b[6] == 1 ? 2 : 4);
 	if (hlen > RS_NPY_MAX_HEADER)
 		return HFAIL("%s: tensor '%s': npy header length %llu exceeds the limit of "
 		             "%u bytes", path, tn, (unsigned long long)hlen, RS_NPY_MAX_HEADER);
@@ -480,13 +470,9 @@ place_data(rs_model *m, rs_tensor *t, const unsigned char *src, bool fortran,
 static char *
 npy_tensor_name(const char *path)
 {
-	const char *base = strrchr(path, '/');
 	size_t n;
+	const char *base = rs_path_stem(path, ".npy", &n);
 
-	base = base ? base + 1 : path;
-	n = strlen(base);
-	if (n > 4 && strcmp(base + n - 4, ".npy") == 0)
-		n -= 4;
 	return rs_xstrndup(base, n);
 }
 
@@ -576,29 +562,29 @@ central_read(const char *path, const unsigned char *map, size_t len, central *c,
 	if ((st = rs_guard_copy(t, map + len - tail, tail, path, NULL, err)) != RS_OK)
 		goto out;
 	for (at = tail - 22 + 1; at-- > 0;)
-		if (le(t + at, 4) == 0x06054b50)
+		if (rs_read_le(t + at, 4) == 0x06054b50)
 			break;
 	if (at == (size_t)-1)
 		goto out;
-	n = le(t + at + 10, 2);
-	cdsize = le(t + at + 12, 4);
-	cdoff = le(t + at + 16, 4);
+	n = rs_read_le(t + at + 10, 2);
+	cdsize = rs_read_le(t + at + 12, 4);
+	cdoff = rs_read_le(t + at + 16, 4);
 	if (n == 0xffff || cdsize == 0xffffffff || cdoff == 0xffffffff) {
 		size_t eocd = len - tail + at;
 		uint64_t z64;
 
-		if (eocd < 20 || at < 20 || le(t + at - 20, 4) != 0x07064b50)
+		if (eocd < 20 || at < 20 || rs_read_le(t + at - 20, 4) != 0x07064b50)
 			goto out;
-		z64 = le(t + at - 20 + 8, 8);
+		z64 = rs_read_le(t + at - 20 + 8, 8);
 		if (z64 > len || len - z64 < 56)
 			goto out;
 		if ((st = rs_guard_copy(rec, map + z64, 56, path, NULL, err)) != RS_OK)
 			goto out;
-		if (le(rec, 4) != 0x06064b50)
+		if (rs_read_le(rec, 4) != 0x06064b50)
 			goto out;
-		n = le(rec + 32, 8);
-		cdsize = le(rec + 40, 8);
-		cdoff = le(rec + 48, 8);
+		n = rs_read_le(rec + 32, 8);
+		cdsize = rs_read_le(rec + 40, 8);
+		cdoff = rs_read_le(rec + 48, 8);
 	}
 	if (cdoff > len || cdsize > len - cdoff || n > cdsize / 46)
 		goto out;
@@ -613,31 +599,31 @@ central_read(const char *path, const unsigned char *map, size_t len, central *c,
 		cd_entry *ce = &c->entries[i];
 		size_t nlen, elen, clen, x;
 
-		if (cdsize - pos < 46 || le(e, 4) != 0x02014b50)
+		if (cdsize - pos < 46 || rs_read_le(e, 4) != 0x02014b50)
 			goto bad;
-		nlen = le(e + 28, 2), elen = le(e + 30, 2), clen = le(e + 32, 2);
+		nlen = rs_read_le(e + 28, 2), elen = rs_read_le(e + 30, 2), clen = rs_read_le(e + 32, 2);
 		if (cdsize - pos - 46 < nlen + elen + clen)
 			goto bad;
-		ce->method = (uint16_t)le(e + 10, 2);
-		ce->csize = le(e + 20, 4);
-		ce->usize = le(e + 24, 4);
-		ce->lho = le(e + 42, 4);
+		ce->method = (uint16_t)rs_read_le(e + 10, 2);
+		ce->csize = rs_read_le(e + 20, 4);
+		ce->usize = rs_read_le(e + 24, 4);
+		ce->lho = rs_read_le(e + 42, 4);
 		ce->name = e + 46;
 		ce->nlen = nlen;
 		/* zip64 extra: the fields that read 0xffffffff, in this order */
 		for (x = 0; x + 4 <= elen;) {
 			const unsigned char *f = e + 46 + nlen + x;
-			size_t id = le(f, 2), sz = le(f + 2, 2), o = 4;
+			size_t id = rs_read_le(f, 2), sz = rs_read_le(f + 2, 2), o = 4;
 
 			if (x + 4 + sz > elen)
 				goto bad;
 			if (id == 1) {
 				if (ce->usize == 0xffffffff && o + 8 <= 4 + sz)
-					ce->usize = le(f + o, 8), o += 8;
+					ce->usize = rs_read_le(f + o, 8), o += 8;
 				if (ce->csize == 0xffffffff && o + 8 <= 4 + sz)
-					ce->csize = le(f + o, 8), o += 8;
+					ce->csize = rs_read_le(f + o, 8), o += 8;
 				if (ce->lho == 0xffffffff && o + 8 <= 4 + sz)
-					ce->lho = le(f + o, 8);
+					ce->lho = rs_read_le(f + o, 8);
 			}
 			x += 4 + sz;
 		}
@@ -679,9 +665,9 @@ stored_offset(const char *path, const unsigned char *map, size_t len,
 		return RS_OK;
 	if ((st = rs_guard_copy(lh, map + ce->lho, 30, path, NULL, err)) != RS_OK)
 		return st;
-	nlen = le(lh + 26, 2);
-	elen = le(lh + 28, 2);
-	if (le(lh, 4) != 0x04034b50 || nlen != ce->nlen || len - ce->lho - 30 < nlen + elen)
+	nlen = rs_read_le(lh + 26, 2);
+	elen = rs_read_le(lh + 28, 2);
+	if (rs_read_le(lh, 4) != 0x04034b50 || nlen != ce->nlen || len - ce->lho - 30 < nlen + elen)
 		return RS_OK;
 	start = ce->lho + 30 + nlen + elen;
 	if (zs->size > len - start)

@@ -30,17 +30,6 @@
 
 #define NAME_SHOWN 160
 
-static uint64_t
-read_le64(const unsigned char *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 static void
 free_tensors(rs_tensor *tensors, size_t n)
 {
@@ -268,7 +257,7 @@ parse_header(rs_model *m, const unsigned char *bytes, size_t len, rs_error *err)
 		return rs_error_set(err, RS_EFORMAT,
 		    "%s: file is %zu bytes, too short for the 8-byte header length",
 		    m->path, len);
-	n = read_le64(bytes);
+	n = rs_read_le(bytes, 8);
 	if (n > RS_SAFETENSORS_MAX_HEADER)
 		return rs_error_set(err, RS_EFORMAT,
 		    "%s: header length %llu exceeds the limit of %u bytes", m->path,
@@ -363,7 +352,7 @@ copy_header(const char *path, const unsigned char *map, size_t len, rs_error *er
 		goto fail;
 	if (len < 8)
 		return copy;
-	hlen = read_le64(copy);
+	hlen = rs_read_le(copy, 8);
 	if (hlen > RS_SAFETENSORS_MAX_HEADER || hlen > len - 8)
 		return copy;          /* parse_header refuses it from 8 bytes */
 	bigger = realloc(copy, 8 + (size_t)hlen);

@@ -921,13 +921,9 @@ push_params(lua_State *L, int t, const rs_strategy_info *info,
 static void
 set_running_strategy(rs_script *s, const char *path)
 {
-	const char *base = strrchr(path, '/');
 	size_t len;
+	const char *base = rs_path_stem(path, ".lua", &len);
 
-	base = base ? base + 1 : path;
-	len = strlen(base);
-	if (len > 4 && strcmp(base + len - 4, ".lua") == 0)
-		len -= 4;
 	snprintf(s->running, sizeof s->running, "strategy %.*s", (int)len, base);
 }
 

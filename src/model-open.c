@@ -53,17 +53,6 @@ typedef struct lookalike {
 	bool (*match)(const probe *p);
 } lookalike;
 
-static uint64_t
-le64(const unsigned char *b)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 7; i >= 0; i--)
-		v = v << 8 | b[i];
-	return v;
-}
-
 static bool
 starts(const probe *p, size_t at, const char *magic, size_t len)
 {
@@ -78,7 +67,7 @@ sniff_safetensors(const probe *p)
 
 	if (p->n < 9)
 		return false;
-	hlen = le64(p->head);
+	hlen = rs_read_le(p->head, 8);
 	return hlen >= 2 && hlen <= RS_SAFETENSORS_MAX_HEADER && hlen <= p->size - 8 &&
 	       p->head[8] == '{';
 }
@@ -348,7 +337,7 @@ rs_model_open(const char *path, rs_error *err)
 	 * sane safetensors header length is most likely a damaged safetensors
 	 * file (truncated, say): its reader's diagnosis says more than
 	 * "unknown". */
-	if (what == NULL && (p.n < 8 || le64(p.head) <= RS_SAFETENSORS_MAX_HEADER)) {
+	if (what == NULL && (p.n < 8 || rs_read_le(p.head, 8) <= RS_SAFETENSORS_MAX_HEADER)) {
 		free(head);
 		return rs_safetensors_open(path, err);
 	}

@@ -188,3 +188,27 @@ rs_smallest_within(size_t n, double eps, double (*curve)(const void *obj, size_t
 	}
 	return lo;
 }
+
+uint64_t
+rs_read_le(const unsigned char *p, int nbytes)
+{
+	uint64_t v = 0;
+
+	while (nbytes-- > 0)
+		v = v << 8 | p[nbytes];
+	return v;
+}
+
+const char *
+rs_path_stem(const char *path, const char *suffix, size_t *len)
+{
+	const char *base = strrchr(path, '/');
+	size_t n, ns = strlen(suffix);
+
+	base = base ? base + 1 : path;
+	n = strlen(base);
+	if (n > ns && strcmp(base + n - ns, suffix) == 0)
+		n -= ns;
+	*len = n;
+	return base;
+}

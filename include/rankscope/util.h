@@ -42,6 +42,14 @@ void rs_format_bytes(char *buf, size_t len, uint64_t bytes);
  */
 const char *rs_printable(char *buf, size_t len, const char *s);
 
+/* The unsigned little-endian integer in p[0..nbytes) (nbytes <= 8), read
+ * byte by byte: file fields need no alignment. */
+uint64_t rs_read_le(const unsigned char *p, int nbytes);
+
+/* The last component of `path` without `suffix` (when it ends so): its
+ * start, and its length in *len.  "dir/w.npy", ".npy" -> "w". */
+const char *rs_path_stem(const char *path, const char *suffix, size_t *len);
+
 /* Number of online processors, at least 1. */
 int rs_cpu_count(void);
 
