@@ -4,8 +4,11 @@
  *
  * While the workbench runs, the plan is written to a recovery file in the
  * state directory ($XDG_STATE_HOME/rankscope, or ~/.local/state/rankscope)
- * whenever it has changed and at most once a second, with the same writer
- * as `w` (atomic: a crash during the write leaves the previous copy).  A
+ * whenever it has changed and at most once a second, as the same JSON as
+ * `w` writes, atomically (a crash during the write leaves the previous
+ * copy) but without fsync: the copy has to outlive the process, not the
+ * machine, and an fsync on the UI thread could stall a key for as long as
+ * the disk takes.  A
  * clean exit removes it, since the user has then saved or chosen not to.
  *
  * The crash report is written from the fatal-signal handler, so it uses
@@ -103,12 +106,17 @@ tui_recovery_poll(tui *t)
 {
 	time_t now = time(NULL);
 	rs_error err;
+	rs_status st;
+	char *text;
 
 	if (now == t->recovery_time || !tui_recovery_pending(t))
 		return;
 	t->recovery_time = now;
-	if (rs_plan_save(t->recovery_path, t->model, t->layers, t->nlayers, t->analyses,
-	                 &t->plan, &t->origin, &err) != RS_OK) {
+	text = rs_plan_to_json(t->model, t->layers, t->nlayers, t->analyses, &t->plan,
+	                       &t->origin, 2);
+	st = rs_file_write_atomic(t->recovery_path, text, strlen(text), false, &err);
+	free(text);
+	if (st != RS_OK) {
 		/* Said once; the workbench goes on without a recovery copy. */
 		tui_message(t, true, "cannot keep a recovery copy of the plan: %s", err.msg);
 		t->recovery_dir_ok = false;
