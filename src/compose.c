@@ -304,10 +304,10 @@ convert_factor(void *arg)
 	const factor_args *a = arg;
 	const rs_tensor *t = a->t;
 	size_t rows = t->shape[0], cols = t->shape[1];
-	size_t esize = rs_dtype_get(t->dtype)->bits / 8, i;
+	size_t rowbytes = rs_dtype_nbytes(t->dtype, cols), i;
 
 	for (i = 0; i < rows; i++)
-		rs_dtype_to_double(t->dtype, t->data + i * cols * esize, cols, a->dst + i, rows);
+		rs_dtype_to_double(t->dtype, t->data + i * rowbytes, cols, a->dst + i, rows);
 }
 
 /* A factor as a column-major double matrix (row-major tensor read across). */

@@ -8,26 +8,26 @@
 #include "rankscope/dtype.h"
 
 static const rs_dtype_info dtype_table[RS_DTYPE_COUNT] = {
-	[RS_DTYPE_BOOL] = {"BOOL", 8, false},
-	[RS_DTYPE_U8] = {"U8", 8, false},
-	[RS_DTYPE_I8] = {"I8", 8, false},
-	[RS_DTYPE_F8_E5M2] = {"F8_E5M2", 8, false},
-	[RS_DTYPE_F8_E4M3] = {"F8_E4M3", 8, false},
-	[RS_DTYPE_F8_E8M0] = {"F8_E8M0", 8, false},
-	[RS_DTYPE_I16] = {"I16", 16, false},
-	[RS_DTYPE_U16] = {"U16", 16, false},
-	[RS_DTYPE_F16] = {"F16", 16, true},
-	[RS_DTYPE_BF16] = {"BF16", 16, true},
-	[RS_DTYPE_I32] = {"I32", 32, false},
-	[RS_DTYPE_U32] = {"U32", 32, false},
-	[RS_DTYPE_F32] = {"F32", 32, true},
-	[RS_DTYPE_F64] = {"F64", 64, true},
-	[RS_DTYPE_I64] = {"I64", 64, false},
-	[RS_DTYPE_U64] = {"U64", 64, false},
-	[RS_DTYPE_C64] = {"C64", 64, false},
-	[RS_DTYPE_F4] = {"F4", 4, false},
-	[RS_DTYPE_F6_E2M3] = {"F6_E2M3", 6, false},
-	[RS_DTYPE_F6_E3M2] = {"F6_E3M2", 6, false},
+	[RS_DTYPE_BOOL] = {"BOOL", 8, false, 0, 0, true},
+	[RS_DTYPE_U8] = {"U8", 8, false, 0, 0, true},
+	[RS_DTYPE_I8] = {"I8", 8, false, 0, 0, true},
+	[RS_DTYPE_F8_E5M2] = {"F8_E5M2", 8, false, 0, 0, true},
+	[RS_DTYPE_F8_E4M3] = {"F8_E4M3", 8, false, 0, 0, true},
+	[RS_DTYPE_F8_E8M0] = {"F8_E8M0", 8, false, 0, 0, true},
+	[RS_DTYPE_I16] = {"I16", 16, false, 0, 0, true},
+	[RS_DTYPE_U16] = {"U16", 16, false, 0, 0, true},
+	[RS_DTYPE_F16] = {"F16", 16, true, 0, 0, true},
+	[RS_DTYPE_BF16] = {"BF16", 16, true, 0, 0, true},
+	[RS_DTYPE_I32] = {"I32", 32, false, 0, 0, true},
+	[RS_DTYPE_U32] = {"U32", 32, false, 0, 0, true},
+	[RS_DTYPE_F32] = {"F32", 32, true, 0, 0, true},
+	[RS_DTYPE_F64] = {"F64", 64, true, 0, 0, true},
+	[RS_DTYPE_I64] = {"I64", 64, false, 0, 0, true},
+	[RS_DTYPE_U64] = {"U64", 64, false, 0, 0, true},
+	[RS_DTYPE_C64] = {"C64", 64, false, 0, 0, true},
+	[RS_DTYPE_F4] = {"F4", 4, false, 0, 0, true},
+	[RS_DTYPE_F6_E2M3] = {"F6_E2M3", 6, false, 0, 0, true},
+	[RS_DTYPE_F6_E3M2] = {"F6_E3M2", 6, false, 0, 0, true},
 };
 
 const rs_dtype_info *
@@ -36,13 +36,29 @@ rs_dtype_get(rs_dtype dtype)
 	return (unsigned)dtype < RS_DTYPE_COUNT ? &dtype_table[dtype] : NULL;
 }
 
+unsigned long long
+rs_dtype_storage_bits(rs_dtype dtype, size_t count)
+{
+	const rs_dtype_info *d = rs_dtype_get(dtype);
+
+	if (d->block)
+		return (unsigned long long)(count / d->block) * d->block_bytes * 8;
+	return (unsigned long long)count * d->bits;
+}
+
+size_t
+rs_dtype_nbytes(rs_dtype dtype, size_t count)
+{
+	return (size_t)(rs_dtype_storage_bits(dtype, count) / 8);
+}
+
 bool
 rs_dtype_parse(const char *name, rs_dtype *out)
 {
 	int i;
 
 	for (i = 0; i < RS_DTYPE_COUNT; i++) {
-		if (strcmp(dtype_table[i].name, name) == 0) {
+		if (dtype_table[i].in_safetensors && strcmp(dtype_table[i].name, name) == 0) {
 			*out = (rs_dtype)i;
 			return true;
 		}

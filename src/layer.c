@@ -254,10 +254,10 @@ convert_rows(void *arg)
 	const convert_args *c = arg;
 	const rs_layer *layer = c->layer;
 	const rs_tensor *t = layer->tensor;
-	size_t esize = rs_dtype_get(t->dtype)->bits / 8, i;
+	size_t rowbytes = rs_dtype_nbytes(t->dtype, layer->cols), i;
 
 	for (i = 0; i < layer->rows; i++)
-		rs_dtype_to_double(t->dtype, t->data + i * layer->cols * esize,
+		rs_dtype_to_double(t->dtype, t->data + i * rowbytes,
 		                   layer->cols, c->dst + i, c->ld);
 }
 

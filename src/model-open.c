@@ -85,17 +85,11 @@ sniff_npz(const probe *p)
 	return p->is_zip && p->nentries > 0 && p->nnpy == p->nentries;
 }
 
-static const reader readers[] = {
-	{"safetensors", sniff_safetensors, rs_safetensors_open},
-	{"NumPy .npy", sniff_npy, rs_npy_open},
-	{"NumPy .npz (numpy.savez, numpy.savez_compressed)", sniff_npz, rs_npz_open},
-};
 #define NREADERS (sizeof readers / sizeof readers[0])
 
 static bool is_empty(const probe *p) { return p->size == 0; }
 static bool is_gguf(const probe *p) { return starts(p, 0, "GGUF", 4); }
 static bool is_gzip(const probe *p) { return starts(p, 0, "\x1f\x8b", 2); }
-static bool is_pytorch_zip(const probe *p) { return p->is_zip && p->npkl > 0; }
 static bool is_keras_zip(const probe *p) { return p->is_zip && p->keras; }
 static bool is_zip(const probe *p) { return p->is_zip || starts(p, 0, "PK\x03\x04", 4); }
 static bool is_tar(const probe *p) { return starts(p, 257, "ustar", 5); }
@@ -138,6 +132,24 @@ is_onnx(const probe *p)
 	return p->n >= 3 && p->head[0] == 0x08 && p->head[1] >= 1 && p->head[1] <= 15 &&
 	       (p->head[2] & 7) == 2 && (p->head[2] >> 3) >= 2 && (p->head[2] >> 3) <= 8;
 }
+
+/* torch.save since 1.6: a zip whose entries sit under one ARCHIVE/ folder,
+ * ARCHIVE/data.pkl among them. */
+static bool
+sniff_torch(const probe *p)
+{
+	return p->is_zip && p->npkl > 0;
+}
+
+static const reader readers[] = {
+	{"safetensors", sniff_safetensors, rs_safetensors_open},
+	{"NumPy .npy", sniff_npy, rs_npy_open},
+	{"NumPy .npz (numpy.savez, numpy.savez_compressed)", sniff_npz, rs_npz_open},
+	{"PyTorch checkpoints (torch.save zip: .pt, .pth, .bin)", sniff_torch, rs_torch_open},
+	{"ONNX models", is_onnx, rs_onnx_open},
+	{"GGUF v2 and v3 (llama.cpp)", is_gguf, rs_gguf_open},
+};
+#define NREADERS (sizeof readers / sizeof readers[0])
 
 /* Valid UTF-8 of printable characters and whitespace, no NUL: text of
  * some kind.  A multi-byte character cut by the probe's end still counts. */
@@ -195,16 +207,15 @@ is_hf_index(const probe *p)
 /* Most specific first: a PyTorch zip is also a zip, an index is also JSON. */
 static const lookalike lookalikes[] = {
 	{"an empty file (0 bytes, too short for any format)", is_empty},
-	{"a PyTorch checkpoint (torch.save zip: an entry ends in data.pkl)", is_pytorch_zip},
 	{"a Keras 3 archive (.keras zip)", is_keras_zip},
 	{"a zip archive that is not an .npz (not every entry is NAME.npy)", is_zip},
-	{"a legacy PyTorch checkpoint (torch.save pickle)", is_legacy_torch},
+	{"a legacy PyTorch checkpoint (torch.save before 1.6, a bare pickle); convert it "
+	 "with torch.save(torch.load(F), F2), which writes the zip format", is_legacy_torch},
 	{"a Python pickle (legacy PyTorch or joblib checkpoint?)", is_pickle},
-	{"a tar archive (legacy PyTorch torch.save tar format?)", is_tar},
-	{"a GGUF model (llama.cpp)", is_gguf},
+	{"a tar archive (PyTorch's oldest torch.save format?); convert it with "
+	 "torch.save(torch.load(F), F2), which writes the zip format", is_tar},
 	{"an HDF5 file (Keras .h5 weights?)", is_hdf5},
 	{"a gzip-compressed file (decompress it first)", is_gzip},
-	{"an ONNX model (protobuf)", is_onnx},
 	{"a Hugging Face sharded-checkpoint index (JSON; open one of the shards its "
 	 "weight_map names)", is_hf_index},
 	{"JSON text", is_json},
@@ -215,7 +226,7 @@ static const lookalike lookalikes[] = {
 const char *
 rs_model_formats(void)
 {
-	static char list[256];
+	static char list[512];
 	size_t i, o = 0;
 
 	if (list[0] == '\0')

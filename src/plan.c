@@ -289,12 +289,11 @@ rs_layer_dense_bits(const rs_layer *layer)
 	size_t k;
 
 	if (layer->group == NULL)
-		return (uint64_t)layer->rows * layer->cols *
-		       rs_dtype_get(layer->tensor->dtype)->bits;
+		return rs_dtype_storage_bits(layer->tensor->dtype, layer->rows * layer->cols);
 	/* a composed layer kept as it is keeps its factors */
 	for (k = 0; k < layer->group->nfactors; k++)
-		bits += (uint64_t)layer->group->factors[k]->count *
-		        rs_dtype_get(layer->group->factors[k]->dtype)->bits;
+		bits += rs_dtype_storage_bits(layer->group->factors[k]->dtype,
+		                              layer->group->factors[k]->count);
 	return bits;
 }
 

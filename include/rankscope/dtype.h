@@ -20,12 +20,23 @@ typedef enum rs_dtype {
 
 typedef struct rs_dtype_info {
 	const char *name;     /* as spelled in safetensors headers */
-	unsigned bits;        /* storage bits per element */
+	unsigned bits;        /* storage bits per element (block types: 0, see below) */
 	bool is_float;        /* convertible to double by rs_dtype_to_double */
+	/* Block-quantised types (GGUF's Q4_0, Q4_K, ...) store `block`
+	 * elements in `block_bytes` bytes; elementwise types have block 0. */
+	unsigned block;
+	unsigned block_bytes;
+	bool in_safetensors;  /* a dtype safetensors headers may name */
 } rs_dtype_info;
 
 const rs_dtype_info *rs_dtype_get(rs_dtype dtype);
-/* Looks a header spelling up; false when unknown. */
+/* Bits `count` elements occupy in storage (a whole number of blocks for a
+ * block type: the caller has checked count is a multiple of the block). */
+unsigned long long rs_dtype_storage_bits(rs_dtype dtype, size_t count);
+/* Bytes of `count` elements starting at element 0 (or at a block start). */
+size_t rs_dtype_nbytes(rs_dtype dtype, size_t count);
+
+/* Looks a safetensors header spelling up; false when unknown. */
 bool rs_dtype_parse(const char *name, rs_dtype *out);
 
 /* IEEE half and bfloat16 to double (exact: every value is representable). */

@@ -22,6 +22,30 @@
 #include "rankscope/error.h"
 #include "rankscope/sha256.h"
 
+/*
+ * How a 2-D weight is stored.  PyTorch, safetensors and GGUF (in its ne[]
+ * order reversed) keep a linear layer's weight as out x in; ONNX MatMul
+ * and Gemm with transB=0, Paddle and tfjs keep it in x out.  A reader
+ * that knows sets it; the user's --layout overrides it (layer.c).
+ */
+typedef enum rs_tensor_layout {
+	RS_LAYOUT_OUT_IN = 0,        /* rows = outputs: the default */
+	RS_LAYOUT_IN_OUT             /* stored transposed */
+} rs_tensor_layout;
+
+/*
+ * What the network does with a tensor, when the file says (ONNX: the op
+ * consuming it) or the user does; RS_ROLE_UNKNOWN leaves it to the shape
+ * and name rules of layer.c.
+ */
+typedef enum rs_tensor_role {
+	RS_ROLE_UNKNOWN = 0,
+	RS_ROLE_LINEAR,              /* multiplies activations: MatMul, Gemm */
+	RS_ROLE_CONV,                /* a convolution kernel (groups below) */
+	RS_ROLE_EMBEDDING,           /* rows looked up by index: Gather */
+	RS_ROLE_OTHER                /* consumed some other way: not a layer */
+} rs_tensor_role;
+
 typedef struct rs_tensor {
 	char *name;
 	rs_dtype dtype;
@@ -32,6 +56,9 @@ typedef struct rs_tensor {
 	size_t nbytes;
 	const unsigned char *data;   /* into the mapping or a buffer; unaligned in general;
 	                                always in C (row-major) element order */
+	rs_tensor_layout layout;     /* filled by readers that know; else OUT_IN */
+	rs_tensor_role role;         /* filled by readers that know; else UNKNOWN */
+	size_t groups;               /* a convolution's group count; 0 = not known */
 } rs_tensor;
 
 typedef struct rs_metadata_entry {
@@ -49,7 +76,11 @@ typedef struct rs_model {
 	uint64_t header_len;         /* the header's length in bytes (npy/npz: see io-npy.c) */
 	uint8_t header_sha256[RS_SHA256_LEN];  /* digest of the header bytes */
 	size_t ntensors;
-	rs_tensor *tensors;          /* in file order (safetensors: data offset; npz: archive) */
+	rs_tensor *tensors;          /* in the network's order (see network_order) */
+	bool network_order;          /* the reader put tensors in the network's order
+	                                (ONNX graph, state_dict insertion, GGUF, index);
+	                                otherwise rs_model_open sorts them by name in
+	                                natural order, "layers.9" before "layers.10" */
 	size_t nmetadata;
 	rs_metadata_entry *metadata;
 	size_t nbuffers;
@@ -84,6 +115,19 @@ const char *rs_model_formats(void);
 rs_model *rs_safetensors_open(const char *path, rs_error *err);
 rs_model *rs_npy_open(const char *path, rs_error *err);
 rs_model *rs_npz_open(const char *path, rs_error *err);
+rs_model *rs_torch_open(const char *path, rs_error *err);   /* io-torch.c */
+rs_model *rs_onnx_open(const char *path, rs_error *err);    /* io-onnx.c */
+rs_model *rs_gguf_open(const char *path, rs_error *err);    /* io-gguf.c */
+
+/* Images already in memory (tests, fuzzing); the model borrows `bytes`
+ * (a torch zip's deflated entries are inflated into buffers; an ONNX
+ * image's external data files are looked up next to `path`). */
+rs_model *rs_torch_parse(const char *path, const unsigned char *bytes, size_t len,
+                         rs_error *err);
+rs_model *rs_onnx_parse(const char *path, const unsigned char *bytes, size_t len,
+                        rs_error *err);
+rs_model *rs_gguf_parse(const char *path, const unsigned char *bytes, size_t len,
+                        rs_error *err);
 
 /* .npy / .npz images already in memory (tests, fuzzing); borrow `bytes`. */
 rs_model *rs_npy_parse(const char *path, const unsigned char *bytes, size_t len,

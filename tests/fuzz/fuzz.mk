@@ -59,7 +59,8 @@ tests_fuzz_fuzz_lua_args_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
 fuzz-readers: $(noinst_PROGRAMS)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  case $$t in \
-	  safetensors) len=4096 ;; plan) len=8192 ;; cache) len=2048 ;; npz) len=8192 ;; *) len=512 ;; \
+	  safetensors) len=4096 ;; plan) len=8192 ;; cache) len=2048 ;; npz|onnx|gguf) len=8192 ;; \
+	  torch) len=16384 ;; *) len=512 ;; \
 	  esac; \
 	  mkdir -p tests/fuzz/work/$$t tests/fuzz/artifacts; \
 	  echo "fuzz-readers: fuzz-$$t for $(FUZZ_SECONDS) s"; \

@@ -1,0 +1,1 @@
+# src/sharded.mk — Hugging Face sharded checkpoints (src/io-sharded.c).
