@@ -94,7 +94,7 @@ return {
 		  help = "conv layers: try every fold scheme, or only the layer's" },
 	},
 	run = function(model, plan, params)
-		local layers = model:layers()
+		local layers = model:layers{ allows = "grouped" }
 		local opts, dense_total, candidates = {}, 0, { 0 }
 		for i, layer in ipairs(layers) do
 			opts[i] = options(layer, params)

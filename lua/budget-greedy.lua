@@ -76,7 +76,7 @@ function M.total(layers, lambda, params)
 end
 
 function M.run(model, plan, params)
-	local layers = model:layers()
+	local layers = model:layers{ allows = "lowrank" }
 	local before, minimum = 0, 0
 	for _, layer in ipairs(layers) do
 		before = before + dense_cost(layer, params.metric)

@@ -43,7 +43,7 @@ function M.total(layers, eps, params)
 end
 
 function M.run(model, plan, params)
-	local layers = model:layers()
+	local layers = model:layers{ allows = "lowrank" }
 	local before = 0
 	for _, layer in ipairs(layers) do before = before + cost(layer, nil, params.metric) end
 	local limit = params.budget * before

@@ -10,7 +10,7 @@ return {
 	},
 	run = function(model, plan, params)
 		local compressed = 0
-		for _, layer in ipairs(model:layers()) do
+		for _, layer in ipairs(model:layers{ allows = "lowrank" }) do
 			local r = math.max(1, layer:rank_for_energy(params.energy))
 			if r < layer.k and layer:pays(r) then
 				plan:set(layer, { rank = r })

@@ -31,6 +31,7 @@ local quantizers = { "uniform-tensor", "uniform-channel", "kmeans", "binary", "t
 function M.options(layer, plan, params)
 	local opts = { { spec = { method = "dense" }, err2 = 0, bits = layer:storage() } }
 	local function add(spec)
+		if not layer:allows(spec.method or "lowrank") then return end
 		local f = plan:set(layer, spec)
 		if f.method ~= "dense" then
 			opts[#opts + 1] = { spec = spec, err2 = f.err_fro ^ 2, bits = f.bits }

@@ -50,7 +50,7 @@ end
 
 function M.run(model, plan, params)
 	local compressed = 0
-	for _, layer in ipairs(model:layers()) do
+	for _, layer in ipairs(model:layers{ allows = "lowrank" }) do
 		local r = M.choose(layer, params)
 		if r then
 			plan:set(layer, { rank = r })

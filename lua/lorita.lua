@@ -21,7 +21,7 @@ return {
 		  default = "dense", help = "layers that are not composed: dense, or the same rule" },
 	},
 	run = function(model, plan, params)
-		local layers = model:layers()
+		local layers = model:layers{ allows = "lowrank" }
 		local chosen, global_max = {}, 0
 		for _, layer in ipairs(layers) do
 			if is_composed(layer) or params.others == "threshold" then

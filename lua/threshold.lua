@@ -18,7 +18,7 @@ return {
 		  default = "layer", help = "sigma_max of each layer, or of the whole model" },
 	},
 	run = function(model, plan, params)
-		local layers = model:layers()
+		local layers = model:layers{ allows = "lowrank" }
 		local global_max = 0
 		for _, layer in ipairs(layers) do
 			global_max = math.max(global_max, layer:spec_norm())

@@ -80,7 +80,7 @@ return {
 		  default = "lowrank", help = "linear layers: low rank, or left dense" },
 	},
 	run = function(model, plan, params)
-		local layers = model:layers()
+		local layers = model:layers{ allows = "tucker2" }
 		local all, before = {}, 0
 		for i, layer in ipairs(layers) do
 			local opts

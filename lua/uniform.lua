@@ -15,7 +15,7 @@ return {
 	},
 	run = function(model, plan, params)
 		local compressed = 0
-		for _, layer in ipairs(model:layers()) do
+		for _, layer in ipairs(model:layers{ allows = "lowrank" }) do
 			local r
 			if params.metric == "rank" then
 				r = math.max(1, math.floor(params.keep * layer.k + 0.5))

@@ -36,7 +36,7 @@ apply_decomposition_shapes(const rs_layer *l, const rs_plan_entry *e,
                            apply_part_shape *parts)
 {
 	bool conv = l->kind == RS_LAYER_CONV;
-	const size_t *s = l->tensor->shape;
+	const size_t *s = l->kshape;
 	size_t f = conv ? s[0] : l->rows, c = conv ? s[1] : l->cols;
 	size_t kh = conv ? s[2] : 1, kw = conv ? s[3] : 1, m, n, k;
 	char suffix[24];
@@ -104,7 +104,7 @@ tensor_to_matrix(const rs_layer *l, const double *t, double *approx)
 
 	for (j = 0; j < l->cols; j++)
 		for (i = 0; i < l->rows; i++)
-			approx[i + j * l->rows] = t[rs_layer_tensor_index(l, i, j)];
+			approx[i + j * l->rows] = t[rs_layer_kernel_index(l, i, j)];
 }
 
 static rs_status

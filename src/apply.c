@@ -87,6 +87,23 @@ add_quant_parts(out_tensor *outs, size_t *n, const char *name, size_t i, int par
 		add_part(outs, n, name, "quant.codebook", i, part + 1, RS_DTYPE_F32, levels, 0);
 }
 
+/*
+ * A tensor copied through keeps its dtype, except a GGUF block type
+ * (Q4_K ...): safetensors has none, so it is written as F32, the values
+ * ggml dequantises it to (dtype.h), which float32 holds exactly.
+ */
+static rs_dtype
+source_dtype(const rs_tensor *t)
+{
+	return rs_dtype_get(t->dtype)->block ? RS_DTYPE_F32 : t->dtype;
+}
+
+static size_t
+source_nbytes(const rs_tensor *t)
+{
+	return rs_dtype_get(t->dtype)->block ? t->count * sizeof(float) : t->nbytes;
+}
+
 /* The output tensors of one input tensor under the plan. */
 static void
 plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
@@ -108,7 +125,7 @@ plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
 		memset(o, 0, sizeof *o);
 		o->name = rs_xstrdup(t->name);
 		o->source = t;
-		o->nbytes = t->nbytes;
+		o->nbytes = source_nbytes(t);
 		return;
 	}
 	if (l->group != NULL) {
@@ -199,7 +216,7 @@ build_header(const rs_model *model, const out_tensor *outs, size_t nouts,
 		json_t *o = json_object(), *shape = json_array(), *offs = json_array();
 		const size_t *dims = outs[i].source ? outs[i].source->shape : outs[i].shape;
 		size_t d, ndim = outs[i].source ? outs[i].source->ndim : outs[i].ndim;
-		rs_dtype dtype = outs[i].source ? outs[i].source->dtype : outs[i].dtype;
+		rs_dtype dtype = outs[i].source ? source_dtype(outs[i].source) : outs[i].dtype;
 
 		json_object_set_new(o, "dtype", json_string(rs_dtype_get(dtype)->name));
 		for (d = 0; d < ndim; d++)
@@ -584,6 +601,65 @@ out:
 	return st;
 }
 
+/* A run of whole blocks decoded to doubles (under the guard: loads and
+ * stores only). */
+typedef struct decode_args {
+	rs_dtype dtype;
+	const unsigned char *src;
+	size_t count;
+	double *dst;
+} decode_args;
+
+static void
+decode_run(void *arg)
+{
+	const decode_args *a = arg;
+
+	rs_dtype_to_double(a->dtype, a->src, a->count, a->dst, 1);
+}
+
+/* Elements decoded at a time: a multiple of every block size (32..256). */
+#define DECODE_RUN 8192
+
+/* A block-typed tensor written as F32: decoded run by run into buf. */
+static rs_status
+copy_decoded(rs_file_out *out, const rs_model *model, const rs_tensor *t,
+             unsigned char *buf, size_t buflen, rs_error *err)
+{
+	double *v;
+	size_t done, n, i;
+	rs_status st = RS_OK;
+
+	if (!rs_dtype_get(t->dtype)->is_float) {
+		char shown[160];
+		return rs_error_set(err, RS_EFORMAT, "%s: tensor '%s': its type %s has no "
+		                    "float values rankscope can write to safetensors",
+		                    model->path, rs_printable(shown, sizeof shown, t->name),
+		                    rs_dtype_get(t->dtype)->name);
+	}
+	(void)buflen;   /* DECODE_RUN floats fit: 32 KiB of 1 MiB */
+	v = rs_xmalloc(DECODE_RUN * sizeof *v);
+	for (done = 0; done < t->count && st == RS_OK; done += n) {
+		decode_args a;
+
+		n = t->count - done < DECODE_RUN ? t->count - done : DECODE_RUN;
+		a.dtype = t->dtype;
+		a.src = t->data + rs_dtype_nbytes(t->dtype, done);
+		a.count = n;
+		a.dst = v;
+		st = rs_guard_run(a.src, rs_dtype_nbytes(t->dtype, n), decode_run, &a,
+		                  model->path, t->name, err);
+		for (i = 0; i < n && st == RS_OK; i++) {
+			float f = (float)v[i];
+			memcpy(buf + 4 * i, &f, 4);
+		}
+		if (st == RS_OK)
+			st = rs_file_out_write(out, buf, 4 * n, err);
+	}
+	free(v);
+	return st;
+}
+
 /*
  * Copies a tensor of the input through a private buffer: the input is a
  * map, and a file shrunk under it must be an error naming the tensor, not
@@ -596,6 +672,8 @@ copy_tensor(rs_file_out *out, const rs_model *model, const rs_tensor *t,
 	size_t done, n;
 	rs_status st = RS_OK;
 
+	if (rs_dtype_get(t->dtype)->block)
+		return copy_decoded(out, model, t, buf, buflen, err);
 	for (done = 0; done < t->nbytes && st == RS_OK; done += n) {
 		n = t->nbytes - done < buflen ? t->nbytes - done : buflen;
 		st = rs_guard_copy(buf, t->data + done, n, model->path, t->name, err);

@@ -127,6 +127,7 @@ print_json(const cmd_session *s, const layer_row *rows)
 
 	rs_sha256_hex(s->model->header_sha256, hex);
 	json_object_set_new(model, "path", json_string(s->model->path));
+	json_object_set_new(model, "format", json_string(s->model->format ? s->model->format : "safetensors"));
 	json_object_set_new(model, "size", json_integer((json_int_t)s->model->file_size));
 	json_object_set_new(model, "header_sha256", json_string(hex));
 	json_object_set_new(model, "tensors", json_integer((json_int_t)s->model->ntensors));
@@ -172,6 +173,9 @@ print_json(const cmd_session *s, const layer_row *rows)
 			json_object_set_new(o, "error", json_string(rs_engine_error(s->engine,
 			    (size_t)(l - s->layers))));
 		}
+		cmd_tensor_role_json(o, l->tensor);
+		json_object_set_new(o, "groups", l->kind == RS_LAYER_CONV ?
+		                    json_integer((json_int_t)l->groups) : json_null());
 		json_array_append_new(layers, o);
 	}
 	json_object_set_new(root, "layers", layers);
@@ -188,6 +192,7 @@ print_json(const cmd_session *s, const layer_row *rows)
 		json_object_set_new(o, "dtype", json_string(rs_dtype_get(t->dtype)->name));
 		json_object_set_new(o, "shape", cmd_shape_json(t));
 		json_object_set_new(o, "not_a_layer", json_string(why));
+		cmd_tensor_role_json(o, t);
 		json_array_append_new(others, o);
 	}
 	json_object_set_new(root, "other_tensors", others);

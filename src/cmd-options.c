@@ -45,6 +45,15 @@ const cmd_option_info cmd_option_table[OPT_COUNT] = {
 	[OPT_LUA_MEMORY] = {"lua-memory", 0, "SIZE",
 	    "memory a strategy may use, in MiB or with a suffix K, M or G "
 	    "(default 512M)"},
+	[OPT_LAYOUT] = {"layout", 0, "PATTERN=L",
+	    "read 2-D tensors matching PATTERN as stored in,out (Paddle, tfjs, a "
+	    "transposed export) or out,in (PyTorch, the default) (repeatable)"},
+	[OPT_KIND] = {"kind", 0, "PATTERN=K",
+	    "take tensors matching PATTERN as K: linear, embedding, conv, depthwise, "
+	    "groups:N or other (not a layer) (repeatable)"},
+	[OPT_SPLIT] = {"split", 0, "PATTERN=PARTS",
+	    "split each fused 2-D weight matching PATTERN into layers NAME.PART by rows: "
+	    "q,k,v (equal parts) or q:4096,k:1024,v:1024 (repeatable)"},
 	[OPT_HELP] = {"help", 'h', NULL, "show this help and exit"},
 };
 
@@ -178,6 +187,9 @@ cmd_parse(const cmd_entry *entry, int argc, char **argv, cmd_options *opts,
 		case OPT_LAYER: push(&opts->include, &opts->ninclude, optarg); break;
 		case OPT_EXCLUDE: push(&opts->exclude, &opts->nexclude, optarg); break;
 		case OPT_COMPOSE: push(&opts->compose, &opts->ncompose, optarg); break;
+		case OPT_LAYOUT: push(&opts->layouts, &opts->nlayouts, optarg); break;
+		case OPT_KIND: push(&opts->kinds, &opts->nkinds, optarg); break;
+		case OPT_SPLIT: push(&opts->splits, &opts->nsplits, optarg); break;
 		case OPT_FOLD:
 			if (!parse_int(optarg, 0, RS_FOLD_COUNT - 1, &opts->fold)) {
 				*exit_status = usage_error(entry,
@@ -257,10 +269,15 @@ cmd_options_free(cmd_options *opts)
 	free(opts->include);
 	free(opts->exclude);
 	free(opts->compose);
+	free(opts->layouts);
+	free(opts->kinds);
+	free(opts->splits);
 	free(opts->params);
 	free(opts->strategy_dirs);
 	opts->include = opts->exclude = opts->compose = opts->params = opts->strategy_dirs = NULL;
 	opts->ninclude = opts->nexclude = opts->ncompose = opts->nparams = opts->nstrategy_dirs = 0;
+	opts->layouts = opts->kinds = opts->splits = NULL;
+	opts->nlayouts = opts->nkinds = opts->nsplits = 0;
 }
 
 void

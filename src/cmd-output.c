@@ -36,6 +36,15 @@ cmd_shape_json(const rs_tensor *t)
 }
 
 void
+cmd_tensor_role_json(json_t *o, const rs_tensor *t)
+{
+	json_object_set_new(o, "layout", json_string(rs_tensor_layout_name(t->layout)));
+	json_object_set_new(o, "role", json_string(rs_tensor_role_name(t->role)));
+	json_object_set_new(o, "groups", t->groups ? json_integer((json_int_t)t->groups) :
+	                    json_null());
+}
+
+void
 cmd_json_print(json_t *root)
 {
 	json_dumpf(root, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(17));

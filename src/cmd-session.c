@@ -11,6 +11,7 @@
 #include "cmd.h"
 #include "rankscope/cache.h"
 #include "rankscope/planfile.h"
+#include "rankscope/role.h"
 #include "rankscope/util.h"
 
 static void
@@ -66,6 +67,84 @@ open_compose(const rs_model *model, const cmd_options *opts, rs_error *err)
 	return set;
 }
 
+
+static void
+free_strings(char **list, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
+/* The plan's --split rules (each may match nothing: its reader names what
+ * is missing), then the command line's. */
+static bool
+apply_splits(rs_model *model, const cmd_options *opts, rs_error *err)
+{
+	char **planned = NULL;
+	size_t np = 0, n, i, k = 0;
+	rs_split_rule *rules;
+	rs_status st = RS_OK;
+
+	if (opts->plan != NULL && rs_plan_read_splits(opts->plan, &planned, &np, err) != RS_OK)
+		return false;
+	n = np + opts->nsplits;
+	rules = rs_xcalloc(n + 1, sizeof *rules);
+	for (i = 0; i < np && st == RS_OK; i++, k++) {
+		st = rs_split_rule_parse(planned[i], &rules[k], err);
+		rules[k].optional = true;
+	}
+	for (i = 0; i < opts->nsplits && st == RS_OK; i++, k++)
+		st = rs_split_rule_parse(opts->splits[i], &rules[k], err);
+	if (st == RS_OK)
+		st = rs_roles_split(model, rules, n, err);
+	for (i = 0; i < n; i++)
+		rs_split_rule_free(&rules[i]);
+	free(rules);
+	free_strings(planned, np);
+	return st == RS_OK;
+}
+
+/* How the plan being opened read its layers, then --layout and --kind, in
+ * the order given: a later rule wins, so the command line overrides the
+ * plan. */
+static bool
+apply_role_rules(rs_model *model, const cmd_options *opts, rs_error *err)
+{
+	char **playouts = NULL, **pkinds = NULL;
+	size_t npl = 0, npk = 0, n, i, k = 0;
+	rs_role_rule *rules;
+	rs_status st = RS_OK;
+
+	if (opts->plan != NULL &&
+	    rs_plan_read_roles(opts->plan, &playouts, &npl, &pkinds, &npk, err) != RS_OK)
+		return false;
+	n = npl + npk + opts->nlayouts + opts->nkinds;
+	rules = rs_xcalloc(n + 1, sizeof *rules);
+	for (i = 0; i < npl && st == RS_OK; i++, k++) {
+		st = rs_role_rule_parse(playouts[i], true, &rules[k], err);
+		rules[k].optional = true;
+	}
+	for (i = 0; i < npk && st == RS_OK; i++, k++) {
+		st = rs_role_rule_parse(pkinds[i], false, &rules[k], err);
+		rules[k].optional = true;
+	}
+	for (i = 0; i < opts->nlayouts && st == RS_OK; i++)
+		st = rs_role_rule_parse(opts->layouts[i], true, &rules[k++], err);
+	for (i = 0; i < opts->nkinds && st == RS_OK; i++)
+		st = rs_role_rule_parse(opts->kinds[i], false, &rules[k++], err);
+	if (st == RS_OK)
+		st = rs_roles_apply(model, rules, n, err);
+	for (i = 0; i < n; i++)
+		rs_role_rule_free(&rules[i]);
+	free(rules);
+	free_strings(playouts, npl);
+	free_strings(pkinds, npk);
+	return st == RS_OK;
+}
+
 bool
 cmd_session_load(cmd_session *s, const char *path, const cmd_options *opts)
 {
@@ -79,6 +158,19 @@ cmd_session_load(cmd_session *s, const char *path, const cmd_options *opts)
 	s->model = rs_model_open(path, &err);
 	if (s->model == NULL) {
 		fprintf(stderr, "rankscope: %s\n", err.msg);
+		return false;
+	}
+	{
+		unsigned shard, count;
+		if ((s->model->format == NULL || strcmp(s->model->format, "sharded") != 0) &&
+		    rs_shard_name(path, &shard, &count))
+			fprintf(stderr, "rankscope: warning: %s is shard %u of %u of a sharded "
+			        "checkpoint: only its tensors are shown; open the directory or its "
+			        "*.index.json for the whole model\n", path, shard, count);
+	}
+	if (!apply_splits(s->model, opts, &err) || !apply_role_rules(s->model, opts, &err)) {
+		fprintf(stderr, "rankscope: %s\n", err.msg);
+		cmd_session_close(s);
 		return false;
 	}
 	s->compose = open_compose(s->model, opts, &err);

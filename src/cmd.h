@@ -28,7 +28,7 @@ enum {
 typedef enum cmd_option_id {
 	OPT_LAYER, OPT_EXCLUDE, OPT_FOLD, OPT_THREADS, OPT_METHOD, OPT_NO_CACHE,
 	OPT_FORMAT, OPT_QUIET, OPT_PARAM, OPT_STRATEGY_PATH, OPT_OUTPUT, OPT_PLAN,
-	OPT_COMPOSE, OPT_LUA_MEMORY, OPT_HELP,
+	OPT_COMPOSE, OPT_LUA_MEMORY, OPT_LAYOUT, OPT_KIND, OPT_SPLIT, OPT_HELP,
 	OPT_COUNT
 } cmd_option_id;
 
@@ -36,7 +36,7 @@ typedef enum cmd_option_id {
 #define OPT_ANALYSIS (OPT_BIT(OPT_LAYER) | OPT_BIT(OPT_EXCLUDE) | \
     OPT_BIT(OPT_FOLD) | OPT_BIT(OPT_THREADS) | OPT_BIT(OPT_METHOD) | \
     OPT_BIT(OPT_NO_CACHE) | OPT_BIT(OPT_QUIET) | OPT_BIT(OPT_COMPOSE) | \
-    OPT_BIT(OPT_HELP))
+    OPT_BIT(OPT_LAYOUT) | OPT_BIT(OPT_KIND) | OPT_BIT(OPT_SPLIT) | OPT_BIT(OPT_HELP))
 
 typedef struct cmd_option_info {
 	const char *long_name;
@@ -55,6 +55,12 @@ typedef struct cmd_options {
 	size_t nexclude;
 	const char **compose;     /* --compose patterns */
 	size_t ncompose;
+	const char **layouts;     /* --layout PATTERN=in,out|out,in */
+	size_t nlayouts;
+	const char **kinds;       /* --kind PATTERN=KIND */
+	size_t nkinds;
+	const char **splits;      /* --split PATTERN=PART,... */
+	size_t nsplits;
 	int fold;
 	int threads;
 	rs_svd_method method;
@@ -148,6 +154,8 @@ void cmd_print_plan_csv(const rs_layer *layers, size_t nlayers,
 rs_layer_analysis *cmd_session_analyses(const cmd_session *s);
 void cmd_csv_field(FILE *out, const char *text);
 json_t *cmd_shape_json(const rs_tensor *t);
+/* Sets "layout", "role" and "groups" (null when not known) of a tensor. */
+void cmd_tensor_role_json(json_t *o, const rs_tensor *t);
 /* Pretty-prints to stdout with 17 significant digits for reals. */
 void cmd_json_print(json_t *root);
 

@@ -6,11 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "rankscope/file.h"
+#include "rankscope/model.h"
 #include "rankscope/util.h"
 
 rs_status
@@ -324,4 +326,63 @@ rs_file_read_all(const char *path, size_t max, unsigned char **data,
 	*data = buf;
 	*len = got;
 	return RS_OK;
+}
+
+bool
+rs_file_map(const char *path, rs_mapped_file *f, rs_error *err)
+{
+	struct stat st;
+
+	f->map = NULL;
+	f->size = 0;
+	f->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (f->fd < 0) {
+		rs_error_set(err, RS_EIO, "%s: cannot open: %s", path, strerror(errno));
+		return false;
+	}
+	if (fstat(f->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		rs_error_set(err, RS_EIO, "%s: not a regular file", path);
+		close(f->fd);
+		return false;
+	}
+	f->size = (uint64_t)st.st_size;
+	if (f->size > 0) {
+		f->map = mmap(NULL, (size_t)f->size, PROT_READ, MAP_PRIVATE, f->fd, 0);
+		if (f->map == MAP_FAILED) {
+			f->map = NULL;
+			rs_error_set(err, RS_EIO, "%s: cannot map: %s", path, strerror(errno));
+			close(f->fd);
+			return false;
+		}
+	}
+	return true;
+}
+
+const unsigned char *
+rs_file_map_bytes(const rs_mapped_file *f)
+{
+	return f->map ? f->map : (const unsigned char *)"";
+}
+
+rs_model *
+rs_file_map_adopt(const char *path, rs_mapped_file *f, rs_model *m, rs_error *err)
+{
+	struct stat now;
+
+	if (fstat(f->fd, &now) == 0 && (uint64_t)now.st_size != f->size) {
+		rs_model_close(m);
+		m = NULL;
+		rs_error_set(err, RS_EIO, "%s: the file changed size while it was being "
+		             "opened (truncated or rewritten); open it again", path);
+	}
+	close(f->fd);   /* the mapping keeps the file alive */
+	if (m == NULL) {
+		if (f->map != NULL)
+			munmap(f->map, (size_t)f->size);
+		return NULL;
+	}
+	m->owns_map = f->map != NULL;
+	if (f->map == NULL)
+		m->map = NULL;
+	return m;
 }

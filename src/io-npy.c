@@ -11,15 +11,15 @@
  *
  * .npz: a zip of NAME.npy entries; tensor NAME, in the archive's order.
  * libzip reads the archive (zip64 included) and inflates.  A stored entry
- * is used in place: its data offset comes from the central directory read
- * here (libzip 1.7 does not expose it), cross-checked against libzip's view
- * of the same entry and against the local header, whose copy of the npy
- * header must equal what libzip read; anything that does not agree is
- * read through libzip instead.  A deflated entry cannot be mapped, so it is
- * inflated into a buffer the model owns, after its declared size has been
- * checked against its npy header, deflate's maximum ratio and
- * RS_NPZ_MAX_INFLATED, and the stream must produce exactly that size (a
- * zip bomb fails before it allocates).
+ * is used in place: its data offset comes from the central directory
+ * (zipentry.h; libzip 1.7 does not expose it), cross-checked against
+ * libzip's view of the same entry and against the local header, whose copy
+ * of the npy header must equal what libzip read; anything that does not
+ * agree is read through libzip instead.  A deflated entry cannot be
+ * mapped, so it is inflated into a buffer the model owns, after its
+ * declared size has been checked against its npy header, deflate's maximum
+ * ratio and RS_NPZ_MAX_INFLATED, and the stream must produce exactly that
+ * size (a zip bomb fails before it allocates).
  *
  * Fortran-order arrays are copied into C order at open: every consumer of
  * rs_tensor (the loaders, the cache key, apply's verbatim copies) reads
@@ -42,6 +42,7 @@
 #include "rankscope/guard.h"
 #include "rankscope/model.h"
 #include "rankscope/util.h"
+#include "rankscope/zipentry.h"
 
 #define NAME_SHOWN 160
 
@@ -521,186 +522,6 @@ rs_npy_parse(const char *path, const unsigned char *bytes, size_t len, rs_error 
 
 /* ---- npz ------------------------------------------------------------------- */
 
-typedef struct cd_entry {
-	uint64_t lho, csize, usize;
-	uint16_t method;
-	const unsigned char *name;   /* into the central directory copy */
-	size_t nlen;
-} cd_entry;
-
-typedef struct central {
-	unsigned char *bytes;        /* a private copy of the central directory */
-	cd_entry *entries;
-	size_t n;
-} central;
-
-static void
-central_free(central *c)
-{
-	free(c->bytes);
-	free(c->entries);
-	*c = (central){0};
-}
-
-/*
- * The central directory of the image, read for the local header offsets
- * libzip does not give.  Leaves c empty when it cannot be read (the
- * entries are then read through libzip); fails only on a guard fault.
- */
-static rs_status
-central_read(const char *path, const unsigned char *map, size_t len, central *c,
-             rs_error *err)
-{
-	size_t tail = len < 22 + 65535 ? len : 22 + 65535, at, i, pos;
-	unsigned char *t = NULL, rec[56];
-	uint64_t n, cdsize, cdoff;
-	rs_status st = RS_OK;
-
-	*c = (central){0};
-	if (len < 22 || (t = malloc(tail)) == NULL)
-		return RS_OK;
-	if ((st = rs_guard_copy(t, map + len - tail, tail, path, NULL, err)) != RS_OK)
-		goto out;
-	for (at = tail - 22 + 1; at-- > 0;)
-		if (rs_read_le(t + at, 4) == 0x06054b50)
-			break;
-	if (at == (size_t)-1)
-		goto out;
-	n = rs_read_le(t + at + 10, 2);
-	cdsize = rs_read_le(t + at + 12, 4);
-	cdoff = rs_read_le(t + at + 16, 4);
-	if (n == 0xffff || cdsize == 0xffffffff || cdoff == 0xffffffff) {
-		size_t eocd = len - tail + at;
-		uint64_t z64;
-
-		if (eocd < 20 || at < 20 || rs_read_le(t + at - 20, 4) != 0x07064b50)
-			goto out;
-		z64 = rs_read_le(t + at - 20 + 8, 8);
-		if (z64 > len || len - z64 < 56)
-			goto out;
-		if ((st = rs_guard_copy(rec, map + z64, 56, path, NULL, err)) != RS_OK)
-			goto out;
-		if (rs_read_le(rec, 4) != 0x06064b50)
-			goto out;
-		n = rs_read_le(rec + 32, 8);
-		cdsize = rs_read_le(rec + 40, 8);
-		cdoff = rs_read_le(rec + 48, 8);
-	}
-	if (cdoff > len || cdsize > len - cdoff || n > cdsize / 46)
-		goto out;
-	c->bytes = malloc(cdsize ? cdsize : 1);
-	c->entries = calloc(n ? n : 1, sizeof *c->entries);
-	if (c->bytes == NULL || c->entries == NULL)
-		goto bad;
-	if ((st = rs_guard_copy(c->bytes, map + cdoff, cdsize, path, NULL, err)) != RS_OK)
-		goto bad;
-	for (i = 0, pos = 0; i < n; i++) {
-		const unsigned char *e = c->bytes + pos;
-		cd_entry *ce = &c->entries[i];
-		size_t nlen, elen, clen, x;
-
-		if (cdsize - pos < 46 || rs_read_le(e, 4) != 0x02014b50)
-			goto bad;
-		nlen = rs_read_le(e + 28, 2), elen = rs_read_le(e + 30, 2), clen = rs_read_le(e + 32, 2);
-		if (cdsize - pos - 46 < nlen + elen + clen)
-			goto bad;
-		ce->method = (uint16_t)rs_read_le(e + 10, 2);
-		ce->csize = rs_read_le(e + 20, 4);
-		ce->usize = rs_read_le(e + 24, 4);
-		ce->lho = rs_read_le(e + 42, 4);
-		ce->name = e + 46;
-		ce->nlen = nlen;
-		/* zip64 extra: the fields that read 0xffffffff, in this order */
-		for (x = 0; x + 4 <= elen;) {
-			const unsigned char *f = e + 46 + nlen + x;
-			size_t id = rs_read_le(f, 2), sz = rs_read_le(f + 2, 2), o = 4;
-
-			if (x + 4 + sz > elen)
-				goto bad;
-			if (id == 1) {
-				if (ce->usize == 0xffffffff && o + 8 <= 4 + sz)
-					ce->usize = rs_read_le(f + o, 8), o += 8;
-				if (ce->csize == 0xffffffff && o + 8 <= 4 + sz)
-					ce->csize = rs_read_le(f + o, 8), o += 8;
-				if (ce->lho == 0xffffffff && o + 8 <= 4 + sz)
-					ce->lho = rs_read_le(f + o, 8);
-			}
-			x += 4 + sz;
-		}
-		pos += 46 + nlen + elen + clen;
-	}
-	c->n = (size_t)n;
-	goto out;
-bad:
-	central_free(c);
-out:
-	free(t);
-	return st;
-}
-
-/*
- * Where entry i's data starts in the image, if the central directory, the
- * local header and libzip all agree on it; 0 when they do not.
- */
-static rs_status
-stored_offset(const char *path, const unsigned char *map, size_t len,
-              const central *c, size_t i, const zip_stat_t *zs, uint64_t *data,
-              rs_error *err)
-{
-	const cd_entry *ce;
-	unsigned char lh[30];
-	uint64_t start;
-	size_t nlen, elen;
-	unsigned char *name;
-	rs_status st;
-	bool same;
-
-	*data = 0;
-	if (i >= c->n)
-		return RS_OK;
-	ce = &c->entries[i];
-	if (ce->method != ZIP_CM_STORE || ce->usize != zs->size || ce->csize != zs->size ||
-	    ce->nlen != strlen(zs->name) || memcmp(ce->name, zs->name, ce->nlen) != 0 ||
-	    ce->lho > len || len - ce->lho < 30)
-		return RS_OK;
-	if ((st = rs_guard_copy(lh, map + ce->lho, 30, path, NULL, err)) != RS_OK)
-		return st;
-	nlen = rs_read_le(lh + 26, 2);
-	elen = rs_read_le(lh + 28, 2);
-	if (rs_read_le(lh, 4) != 0x04034b50 || nlen != ce->nlen || len - ce->lho - 30 < nlen + elen)
-		return RS_OK;
-	start = ce->lho + 30 + nlen + elen;
-	if (zs->size > len - start)
-		return RS_OK;
-	name = rs_xmalloc(nlen + 1);
-	st = rs_guard_copy(name, map + ce->lho + 30, nlen, path, NULL, err);
-	same = st == RS_OK && memcmp(name, ce->name, nlen) == 0;
-	free(name);
-	if (st == RS_OK && same)
-		*data = start;
-	return st;
-}
-
-/* Reads exactly n bytes of an open entry; anything else is an error. */
-static rs_status
-entry_read(zip_file_t *zf, unsigned char *dst, uint64_t n, const char *path,
-           const char *en, rs_error *err)
-{
-	uint64_t done = 0;
-
-	while (done < n) {
-		zip_int64_t got = zip_fread(zf, dst + done, n - done);
-		if (got < 0)
-			return HFAIL("%s: entry '%s': %s", path, en, zip_file_strerror(zf));
-		if (got == 0)
-			return HFAIL("%s: entry '%s': ends after %llu of the %llu bytes it "
-			             "declares", path, en, (unsigned long long)done,
-			             (unsigned long long)n);
-		done += (uint64_t)got;
-	}
-	return RS_OK;
-}
-
 static int
 compare_names(const void *a, const void *b)
 {
@@ -713,7 +534,7 @@ compare_names(const void *a, const void *b)
  * read into a buffer m owns (deflated, or no agreed offset).
  */
 static rs_status
-npz_entry(rs_model *m, zip_t *z, const central *c, size_t i, uint64_t *inflated,
+npz_entry(rs_model *m, zip_t *z, const rs_zip_central *c, size_t i, uint64_t *inflated,
           rs_sha256_ctx *digest, rs_error *err)
 {
 	const char *path = m->path;
@@ -741,25 +562,23 @@ npz_entry(rs_model *m, zip_t *z, const central *c, size_t i, uint64_t *inflated,
 	t->name = rs_xstrndup(zs.name, nlen - 4);
 	if ((zs.valid & ZIP_STAT_ENCRYPTION_METHOD) && zs.encryption_method != ZIP_EM_NONE)
 		return HFAIL("%s: entry '%s' is encrypted", path, en);
-	if (zs.comp_method != ZIP_CM_STORE && zs.comp_size > 0 &&
-	    zs.size / zs.comp_size >= RS_NPZ_MAX_RATIO)
-		return HFAIL("%s: entry '%s' declares %llu bytes from %llu compressed, a "
-		             "ratio above %u:1 that deflate cannot reach (a zip bomb or a "
-		             "damaged archive)", path, en, (unsigned long long)zs.size,
-		             (unsigned long long)zs.comp_size, RS_NPZ_MAX_RATIO);
+	if ((st = rs_zip_check_ratio(&zs, path, en, err)) != RS_OK)
+		return st;
 	if (zs.comp_method == ZIP_CM_STORE && m->map != NULL &&
-	    (st = stored_offset(path, m->map, m->map_len, c, i, &zs, &data_at, err)) != RS_OK)
+	    (st = rs_zip_stored_offset(path, m->map, m->map_len, c, i, &zs, &data_at,
+	                               err)) != RS_OK)
 		return st;
 	zf = zip_fopen_index(z, (zip_uint64_t)i, 0);
 	if (zf == NULL)
 		return HFAIL("%s: entry '%s': %s", path, en, zip_strerror(z));
 	have = zs.size < 12 ? (size_t)zs.size : 12;
-	if ((st = entry_read(zf, pre, have, path, en, err)) != RS_OK ||
+	if ((st = rs_zip_read_exact(zf, pre, have, path, en, err)) != RS_OK ||
 	    (st = npy_frame(pre, have, zs.size, &prefix, &end, path, t->name, err)) != RS_OK)
 		goto out;
 	hdr = rs_xmalloc(end > have ? end : have);   /* bounded by RS_NPY_MAX_HEADER */
 	memcpy(hdr, pre, have);
-	if (end > have && (st = entry_read(zf, hdr + have, end - have, path, en, err)) != RS_OK)
+	if (end > have &&
+	    (st = rs_zip_read_exact(zf, hdr + have, end - have, path, en, err)) != RS_OK)
 		goto out;
 	if ((st = npy_tensor(hdr, prefix, end, zs.size, t, &h, path, err)) != RS_OK)
 		goto out;
@@ -798,7 +617,7 @@ npz_entry(rs_model *m, zip_t *z, const central *c, size_t i, uint64_t *inflated,
 	if (have > end)
 		memcpy(buf, pre + end, have - end);
 	if (t->nbytes > have - (have > end ? end : have) &&
-	    (st = entry_read(zf, buf + (have > end ? have - end : 0),
+	    (st = rs_zip_read_exact(zf, buf + (have > end ? have - end : 0),
 	                     t->nbytes - (have > end ? have - end : 0), path, en, err)) != RS_OK)
 		goto out;
 	if (zip_fread(zf, &extra, 1) != 0) {
@@ -823,7 +642,7 @@ static rs_status
 npz_build(rs_model *m, zip_t *z, rs_error *err)
 {
 	zip_int64_t n = zip_get_num_entries(z, 0);
-	central c = {0};
+	rs_zip_central c = {0};
 	rs_sha256_ctx digest;
 	uint64_t inflated = 0;
 	char **names;
@@ -836,16 +655,17 @@ npz_build(rs_model *m, zip_t *z, rs_error *err)
 	if (m->tensors == NULL)
 		return rs_error_set(err, RS_ENOMEM, "%s: out of memory for %lld entries",
 		                    m->path, (long long)n);
-	if (m->map != NULL && (st = central_read(m->path, m->map, m->map_len, &c, err)) != RS_OK)
+	if (m->map != NULL &&
+	    (st = rs_zip_central_read(m->path, m->map, m->map_len, &c, err)) != RS_OK)
 		return st;
 	if (c.n != (size_t)n)
-		central_free(&c);   /* disagrees with libzip: read everything through it */
+		rs_zip_central_free(&c);   /* disagrees with libzip: read everything through it */
 	rs_sha256_init(&digest);
 	for (i = 0; i < (size_t)n && st == RS_OK; i++) {
 		m->ntensors = i + 1;
 		st = npz_entry(m, z, &c, i, &inflated, &digest, err);
 	}
-	central_free(&c);
+	rs_zip_central_free(&c);
 	if (st != RS_OK)
 		return st;
 	rs_sha256_final(&digest, m->header_sha256);
@@ -904,69 +724,15 @@ rs_npz_parse(const char *path, const unsigned char *bytes, size_t len, rs_error 
 
 /* ---- opening files ------------------------------------------------------------ */
 
-typedef struct mapped {
-	int fd;
-	struct stat st;
-	void *map;
-} mapped;
-
-static bool
-map_file(const char *path, mapped *f, rs_error *err)
-{
-	f->map = NULL;
-	f->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (f->fd < 0) {
-		rs_error_set(err, RS_EIO, "%s: cannot open: %s", path, strerror(errno));
-		return false;
-	}
-	if (fstat(f->fd, &f->st) != 0 || !S_ISREG(f->st.st_mode)) {
-		rs_error_set(err, RS_EIO, "%s: not a regular file", path);
-		close(f->fd);
-		return false;
-	}
-	if (f->st.st_size > 0) {
-		f->map = mmap(NULL, (size_t)f->st.st_size, PROT_READ, MAP_PRIVATE, f->fd, 0);
-		if (f->map == MAP_FAILED) {
-			rs_error_set(err, RS_EIO, "%s: cannot map: %s", path, strerror(errno));
-			close(f->fd);
-			return false;
-		}
-	}
-	return true;
-}
-
-/* Takes the map into m (or drops it on failure); a size change while
- * opening is reported as such, not as whatever it broke. */
-static rs_model *
-adopt_map(const char *path, mapped *f, rs_model *m, rs_error *err)
-{
-	struct stat now;
-
-	if (fstat(f->fd, &now) == 0 && now.st_size != f->st.st_size) {
-		rs_model_close(m);
-		m = NULL;
-		rs_error_set(err, RS_EIO, "%s: the file changed size while it was being "
-		             "opened (truncated or rewritten); open it again", path);
-	}
-	close(f->fd);
-	if (m == NULL) {
-		if (f->map != NULL)
-			munmap(f->map, (size_t)f->st.st_size);
-		return NULL;
-	}
-	m->owns_map = f->map != NULL;
-	return m;
-}
-
 rs_model *
 rs_npy_open(const char *path, rs_error *err)
 {
-	mapped f;
+	rs_mapped_file f;
 
-	if (!map_file(path, &f, err))
+	if (!rs_file_map(path, &f, err))
 		return NULL;
-	return adopt_map(path, &f, npy_image(path, f.map ? f.map : (void *)"",
-	                                      (size_t)f.st.st_size, err), err);
+	return rs_file_map_adopt(path, &f, npy_image(path, rs_file_map_bytes(&f),
+	                                             (size_t)f.size, err), err);
 }
 
 /* libzip reads the archive with read(2) from its own descriptor, so a file
@@ -975,15 +741,15 @@ rs_npy_open(const char *path, rs_error *err)
 rs_model *
 rs_npz_open(const char *path, rs_error *err)
 {
-	mapped f;
+	rs_mapped_file f;
 	zip_error_t ze;
 	zip_t *z = NULL;
 	int zfd, code = 0;
 	rs_model *m;
 
-	if (!map_file(path, &f, err))
+	if (!rs_file_map(path, &f, err))
 		return NULL;
-	m = new_model(path, "npz", f.map, (size_t)f.st.st_size);
+	m = new_model(path, "npz", f.map, (size_t)f.size);
 	zip_error_init(&ze);
 	zfd = dup(f.fd);
 	if (zfd >= 0) {
@@ -992,5 +758,5 @@ rs_npz_open(const char *path, rs_error *err)
 			close(zfd);
 	}
 	zip_error_set(&ze, z == NULL ? (code ? code : ZIP_ER_OPEN) : 0, z == NULL ? errno : 0);
-	return adopt_map(path, &f, npz_finish(m, z, &ze, err), err);
+	return rs_file_map_adopt(path, &f, npz_finish(m, z, &ze, err), err);
 }

@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,6 +83,18 @@ sizes_json(const size_t *v, size_t n)
 	return a;
 }
 
+/* A kept layer's bits per weight: its dtype's width, or for a block type
+ * (GGUF's Q4_K: 4.5) rounded up; the entry's storage_bits is exact. */
+static unsigned
+dense_value_bits(rs_dtype dtype)
+{
+	const rs_dtype_info *d = rs_dtype_get(dtype);
+
+	if (!d->block)
+		return d->bits;
+	return (unsigned)((rs_dtype_storage_bits(dtype, d->block) + d->block - 1) / d->block);
+}
+
 static json_t *
 layer_json(const rs_layer *l, const rs_layer_analysis *a, const rs_plan_entry *e)
 {
@@ -132,7 +145,7 @@ layer_json(const rs_layer *l, const rs_layer_analysis *a, const rs_plan_entry *e
 	json_object_set_new(o, "sparsity", json_real(sparse ? e->sparsity : 0.0));
 	json_object_set_new(o, "bits", json_integer(quant ?
 	                    (json_int_t)rs_quantizer_bits(e->quantizer, e->bits) :
-	                    (json_int_t)rs_dtype_get(l->tensor->dtype)->bits));
+	                    (json_int_t)dense_value_bits(l->tensor->dtype)));
 	json_object_set_new(o, "quantizer", quant ? json_string(rs_quantizer_name(e->quantizer)) :
 	                    json_null());
 	json_object_set_new(pred, "rel_fro", json_real(f.err_fro));
@@ -148,6 +161,15 @@ layer_json(const rs_layer *l, const rs_layer_analysis *a, const rs_plan_entry *e
 	json_object_set_new(pred, "flops", json_integer((json_int_t)f.flops));
 	json_object_set_new(pred, "storage_bits", json_integer((json_int_t)f.bits));
 	json_object_set_new(o, "predicted", pred);
+	/* how the layer was read, so show, apply and the workbench read it the
+	 * same way (rs_plan_read_roles) */
+	json_object_set_new(o, "kind", json_string(rs_layer_kind_name(l)));
+	json_object_set_new(o, "layout", l->kind == RS_LAYER_LINEAR ||
+	                    l->kind == RS_LAYER_EMBEDDING ?
+	                    json_string(l->transposed ? "in,out" : "out,in") : json_null());
+	json_object_set_new(o, "conv_groups", l->kind == RS_LAYER_CONV ?
+	                    json_integer((json_int_t)l->groups) : json_null());
+
 	return o;
 }
 
@@ -166,6 +188,8 @@ rs_plan_to_json(const rs_model *model, const rs_layer *layers, size_t nlayers,
 	json_object_set_new(root, "format", json_string(RS_PLAN_FORMAT));
 	json_object_set_new(root, "version", json_integer(RS_PLAN_VERSION));
 	json_object_set_new(m, "path", json_string(model->path));
+	json_object_set_new(m, "format", json_string(model->format ? model->format :
+	                                             "safetensors"));
 	json_object_set_new(m, "size", json_integer((json_int_t)model->file_size));
 	json_object_set_new(m, "header_sha256", json_string(hex));
 	json_object_set_new(root, "model", m);
@@ -178,6 +202,13 @@ rs_plan_to_json(const rs_model *model, const rs_layer *layers, size_t nlayers,
 		json_object_set_new(params, origin->keys[i], json_string(origin->values[i]));
 	json_object_set_new(by, "params", params);
 	json_object_set_new(root, "created_by", by);
+	if (model->nsplits > 0) {
+		/* the --split rules that made the layers named NAME.PART */
+		json_t *splits = json_array();
+		for (i = 0; i < model->nsplits; i++)
+			json_array_append_new(splits, json_string(model->splits[i]));
+		json_object_set_new(root, "split", splits);
+	}
 	{
 		/* the patterns the composed layers came from, each once */
 		json_t *patterns = json_array();
@@ -269,9 +300,12 @@ read_plan_json(const char *path, json_t **root_out, rs_error *err)
 		return st;
 	root = json_loadb((const char *)bytes, len, JSON_REJECT_DUPLICATES, &jerr);
 	free(bytes);
-	if (root == NULL)
+	if (root == NULL) {
+		char shown[2 * JSON_ERROR_TEXT_LENGTH];
 		return rs_error_set(err, RS_EFORMAT, "%s: not valid JSON: %s (line %d, column %d)",
-		                    path, jerr.text, jerr.line, jerr.column);
+		                    path, rs_escape_controls(shown, sizeof shown, jerr.text),
+		                    jerr.line, jerr.column);
+	}
 	v = json_object_get(root, "format");
 	if (!json_is_object(root) || !json_is_string(v) ||
 	    strcmp(json_string_value(v), RS_PLAN_FORMAT) != 0)
@@ -291,11 +325,13 @@ read_plan_json(const char *path, json_t **root_out, rs_error *err)
 	return RS_OK;
 }
 
-/* The plan's "compose" patterns: absent, or an array of strings. */
+/* The plan's "compose" patterns or "split" rules: absent, or an array of
+ * strings. */
 static rs_status
-read_compose(const char *path, json_t *root, char ***out, size_t *n, rs_error *err)
+read_strings(const char *path, json_t *root, const char *key, char ***out, size_t *n,
+             rs_error *err)
 {
-	json_t *c = json_object_get(root, "compose"), *v;
+	json_t *c = json_object_get(root, key), *v;
 	size_t i;
 
 	*out = NULL;
@@ -303,12 +339,12 @@ read_compose(const char *path, json_t *root, char ***out, size_t *n, rs_error *e
 	if (c == NULL)
 		return RS_OK;
 	if (!json_is_array(c))
-		return rs_error_set(err, RS_EFORMAT, "%s: \"compose\" must be an array of "
-		                    "patterns", path);
+		return rs_error_set(err, RS_EFORMAT, "%s: \"%s\" must be an array of "
+		                    "strings", path, key);
 	json_array_foreach(c, i, v)
 		if (!json_is_string(v))
-			return rs_error_set(err, RS_EFORMAT, "%s: compose[%zu] must be a string, "
-			                    "not %s", path, i, type_name(v));
+			return rs_error_set(err, RS_EFORMAT, "%s: %s[%zu] must be a string, "
+			                    "not %s", path, key, i, type_name(v));
 	*out = rs_xcalloc(json_array_size(c) + 1, sizeof **out);
 	json_array_foreach(c, i, v)
 		(*out)[(*n)++] = rs_xstrdup(json_string_value(v));
@@ -325,9 +361,89 @@ rs_plan_read_compose(const char *path, char ***patterns, size_t *npatterns, rs_e
 	*npatterns = 0;
 	if ((st = read_plan_json(path, &root, err)) != RS_OK)
 		return st;
-	st = read_compose(path, root, patterns, npatterns, err);
+	st = read_strings(path, root, "compose", patterns, npatterns, err);
 	json_decref(root);
 	return st;
+}
+
+rs_status
+rs_plan_read_splits(const char *path, char ***rules, size_t *nrules, rs_error *err)
+{
+	json_t *root;
+	rs_status st;
+
+	*rules = NULL;
+	*nrules = 0;
+	if ((st = read_plan_json(path, &root, err)) != RS_OK)
+		return st;
+	st = read_strings(path, root, "split", rules, nrules, err);
+	json_decref(root);
+	return st;
+}
+
+/* A tensor name as an fnmatch pattern matching only itself. */
+static char *
+exact_pattern(const char *name)
+{
+	size_t n = strlen(name), i, o = 0;
+	char *p = rs_xmalloc(2 * n + 1);
+
+	for (i = 0; i < n; i++) {
+		if (strchr("*?[]\\", name[i]) != NULL)
+			p[o++] = '\\';
+		p[o++] = name[i];
+	}
+	p[o] = '\0';
+	return p;
+}
+
+/* Appends "NAME=VALUE" to the rule list. */
+static void
+push_rule(char ***rules, size_t *n, const char *name, const char *value)
+{
+	char *pat = exact_pattern(name);
+
+	*rules = rs_xrealloc(*rules, (*n + 2) * sizeof **rules);
+	(*rules)[(*n)++] = rs_xasprintf("%s=%s", pat, value);
+	(*rules)[*n] = NULL;
+	free(pat);
+}
+
+rs_status
+rs_plan_read_roles(const char *path, char ***layouts, size_t *nlayouts, char ***kinds,
+                   size_t *nkinds, rs_error *err)
+{
+	json_t *root, *ls, *o;
+	size_t i;
+	rs_status st;
+
+	*layouts = *kinds = NULL;
+	*nlayouts = *nkinds = 0;
+	if ((st = read_plan_json(path, &root, err)) != RS_OK)
+		return st;
+	ls = json_object_get(root, "layers");
+	json_array_foreach(ls, i, o) {
+		const char *name = json_string_value(json_object_get(o, "name"));
+		const char *kind = json_string_value(json_object_get(o, "kind"));
+		const char *layout = json_string_value(json_object_get(o, "layout"));
+		json_t *g = json_object_get(o, "conv_groups");
+
+		if (name == NULL || json_object_get(o, "factors") != NULL)
+			continue;
+		if (layout != NULL && (strcmp(layout, "in,out") == 0 ||
+		                       strcmp(layout, "out,in") == 0))
+			push_rule(layouts, nlayouts, name, layout);
+		if (kind != NULL && (strcmp(kind, "linear") == 0 || strcmp(kind, "embedding") == 0))
+			push_rule(kinds, nkinds, name, kind);
+		if (kind != NULL && strcmp(kind, "conv") == 0 && json_is_integer(g) &&
+		    json_integer_value(g) >= 1 && json_integer_value(g) <= (1 << 24)) {
+			char value[32];
+			snprintf(value, sizeof value, "groups:%lld", (long long)json_integer_value(g));
+			push_rule(kinds, nkinds, name, value);
+		}
+	}
+	json_decref(root);
+	return RS_OK;
 }
 
 /* obj.key as a size_t into *out; false when absent or not a non-negative integer. */

@@ -56,6 +56,15 @@ free_model_tables(rs_model *m)
 	for (i = 0; i < m->nbuffers; i++)
 		free(m->buffers[i]);
 	free(m->buffers);
+	for (i = 0; i < m->nmaps; i++)
+		munmap(m->maps[i].addr, m->maps[i].len);
+	free(m->maps);
+	for (i = 0; i < m->nsplits; i++)
+		free(m->splits[i]);
+	free(m->splits);
+	for (i = 0; i < m->nparts; i++)
+		rs_model_close(m->parts[i]);
+	free(m->parts);
 	free(m->path);
 	free(m);
 }
@@ -224,24 +233,6 @@ check_tiling(rs_model *m, uint64_t data_start, uint64_t data_len, rs_error *err)
 	return RS_OK;
 }
 
-/* jansson quotes the input near an error, control bytes included. */
-static const char *
-escape_controls(char *buf, size_t len, const char *s)
-{
-	size_t o = 0;
-
-	for (; *s != '\0' && o + 5 < len; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c < 0x20 || c == 0x7f)
-			o += (size_t)snprintf(buf + o, len - o, "\\x%02x", c);
-		else
-			buf[o++] = (char)c;
-	}
-	buf[o] = '\0';
-	return buf;
-}
-
 static rs_status
 parse_header(rs_model *m, const unsigned char *bytes, size_t len, rs_error *err)
 {
@@ -284,7 +275,7 @@ parse_header(rs_model *m, const unsigned char *bytes, size_t len, rs_error *err)
 	if (root == NULL)
 		return rs_error_set(err, RS_EFORMAT,
 		    "%s: header is not valid JSON: %s (line %d, column %d)", m->path,
-		    escape_controls(shown, sizeof shown, jerr.text), jerr.line,
+		    rs_escape_controls(shown, sizeof shown, jerr.text), jerr.line,
 		    jerr.column);
 	if (!json_is_object(root)) {
 		json_decref(root);
@@ -373,57 +364,21 @@ fail:
 rs_model *
 rs_safetensors_open(const char *path, rs_error *err)
 {
-	struct stat st;
-	void *map = NULL;
+	rs_mapped_file f;
+	unsigned char *header;
 	rs_model *m;
-	int fd;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		rs_error_set(err, RS_EIO, "%s: cannot open: %s", path, strerror(errno));
+	if (!rs_file_map(path, &f, err))
 		return NULL;
-	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		rs_error_set(err, RS_EIO, "%s: not a regular file", path);
-		close(fd);
-		return NULL;
-	}
-	if (st.st_size > 0) {
-		map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (map == MAP_FAILED) {
-			rs_error_set(err, RS_EIO, "%s: cannot map: %s", path,
-			             strerror(errno));
-			close(fd);
-			return NULL;
-		}
-	}
-	if (map == NULL) {
+	if (f.map == NULL) {
 		m = rs_safetensors_parse(path, (const void *)"", 0, err);
 	} else {
-		unsigned char *header = copy_header(path, map, (size_t)st.st_size, err);
-		struct stat now;
-		m = header ? parse_image(path, map, header, (size_t)st.st_size, err) : NULL;
+		/* the header is parsed from a private copy taken under the guard */
+		header = copy_header(path, f.map, (size_t)f.size, err);
+		m = header ? parse_image(path, f.map, header, (size_t)f.size, err) : NULL;
 		free(header);
-		/* A cut inside the header's page reads as zeros, not as a fault,
-		 * and would be reported as a malformed header: the size says
-		 * what really happened. */
-		if (fstat(fd, &now) == 0 && now.st_size != st.st_size) {
-			rs_model_close(m);
-			m = NULL;
-			rs_error_set(err, RS_EIO, "%s: the file changed size while it was being "
-			             "opened (truncated or rewritten); open it again", path);
-		}
 	}
-	close(fd);   /* the mapping keeps the file alive */
-	if (m == NULL) {
-		if (map)
-			munmap(map, (size_t)st.st_size);
-		return NULL;
-	}
-	if (map == NULL)
-		m->map = NULL;
-	m->owns_map = map != NULL;
-	return m;
+	return rs_file_map_adopt(path, &f, m, err);
 }
 
 void

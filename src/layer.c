@@ -3,11 +3,13 @@
 
 #include <fnmatch.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rankscope/guard.h"
 #include "rankscope/layer.h"
+#include "rankscope/plan.h"
 #include "rankscope/util.h"
 
 bool
@@ -30,15 +32,24 @@ const char *
 rs_layer_ineligible_reason(const rs_tensor *t)
 {
 	if (!rs_dtype_get(t->dtype)->is_float)
-		return "not a floating-point dtype";
+		return rs_dtype_get(t->dtype)->block ?
+		       "a block type rankscope does not decode (Q8_1, Q8_K, the i-quants)" :
+		       "not a floating-point dtype";
 	if (t->ndim == 0)
 		return "scalar";
 	if (t->ndim == 1)
 		return "1-D";
-	if (t->ndim != 2 && t->ndim != 4)
-		return t->ndim == 3 ? "3-D" : "more than 4-D";
+	if (t->ndim > 4)
+		return "more than 4-D";
 	if (t->count == 0)
 		return "empty";
+	if (t->role == RS_ROLE_OTHER)
+		return "not a weight (the graph uses it otherwise)";
+	if (t->ndim == 3 && t->role != RS_ROLE_CONV)
+		return "3-D, not a Conv1d kernel (a stack of experts is split into its "
+		       "experts when its name says expert or exps)";
+	if (t->ndim == 4 && t->role != RS_ROLE_CONV && t->role != RS_ROLE_UNKNOWN)
+		return "4-D, not a convolution kernel";
 	return NULL;
 }
 
@@ -68,7 +79,7 @@ rs_layer_set_fold(rs_layer *layer, int fold, rs_error *err)
 		    "layer '%s': fold scheme %d out of range 0..%d", layer->name,
 		    fold, RS_FOLD_COUNT - 1);
 	layer->fold = fold;
-	rs_fold_shape(layer->tensor->shape, fold, &layer->rows, &layer->cols);
+	rs_fold_shape(layer->kshape, fold, &layer->rows, &layer->cols);
 	return RS_OK;
 }
 
@@ -108,14 +119,23 @@ rs_layers_discover(const rs_model *model, const rs_layer_filter *filter,
 		l->tensor = t;
 		l->name = t->name;
 		if (t->ndim == 2) {
-			l->kind = RS_LAYER_LINEAR;
+			l->kind = t->role == RS_ROLE_EMBEDDING ? RS_LAYER_EMBEDDING :
+			          RS_LAYER_LINEAR;
 			l->fold = RS_FOLD_NONE;
-			l->rows = t->shape[0];
-			l->cols = t->shape[1];
+			l->transposed = t->layout == RS_LAYOUT_IN_OUT;
+			l->rows = t->shape[l->transposed ? 1 : 0];
+			l->cols = t->shape[l->transposed ? 0 : 1];
 		} else {
 			l->kind = RS_LAYER_CONV;
 			l->fold = fold >= 0 && fold < RS_FOLD_COUNT ? fold : 0;
-			rs_fold_shape(t->shape, l->fold, &l->rows, &l->cols);
+			/* ConvTranspose stores (in, out / groups, kh, kw) */
+			l->kernel_in_out = t->layout == RS_LAYOUT_IN_OUT;
+			l->kshape[0] = t->shape[l->kernel_in_out ? 1 : 0];
+			l->kshape[1] = t->shape[l->kernel_in_out ? 0 : 1];
+			l->kshape[2] = t->shape[2];
+			l->kshape[3] = t->ndim == 4 ? t->shape[3] : 1;
+			l->groups = t->groups ? t->groups : 1;
+			rs_fold_shape(l->kshape, l->fold, &l->rows, &l->cols);
 		}
 		n++;
 	}
@@ -123,19 +143,58 @@ rs_layers_discover(const rs_model *model, const rs_layer_filter *filter,
 	return n;
 }
 
+/* The kernel element (f, c, h, w) at (row, col) of a conv layer's matrix. */
+static void
+fold_decode(const rs_layer *layer, size_t row, size_t col, size_t *f, size_t *c,
+            size_t *h, size_t *w)
+{
+	const size_t *s = layer->kshape;
+
+	switch (layer->fold) {
+	case 1: *f = row / s[2]; *h = row % s[2]; *c = col / s[3]; *w = col % s[3]; break;
+	case 2: *f = row / s[3]; *w = row % s[3]; *c = col / s[2]; *h = col % s[2]; break;
+	case 3: *f = row / (s[2] * s[3]); *h = row / s[3] % s[2]; *w = row % s[3]; *c = col;
+		break;
+	default: *f = row; *c = col / (s[2] * s[3]); *h = col / s[3] % s[2]; *w = col % s[3];
+		break;
+	}
+}
+
+/* Where kernel element (f, c, h, w) is stored: (f, c, kh, kw) row-major, or
+ * (c, f, kh, kw) for a transposed convolution's kernel. */
+static size_t
+kernel_storage(const rs_layer *layer, size_t f, size_t c, size_t h, size_t w)
+{
+	const size_t *s = layer->kshape;
+
+	return layer->kernel_in_out ? ((c * s[0] + f) * s[2] + h) * s[3] + w :
+	                              ((f * s[1] + c) * s[2] + h) * s[3] + w;
+}
+
 size_t
 rs_layer_tensor_index(const rs_layer *layer, size_t row, size_t col)
 {
-	const size_t *s = layer->tensor->shape;
 	size_t f, c, h, w;
 
-	if (layer->kind != RS_LAYER_CONV || layer->fold == 0)
+	if (layer->transposed)
+		return col * layer->rows + row;   /* stored in x out */
+	if (layer->kind != RS_LAYER_CONV)
 		return row * layer->cols + col;   /* row-major as stored */
-	switch (layer->fold) {
-	case 1: f = row / s[2]; h = row % s[2]; c = col / s[3]; w = col % s[3]; break;
-	case 2: f = row / s[3]; w = row % s[3]; c = col / s[2]; h = col % s[2]; break;
-	default: f = row / (s[2] * s[3]); h = row / s[3] % s[2]; w = row % s[3]; c = col; break;
-	}
+	fold_decode(layer, row, col, &f, &c, &h, &w);
+	return kernel_storage(layer, f, c, h, w);
+}
+
+size_t
+rs_layer_kernel_index(const rs_layer *layer, size_t row, size_t col)
+{
+	const size_t *s = layer->kshape;
+	size_t f, c, h, w;
+
+	if (layer->transposed)
+		return row * layer->cols + col;
+	if (!layer->kernel_in_out)
+		return rs_layer_tensor_index(layer, row, col);
+	fold_decode(layer, row, col, &f, &c, &h, &w);
 	return ((f * s[1] + c) * s[2] + h) * s[3] + w;
 }
 
@@ -153,15 +212,49 @@ rs_layer_kind_name(const rs_layer *layer)
 	switch (layer->kind) {
 	case RS_LAYER_CONV: return "conv";
 	case RS_LAYER_COMPOSED: return "composed";
+	case RS_LAYER_EMBEDDING: return "embedding";
 	default: return "linear";
 	}
+}
+
+/*
+ * A depthwise or grouped convolution runs as one kernel per group; a
+ * factorisation across the whole folded matrix mixes the groups into parts
+ * no runtime executes as a convolution, and removing input channels breaks
+ * the grouping.  What stays executable changes values, not the kernel's
+ * shape: pruning single weights, quantising, and both together.
+ */
+const char *
+rs_layer_method_refusal(const rs_layer *layer, int method)
+{
+	static _Thread_local char why[192];
+
+	if (layer->kind != RS_LAYER_CONV || layer->groups <= 1)
+		return NULL;
+	switch (method) {
+	case RS_METHOD_DENSE:
+	case RS_METHOD_PRUNE:
+	case RS_METHOD_PRUNE_ROWS:
+	case RS_METHOD_QUANT:
+	case RS_METHOD_QUANT_SPARSE:
+		return NULL;
+	default:
+		break;
+	}
+	snprintf(why, sizeof why, "layer '%s' is a %s convolution (%zu groups): method %s "
+	         "gives parts no runtime runs as one; it takes dense, prune, prune-rows, "
+	         "quant and quant+sparse", layer->name,
+	         layer->groups == layer->kshape[0] && layer->kshape[1] == 1 ? "depthwise" :
+	         "grouped", layer->groups, rs_method_name((rs_method)method));
+	return why;
 }
 
 size_t
 rs_layer_kernel_dims(const rs_layer *layer, size_t dims[4])
 {
 	if (layer->kind == RS_LAYER_CONV) {
-		memcpy(dims, layer->tensor->shape, 4 * sizeof *dims);
+		/* a Conv1d kernel is the (f, c, k, 1) kernel of a Conv2d */
+		memcpy(dims, layer->kshape, 4 * sizeof *dims);
 		return 4;
 	}
 	dims[0] = layer->rows;
@@ -173,8 +266,9 @@ rs_layer_kernel_dims(const rs_layer *layer, size_t dims[4])
 bool
 rs_layer_loads_transposed(const rs_layer *layer)
 {
-	return layer->kind == RS_LAYER_LINEAR ||
-	       (layer->kind == RS_LAYER_CONV && layer->fold == 0);
+	if (layer->kind == RS_LAYER_LINEAR || layer->kind == RS_LAYER_EMBEDDING)
+		return !layer->transposed;   /* in x out read straight is W itself */
+	return layer->kind == RS_LAYER_CONV && layer->fold == 0 && !layer->kernel_in_out;
 }
 
 const rs_layer *
@@ -261,21 +355,57 @@ convert_rows(void *arg)
 		                   layer->cols, c->dst + i, c->ld);
 }
 
+/* A linear layer stored in x out: row j of the tensor is column j of W. */
+static void
+convert_cols(void *arg)
+{
+	const convert_args *c = arg;
+	const rs_layer *layer = c->layer;
+	const rs_tensor *t = layer->tensor;
+	size_t rowbytes = rs_dtype_nbytes(t->dtype, layer->rows), j;
+
+	for (j = 0; j < layer->cols; j++)
+		rs_dtype_to_double(t->dtype, t->data + j * rowbytes, layer->rows,
+		                   c->dst + j * c->ld, 1);
+}
+
+/* Each run of kw kernel elements (from `src`, doubles in storage order) to
+ * where the fold puts it. */
+static void
+fold_runs(const rs_layer *layer, const double *src, double *dst, size_t ld)
+{
+	const size_t *s = layer->kshape;
+	size_t a, b, hi, at = 0, k;
+	bool swap = layer->kernel_in_out;
+
+	/* storage order: (f, c) pairs, or (c, f) for a transposed kernel */
+	for (a = 0; a < s[swap ? 1 : 0]; a++)
+		for (b = 0; b < s[swap ? 0 : 1]; b++)
+			for (hi = 0; hi < s[2]; hi++, at += s[3]) {
+				size_t start, step;
+				conv_run_target(s, layer->fold, swap ? b : a, swap ? a : b, hi, ld,
+				                &start, &step);
+				for (k = 0; k < s[3]; k++)
+					dst[start + k * step] = src[at + k];
+			}
+}
+
 /* A kernel: each run of kw elements to where its fold puts it. */
 static void
 convert_folded(void *arg)
 {
 	const convert_args *c = arg;
 	const rs_tensor *t = c->layer->tensor;
-	const size_t *s = t->shape;
-	size_t esize = rs_dtype_get(t->dtype)->bits / 8, fi, ci, hi, src = 0;
+	const size_t *s = c->layer->kshape;
+	size_t esize = rs_dtype_get(t->dtype)->bits / 8, a, b, hi, src = 0;
+	bool swap = c->layer->kernel_in_out;
 
-	for (fi = 0; fi < s[0]; fi++)
-		for (ci = 0; ci < s[1]; ci++)
+	for (a = 0; a < s[swap ? 1 : 0]; a++)
+		for (b = 0; b < s[swap ? 0 : 1]; b++)
 			for (hi = 0; hi < s[2]; hi++, src += s[3]) {
 				size_t start, step;
-				conv_run_target(s, c->layer->fold, fi, ci, hi, c->ld,
-				                &start, &step);
+				conv_run_target(s, c->layer->fold, swap ? b : a, swap ? a : b, hi,
+				                c->ld, &start, &step);
 				rs_dtype_to_double(t->dtype, t->data + src * esize,
 				                   s[3], c->dst + start, step);
 			}
@@ -334,8 +464,24 @@ rs_layer_load(const rs_layer *layer, double *dst, size_t ld, const char *path,
 
 	if (layer->kind == RS_LAYER_COMPOSED)
 		return rs_compose_product(layer->group, dst, ld, path, err);
-	st = convert_guarded(layer, layer->kind == RS_LAYER_LINEAR ? convert_rows :
-	                     convert_folded, dst, ld, path, err);
+	if (layer->kind == RS_LAYER_CONV && rs_dtype_get(layer->tensor->dtype)->block) {
+		/* a block-quantised kernel decodes only in whole blocks: all of
+		 * it first, then the runs to their places */
+		size_t count = layer->rows * layer->cols;
+		double *all = malloc((count ? count : 1) * sizeof *all);
+
+		if (all == NULL)
+			return rs_error_set(err, RS_ENOMEM, "%s: layer '%s': out of memory",
+			                    path, layer->name);
+		st = convert_guarded(layer, convert_straight, all, 1, path, err);
+		if (st == RS_OK)
+			fold_runs(layer, all, dst, ld);
+		free(all);
+	} else if (layer->kind == RS_LAYER_CONV)
+		st = convert_guarded(layer, convert_folded, dst, ld, path, err);
+	else
+		st = convert_guarded(layer, layer->transposed ? convert_cols : convert_rows,
+		                     dst, ld, path, err);
 	if (st != RS_OK)
 		return st;
 	for (j = 0; j < layer->cols; j++)
@@ -350,19 +496,30 @@ rs_layer_load(const rs_layer *layer, double *dst, size_t ld, const char *path,
 static void
 matrix_position(const rs_layer *layer, size_t i, size_t *row, size_t *col)
 {
-	const size_t *s = layer->tensor->shape;
+	const size_t *s = layer->kshape;
 	size_t f, c, h, w;
 
-	if (layer->kind != RS_LAYER_CONV || layer->fold == 0) {
+	if (layer->transposed) {
+		*row = i % layer->rows;
+		*col = i / layer->rows;
+		return;
+	}
+	if (layer->kind != RS_LAYER_CONV) {
 		*row = i / layer->cols;
 		*col = i % layer->cols;
 		return;
 	}
 	w = i % s[3];
 	h = i / s[3] % s[2];
-	c = i / (s[3] * s[2]) % s[1];
-	f = i / (s[3] * s[2] * s[1]);
+	if (layer->kernel_in_out) {
+		f = i / (s[3] * s[2]) % s[0];
+		c = i / (s[3] * s[2] * s[0]);
+	} else {
+		c = i / (s[3] * s[2]) % s[1];
+		f = i / (s[3] * s[2] * s[1]);
+	}
 	switch (layer->fold) {
+	case 0: *row = f; *col = (c * s[2] + h) * s[3] + w; break;
 	case 1: *row = f * s[2] + h; *col = c * s[3] + w; break;
 	case 2: *row = f * s[3] + w; *col = c * s[2] + h; break;
 	default: *row = (f * s[2] + h) * s[3] + w; *col = c; break;
@@ -377,6 +534,20 @@ rs_layer_load_tensor(const rs_layer *layer, double *dst, const char *path,
 	double *w;
 	rs_status st;
 
+	if (layer->transposed || layer->kernel_in_out) {
+		/* not stored in the order the decompositions take: W (or the
+		 * kernel as (f, c, kh, kw)) from the layer's matrix */
+		w = malloc((count ? count : 1) * sizeof *w);
+		if (w == NULL)
+			return rs_error_set(err, RS_ENOMEM, "%s: layer '%s': out of memory",
+			                    path, layer->name);
+		st = rs_layer_load(layer, w, layer->rows, path, err);
+		for (i = 0; st == RS_OK && i < layer->rows; i++)
+			for (j = 0; j < layer->cols; j++)
+				dst[rs_layer_kernel_index(layer, i, j)] = w[i + j * layer->rows];
+		free(w);
+		return st;
+	}
 	if (layer->group == NULL) {
 		/* a straight conversion of the stored bytes */
 		if ((st = convert_guarded(layer, convert_straight, dst, 1, path, err)) != RS_OK)

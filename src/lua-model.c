@@ -355,6 +355,25 @@ layer_storage(lua_State *L)
 	return 1;
 }
 
+/* layer:allows(method): true, or false and why a runtime could not run it. */
+static int
+layer_allows(lua_State *L)
+{
+	rs_script *s = rsl_script(L);
+	size_t i = rsl_check_layer(L, 1);
+	const char *name = luaL_checkstring(L, 2), *why;
+	rs_method m;
+
+	if (!rs_method_parse(name, &m))
+		return luaL_argerror(L, 2, lua_pushfstring(L, "unknown method '%s'", name));
+	why = rs_layer_method_refusal(&s->host.layers[i], m);
+	lua_pushboolean(L, why == NULL);
+	if (why == NULL)
+		return 1;
+	lua_pushstring(L, why);
+	return 2;
+}
+
 static const luaL_Reg layer_methods[] = {
 	{"prune_error", layer_prune_error},
 	{"prune_rows_error", layer_prune_rows_error},
@@ -380,6 +399,7 @@ static const luaL_Reg layer_methods[] = {
 	{"fro_norm", layer_fro_norm},
 	{"spec_norm", layer_spec_norm},
 	{"ready", layer_ready},
+	{"allows", layer_allows},
 	{NULL, NULL},
 };
 
@@ -404,6 +424,11 @@ layer_index(lua_State *L)
 		lua_pushinteger(L, (lua_Integer)i + 1);
 	else if (strcmp(key, "kind") == 0)
 		lua_pushstring(L, rs_layer_kind_name(l));
+	else if (strcmp(key, "layout") == 0)
+		lua_pushstring(L, l->kind == RS_LAYER_LINEAR || l->kind == RS_LAYER_EMBEDDING ?
+		               rs_tensor_layout_name(l->tensor->layout) : "out,in");
+	else if (strcmp(key, "groups") == 0)
+		lua_pushinteger(L, (lua_Integer)(l->kind == RS_LAYER_CONV ? l->groups : 1));
 	else if (strcmp(key, "fold") == 0) {
 		if (l->fold == RS_FOLD_NONE)
 			lua_pushnil(L);
@@ -479,13 +504,30 @@ static int
 model_layers(lua_State *L)
 {
 	rs_script *s = rsl_script(L);
-	size_t i;
+	size_t i, n = 0;
+	bool filtered = false;
+	rs_method allows = RS_METHOD_DENSE;
 
 	check_model(L, 1);
+	/* model:layers{allows = METHOD}: only the layers a runtime can run
+	 * that method on (layer:allows) */
+	if (!lua_isnoneornil(L, 2)) {
+		luaL_checktype(L, 2, LUA_TTABLE);
+		if (lua_getfield(L, 2, "allows") != LUA_TNIL) {
+			const char *name = luaL_checkstring(L, -1);
+			if (!rs_method_parse(name, &allows))
+				return luaL_argerror(L, 2, lua_pushfstring(L, "unknown method '%s'",
+				                                           name));
+			filtered = true;
+		}
+		lua_pop(L, 1);
+	}
 	lua_createtable(L, (int)s->host.nlayers, 0);
 	for (i = 0; i < s->host.nlayers; i++) {
+		if (filtered && rs_layer_method_refusal(&s->host.layers[i], allows) != NULL)
+			continue;
 		push_layer(L, i);
-		lua_rawseti(L, -2, (lua_Integer)i + 1);
+		lua_rawseti(L, -2, (lua_Integer)++n);
 	}
 	return 1;
 }
@@ -1093,6 +1135,9 @@ plan_set(lua_State *L)
 		return luaL_argerror(L, 3, lua_pushfstring(L, "unknown method '%s' (dense, "
 		    "lowrank, prune, prune-rows, prune-cols, quant, lowrank+sparse, grouped, "
 		    "tucker2, cp, tt, quant+sparse, lowrank+sparse+quant)", method));
+	if (rs_layer_method_refusal(&s->host.layers[i], e.method) != NULL)
+		return luaL_argerror(L, 3, lua_pushstring(L,
+		    rs_layer_method_refusal(&s->host.layers[i], e.method)));
 	switch (e.method) {
 	case RS_METHOD_LOWRANK:
 	case RS_METHOD_LOWRANK_SPARSE:

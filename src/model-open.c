@@ -26,6 +26,7 @@
 #include <zip.h>
 
 #include "rankscope/model.h"
+#include "rankscope/role.h"
 #include "rankscope/util.h"
 
 #define PROBE_LEN 65536
@@ -122,15 +123,66 @@ is_pickle(const probe *p)
 }
 
 /*
- * ONNX's ModelProto as every exporter writes it: field 1 (ir_version,
- * varint, 1..15) first, then a length-delimited field among 2..8
- * (producer_name, ..., graph, opset_import).
+ * ONNX's ModelProto as every exporter writes it (protobuf writes fields in
+ * number order): ir_version (field 1, a one-byte varint) first, then a
+ * field ModelProto defines, with its wire type; every further field the
+ * probe holds must be well formed (a field ModelProto defines with its
+ * wire type, or another with a valid wire type).  Lengths are not held
+ * against the file's size: a truncated model must still reach the reader,
+ * which says where it ends.
  */
 static bool
 is_onnx(const probe *p)
 {
-	return p->n >= 3 && p->head[0] == 0x08 && p->head[1] >= 1 && p->head[1] <= 15 &&
-	       (p->head[2] & 7) == 2 && (p->head[2] >> 3) >= 2 && (p->head[2] >> 3) <= 8;
+	/* 1 + the wire type of each ModelProto field; 0: not one of them */
+	static const unsigned char defined[26] = {
+		[1] = 1, [2] = 3, [3] = 3, [4] = 3, [5] = 1, [6] = 3, [7] = 3, [8] = 3,
+		[14] = 3, [20] = 3, [25] = 3,
+	};
+	size_t i = 2, fields = 1;
+
+	if (p->n < 3 || p->head[0] != 0x08 || p->head[1] < 1 || p->head[1] > 63)
+		return false;
+	while (i < p->n) {
+		uint64_t v[2] = {0, 0};   /* the tag, then a varint value or a length */
+		uint64_t field;
+		unsigned k, shift, wire = 0;
+
+		for (k = 0; k < 2; k++) {
+			for (shift = 0;; shift += 7) {
+				if (i >= p->n)
+					return fields > 1 || k > 0;   /* the probe ends here */
+				if (shift > 63)
+					return false;
+				v[k] |= (uint64_t)(p->head[i] & 0x7f) << shift;
+				if ((p->head[i++] & 0x80) == 0)
+					break;
+			}
+			if (k > 0)
+				break;
+			field = v[0] >> 3;
+			wire = (unsigned)(v[0] & 7);
+			if (field == 0 || (wire != 0 && wire != 1 && wire != 2 && wire != 5))
+				return false;
+			if (field < sizeof defined && defined[field] != 0 && defined[field] != wire + 1)
+				return false;
+			if (fields == 1 && (field >= sizeof defined || defined[field] == 0))
+				return false;
+			if (wire == 1 || wire == 5)
+				break;
+		}
+		if (wire == 1 || wire == 5) {
+			if (p->n - i < (wire == 1 ? 8u : 4u))
+				return true;
+			i += wire == 1 ? 8 : 4;
+		} else if (wire == 2) {
+			if (v[1] > p->n - i)
+				return true;          /* runs past the probe */
+			i += (size_t)v[1];
+		}
+		fields++;
+	}
+	return true;
 }
 
 /* torch.save since 1.6: a zip whose entries sit under one ARCHIVE/ folder,
@@ -141,6 +193,8 @@ sniff_torch(const probe *p)
 	return p->is_zip && p->npkl > 0;
 }
 
+static bool is_hf_index(const probe *p);
+
 static const reader readers[] = {
 	{"safetensors", sniff_safetensors, rs_safetensors_open},
 	{"NumPy .npy", sniff_npy, rs_npy_open},
@@ -148,6 +202,8 @@ static const reader readers[] = {
 	{"PyTorch checkpoints (torch.save zip: .pt, .pth, .bin)", sniff_torch, rs_torch_open},
 	{"ONNX models", is_onnx, rs_onnx_open},
 	{"GGUF v2 and v3 (llama.cpp)", is_gguf, rs_gguf_open},
+	{"Hugging Face sharded checkpoints (model.safetensors.index.json, "
+	 "pytorch_model.bin.index.json, or their directory)", is_hf_index, rs_sharded_open},
 };
 #define NREADERS (sizeof readers / sizeof readers[0])
 
@@ -216,12 +272,27 @@ static const lookalike lookalikes[] = {
 	 "torch.save(torch.load(F), F2), which writes the zip format", is_tar},
 	{"an HDF5 file (Keras .h5 weights?)", is_hdf5},
 	{"a gzip-compressed file (decompress it first)", is_gzip},
-	{"a Hugging Face sharded-checkpoint index (JSON; open one of the shards its "
-	 "weight_map names)", is_hf_index},
 	{"JSON text", is_json},
 	{"text", is_text},
 };
 #define NLOOKALIKES (sizeof lookalikes / sizeof lookalikes[0])
+
+const char *
+rs_tensor_layout_name(rs_tensor_layout layout)
+{
+	return layout == RS_LAYOUT_IN_OUT ? "in,out" : "out,in";
+}
+
+const char *
+rs_tensor_role_name(rs_tensor_role role)
+{
+	static const char *const names[] = {
+		[RS_ROLE_UNKNOWN] = "unknown", [RS_ROLE_LINEAR] = "linear",
+		[RS_ROLE_CONV] = "conv", [RS_ROLE_EMBEDDING] = "embedding",
+		[RS_ROLE_OTHER] = "other",
+	};
+	return (unsigned)role < sizeof names / sizeof names[0] ? names[role] : "unknown";
+}
 
 const char *
 rs_model_formats(void)
@@ -291,8 +362,74 @@ describe_bytes(const probe *p, char *buf, size_t len)
 	snprintf(buf + o, len - o, ")");
 }
 
+/*
+ * Natural order of names: digit runs compare as numbers, so "layers.9"
+ * comes before "layers.10"; the rest byte by byte.  Leading zeros are
+ * ignored by value and break ties by length ("01" after "1").
+ */
+int
+rs_name_natural_compare(const char *a, const char *b)
+{
+	while (*a && *b) {
+		if (*a >= '0' && *a <= '9' && *b >= '0' && *b <= '9') {
+			const char *sa = a, *sb = b;
+			size_t la, lb;
+
+			while (*sa == '0') sa++;
+			while (*sb == '0') sb++;
+			for (a = sa; *a >= '0' && *a <= '9'; a++)
+				;
+			for (b = sb; *b >= '0' && *b <= '9'; b++)
+				;
+			la = (size_t)(a - sa);
+			lb = (size_t)(b - sb);
+			if (la != lb)
+				return la < lb ? -1 : 1;
+			if (memcmp(sa, sb, la) != 0)
+				return memcmp(sa, sb, la) < 0 ? -1 : 1;
+			continue;
+		}
+		if (*a != *b)
+			return (unsigned char)*a < (unsigned char)*b ? -1 : 1;
+		a++;
+		b++;
+	}
+	return *a ? 1 : *b ? -1 : 0;
+}
+
+static int
+compare_tensor_names(const void *x, const void *y)
+{
+	const rs_tensor *a = x, *b = y;
+	int c = rs_name_natural_compare(a->name, b->name);
+
+	/* names are unique within a model; this keeps the order total */
+	return c ? c : strcmp(a->name, b->name);
+}
+
+/* What every reader's model gets before anyone sees it: the network's
+ * order (the reader's, or natural order of names), and the roles the file
+ * did not state. */
+static rs_model *
+finish_model(rs_model *m)
+{
+	if (m == NULL)
+		return NULL;
+	rs_roles_split_experts(m);
+	if (!m->network_order && m->ntensors > 1)
+		qsort(m->tensors, m->ntensors, sizeof *m->tensors, compare_tensor_names);
+	rs_roles_infer(m);
+	return m;
+}
+
 rs_model *
 rs_model_open(const char *path, rs_error *err)
+{
+	return finish_model(rs_model_read(path, err));
+}
+
+rs_model *
+rs_model_read(const char *path, rs_error *err)
 {
 	unsigned char *head;
 	struct stat st;
@@ -313,11 +450,15 @@ rs_model_open(const char *path, rs_error *err)
 		close(fd);
 		return NULL;
 	}
+	if (S_ISDIR(st.st_mode)) {
+		close(fd);
+		return rs_sharded_open(path, err);
+	}
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
 		rs_error_set(err, RS_EIO, "%s: not a weight file rankscope reads: looks "
 		             "like %s (not a regular file); rankscope reads %s", path,
-		             S_ISDIR(st.st_mode) ? "a directory" : "a device or pipe",
+		             "a device or pipe",
 		             rs_model_formats());
 		return NULL;
 	}

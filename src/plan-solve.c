@@ -19,8 +19,10 @@ rs_status
 rs_plan_entry_check(const rs_layer *layer, const rs_plan_entry *e, rs_error *err)
 {
 	size_t m, n, dims[4], k, prod_r = 1, prod_c = 1;
-	const char *name = layer->name;
+	const char *name = layer->name, *refusal = rs_layer_method_refusal(layer, e->method);
 
+	if (refusal != NULL)
+		return rs_error_set(err, RS_EINVAL, "%s", refusal);
 	rs_plan_entry_matrix(layer, e, &m, &n);
 	rs_layer_kernel_dims(layer, dims);
 	switch (e->method) {

@@ -224,7 +224,7 @@ rs_plan_entry_matrix(const rs_layer *layer, const rs_plan_entry *e, size_t *rows
 {
 	if (e->method == RS_METHOD_GROUPED && layer->kind == RS_LAYER_CONV &&
 	    e->fold >= 0 && e->fold < RS_FOLD_COUNT) {
-		rs_fold_shape(layer->tensor->shape, e->fold, rows, cols);
+		rs_fold_shape(layer->kshape, e->fold, rows, cols);
 		return;
 	}
 	*rows = layer->rows;
@@ -311,9 +311,47 @@ finish_compressed(rs_plan_figures *out, const rs_layer_analysis *a, double err_f
 	out->spec_is_bound = true;
 }
 
+/*
+ * An embedding is a lookup: a token's row is read, not multiplied.  Its
+ * FLOPs per token are what rebuilding that one row costs: none for rows
+ * stored as they are (dense, pruned, quantised: a decode), 2 r cols for a
+ * low-rank part (the row of A times B), and for the decompositions their
+ * matrix-vector cost divided by the rows — an estimate, since rebuilding a
+ * row of a TT or CP is not a matrix-vector product.
+ */
+static size_t
+embedding_flops(const rs_layer *layer, const rs_plan_figures *f)
+{
+	switch (f->method) {
+	case RS_METHOD_LOWRANK:
+	case RS_METHOD_LOWRANK_SPARSE:
+	case RS_METHOD_LOWRANK_SPARSE_QUANT:
+		return 2 * f->rank * layer->cols;
+	case RS_METHOD_GROUPED:
+	case RS_METHOD_TUCKER2:
+	case RS_METHOD_CP:
+	case RS_METHOD_TT:
+		return layer->rows ? (f->flops + layer->rows - 1) / layer->rows : 0;
+	default:
+		return 0;
+	}
+}
+
+static void figures_for(const rs_layer *layer, const rs_layer_analysis *a,
+                        const rs_plan_entry *entry, rs_plan_figures *out);
+
 void
 rs_plan_figures_for(const rs_layer *layer, const rs_layer_analysis *a,
                     const rs_plan_entry *entry, rs_plan_figures *out)
+{
+	figures_for(layer, a, entry, out);
+	if (layer->kind == RS_LAYER_EMBEDDING)
+		out->flops = embedding_flops(layer, out);
+}
+
+static void
+figures_for(const rs_layer *layer, const rs_layer_analysis *a,
+            const rs_plan_entry *entry, rs_plan_figures *out)
 {
 	size_t m = layer->rows, n = layer->cols, count = m * n, dropped;
 	uint64_t dense_bits = rs_layer_dense_bits(layer);

@@ -41,6 +41,11 @@ tui_edit_set_rank(tui *t, size_t layer, size_t rank)
 
 	if (rank < 1)
 		rank = 1;
+	if (rank < k && rs_layer_method_refusal(&t->layers[layer], RS_METHOD_LOWRANK)) {
+		tui_message(t, true, "%s", rs_layer_method_refusal(&t->layers[layer],
+		            RS_METHOD_LOWRANK));
+		return;
+	}
 	if (rs_method_is_decomposition(t->plan.entries[layer].method)) {
 		tui_decomp_set_rank(t, layer, rank);
 		return;
@@ -106,7 +111,8 @@ tui_edit_apply_global(tui *t)
 		const rs_spectrum *s = t->spectra[i];
 		rs_plan_entry e;
 
-		if (s == NULL)
+		/* a layer no low rank can be run on keeps what it has */
+		if (s == NULL || rs_layer_method_refusal(&t->layers[i], RS_METHOD_LOWRANK))
 			continue;
 		e = t->global_mode == TUI_GLOBAL_KEEP ?
 		    rs_plan_entry_keep_ratio(s, t->global_value) :
@@ -214,7 +220,12 @@ tui_edit_set_method(tui *t, size_t layer, rs_method method)
 	    old.method == RS_METHOD_LOWRANK_SPARSE ? old.rank : (k / 4 ? k / 4 : 1);
 	double sparsity = old.method == RS_METHOD_DENSE || old.method == RS_METHOD_LOWRANK ||
 	    old.method == RS_METHOD_QUANT ? 0.5 : old.sparsity;
+	const char *refusal = rs_layer_method_refusal(&t->layers[layer], method);
 
+	if (refusal != NULL) {
+		tui_message(t, true, "%s", refusal);
+		return;
+	}
 	if (rs_method_is_decomposition(method)) {
 		tui_decomp_defaults(t, layer, method, e);
 		if (old.method == RS_METHOD_LOWRANK && method != RS_METHOD_TUCKER2)

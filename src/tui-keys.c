@@ -168,7 +168,7 @@ static const tui_binding bindings[] = {
 	{{'m', 0}, "m", "global mode: off, keep ratio, energy threshold", key_cycle_global},
 	{{'-', '_', 0}, "- +", "lower / raise the global value", key_global_less},
 	{{'+', '=', 0}, NULL, NULL, key_global_more},
-	{{'o', 0}, "o", "sort: file order, name, size, error, compressibility", key_cycle_sort},
+	{{'o', 0}, "o", "sort: network order, name, size, error, compressibility", key_cycle_sort},
 	{{'O', 0}, "O", "reverse the sort", key_reverse_sort},
 	{{'/', 0}, "/", "filter layers by name (substring or glob)", key_filter},
 	{{'u', 0}, "u", "undo the last plan edit", key_undo},

@@ -14,7 +14,7 @@
 #include "tui.h"
 
 static const char *const sort_names[TUI_SORT_COUNT] = {
-	[TUI_SORT_FILE] = "file order",
+	[TUI_SORT_FILE] = "network order",
 	[TUI_SORT_NAME] = "name",
 	[TUI_SORT_SIZE] = "size",
 	[TUI_SORT_ERROR] = "error",

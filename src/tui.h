@@ -37,7 +37,7 @@ typedef struct tui_rect {
 } tui_rect;
 
 typedef enum tui_sort {
-	TUI_SORT_FILE,          /* file order */
+	TUI_SORT_FILE,          /* the network's order (model.h) */
 	TUI_SORT_NAME,
 	TUI_SORT_SIZE,          /* params, largest first */
 	TUI_SORT_ERROR,         /* Frobenius error of the plan, largest first */

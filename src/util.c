@@ -135,6 +135,25 @@ rs_format_bytes(char *buf, size_t len, uint64_t bytes)
 }
 
 const char *
+rs_escape_controls(char *buf, size_t len, const char *s)
+{
+	size_t o = 0;
+
+	if (len == 0)
+		return "";
+	for (; *s != '\0' && o + 5 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c < 0x20 || c == 0x7f)
+			o += (size_t)snprintf(buf + o, len - o, "\\x%02x", c);
+		else
+			buf[o++] = (char)c;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+const char *
 rs_printable(char *buf, size_t len, const char *s)
 {
 	size_t o = 0;

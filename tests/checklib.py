@@ -43,6 +43,54 @@ class Checker:
         return 1 if self.failures else 0
 
 
+def write_safetensors(path, tensors, metadata=None):
+    """A safetensors file from the format's definition: tensors is a list of
+    (name, dtype name, numpy array already in that dtype), in file order."""
+    header, offset, blobs = {"__metadata__": metadata or {}}, 0, []
+    for name, dtype, a in tensors:
+        b = np.ascontiguousarray(a).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(a.shape),
+                        "data_offsets": [offset, offset + len(b)]}
+        offset += len(b)
+        blobs.append(b)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def natural_cmp(a, b):
+    """rankscope's order of tensor names (model.h): runs of digits compare
+    by value (leading zeros ignored, then the shorter run first), all else
+    by byte; "layers.9" before "layers.10"."""
+    a, b = a.encode(), b.encode()
+    i = j = 0
+    digit = lambda c: 48 <= c <= 57
+    while i < len(a) and j < len(b):
+        if digit(a[i]) and digit(b[j]):
+            i0, j0 = i, j
+            while i < len(a) and digit(a[i]):
+                i += 1
+            while j < len(b) and digit(b[j]):
+                j += 1
+            x, y = a[i0:i].lstrip(b"0"), b[j0:j].lstrip(b"0")
+            if (len(x), x) != (len(y), y):
+                return -1 if (len(x), x) < (len(y), y) else 1
+            continue
+        if a[i] != b[j]:
+            return -1 if a[i] < b[j] else 1
+        i += 1
+        j += 1
+    return (len(a) - i > 0) - (len(b) - j > 0)
+
+
+def natural_order(names):
+    """Names in rankscope's order for files without a network order."""
+    import functools
+    return sorted(names, key=functools.cmp_to_key(
+        lambda x, y: natural_cmp(x, y) or (x > y) - (x < y)))
+
+
 class SafeTensors:
     """A safetensors file: header entries in file order, metadata, bytes."""
 
@@ -62,6 +110,8 @@ class SafeTensors:
         header = json.loads(self.header_bytes.decode("utf-8"), object_pairs_hook=pairs)
         self.metadata = header.pop("__metadata__", {})
         self.entries = header            # name -> {dtype, shape, data_offsets}
+        # the order rankscope gives them: safetensors has no network order
+        self.order = natural_order(header)
         self.data = self.blob[8 + n:]
 
     def raw(self, name):

@@ -71,7 +71,7 @@ contains "$err" "truncated file?" "truncated file says so"
 equals "$out" "" "no stdout for a truncated file"
 
 run 1 "$RANKSCOPE" info "$scratch"
-contains "$err" "not a regular file" "directory"
+contains "$err" "a directory without model.safetensors.index.json" "directory"
 
 run 1 "$RANKSCOPE" spectra --layer 'nomatch*' "$model"
 contains "$err" "no layer matches --layer 'nomatch*'" "filter matching nothing"

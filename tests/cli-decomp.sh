@@ -91,7 +91,7 @@ applied lorita-b 0 "$lorita" "grouped:4:2 cp:8 grouped:2:8" 'fc*.factors.#.weigh
 # a make-model model, the decompositions mixed with a low-rank layer; the
 # kernel at folds 1, 0 and 3
 mm=$scratch/mm.safetensors
-"$MAKE_MODEL" "$mm" a=40x24@0.8 b=12x70@0.9 conv=8x6x3x3 c=30x36 d=20x48 ||
+"$MAKE_MODEL" "$mm" a=40x24@0.8 b=12x70@0.9 conv=8x6x3x3 e=30x36 f=20x48 ||
 	fail "make-model mm"
 applied mm-a 1 "$mm" "grouped:2:3 tucker2:4:4 tt:2:4 cp:3 lowrank:4"
 applied mm-b 0 "$mm" "tt:2:2 cp:2 grouped:2:3:2 grouped:3:4 tucker2:6:10"
@@ -211,11 +211,11 @@ contains "$(sed -n '/"name": "fc1.weight"/,/"sparsity"/p' "$a" | tr -d ' \n')" \
 bad fc1.weight '"ranks": [' '"ranks": [1, 8, 33, 1], "was": [' "tt: r_2 above 32" \
 	"TT rank r_2 = 33 is more than the TT-SVD can reach (32)"
 
-# groups other than 1 on a low-rank entry (mm-a at fold 1: d is lowrank 4)
+# groups other than 1 on a low-rank entry (mm-a at fold 1: f is lowrank 4)
 a=$d/mm-a.json rmodel=$mm rfold=1
-bad d '"groups": 1,' '"groups": 2,' "lowrank with 2 groups" \
+bad f '"groups": 1,' '"groups": 2,' "lowrank with 2 groups" \
 	"groups other than 1 belong to method 'grouped'"
-bad c '"groups": 1,' '"groups": 3,' "cp with 3 groups" \
+bad e '"groups": 1,' '"groups": 3,' "cp with 3 groups" \
 	"groups other than 1 belong to method 'grouped'"
 
 # ---- 3. plan:set misuse from Lua -------------------------------------------------------

@@ -153,15 +153,15 @@ run 1 "$RANKSCOPE" show "$d/lorita-a.json" "$mlp"
 contains "$err" "compose pattern 'fc*.factors.#.weight' matches no tensor" \
 	"a composed plan on a model without the factors"
 if [ -n "$combo" ]; then
-	applied combo-a 0 "$combo" "lowrank+sparse:4:0.9934 prune:0.74667 lowrank:6 prune:0.9"
-	applied combo-b 0 "$combo" "prune-rows:0.5 prune-cols:0.5 quant:ternary:2 quant:uniform-channel:4"
+	applied combo-a 0 "$combo" "prune:0.9 lowrank:6 prune:0.74667 lowrank+sparse:4:0.9934"
+	applied combo-b 0 "$combo" "quant:uniform-channel:4 quant:ternary:2 prune-cols:0.5 prune-rows:0.5"
 	# quantised + sparse and low rank + sparse + quantised: codes, codebook,
 	# sparse values and factors, rebuilt by familycheck.py as their sum
-	applied combo-c 0 "$combo" "lowrank+sparse+quant:4:0.99:binary:1 quant+sparse:ternary:2:0.99 lowrank+sparse+quant:4:0.99:binary:1 quant+sparse:ternary:2:0.99"
+	applied combo-c 0 "$combo" "quant+sparse:ternary:2:0.99 lowrank+sparse+quant:4:0.99:binary:1 quant+sparse:ternary:2:0.99 lowrank+sparse+quant:4:0.99:binary:1"
 	line=$(grep '^spiky.weight ' "$d/combo-c.log")
 	check "combo: rank 4 + spikes is rebuilt by L + S + Q to a tiny error: $line" \
 		awk -v l="$line" 'BEGIN { split(l, f, " "); exit !(f[2] == "lowrank+sparse+quant" && f[3] + 0 < 1e-5 && f[4] + 0 < 1e-5) }'
-	applied combo-d 0 "$combo" "quant+sparse:uniform-tensor:3:0.97 quant+sparse:ternary:2:0.95 dense quant+sparse:ternary:2:0.98"
+	applied combo-d 0 "$combo" "quant+sparse:ternary:2:0.98 dense quant+sparse:ternary:2:0.95 quant+sparse:uniform-tensor:3:0.97"
 	# the combination's figures are the solve's, and apply measures the same
 	line=$(grep '^spiky.weight ' "$d/combo-a.log")
 	check "combo: the rank 4 + spikes layer is rebuilt to a tiny error: $line" \

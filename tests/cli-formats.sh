@@ -42,7 +42,7 @@ EOF
 looks_like() {
 	run 1 "$RANKSCOPE" info "$1"
 	contains "$err" "$1: not a weight file rankscope reads: looks like $2" "$2"
-	contains "$err" "rankscope reads safetensors, NumPy .npy and NumPy .npz" "$2: formats listed"
+	contains "$err" "rankscope reads safetensors, NumPy .npy, NumPy .npz" "$2: formats listed"
 	equals "$out" "" "$2: no stdout"
 }
 
@@ -120,21 +120,12 @@ fi
 # ---- files rankscope does not read ------------------------------------------
 : >"$d/empty.bin"
 looks_like "$d/empty.bin" "an empty file"
-run 1 "$RANKSCOPE" info "$d"
-contains "$err" "$d: not a weight file rankscope reads: looks like a directory" "directory"
 printf 'hello, weights\n' >"$d/notes.txt"
 looks_like "$d/notes.txt" "text"
 printf '{"a": [1, 2]}\n' >"$d/conf.safetensors"
 looks_like "$d/conf.safetensors" "JSON text"
-printf '{"metadata": {"total_size": 8}, "weight_map": {"w": "model-00001-of-00002.safetensors"}}\n' \
-	>"$d/model.safetensors.index.json"
-looks_like "$d/model.safetensors.index.json" "a Hugging Face sharded-checkpoint index"
 gzip -c "$d/notes.txt" >"$d/notes.gz"
 looks_like "$d/notes.gz" "a gzip-compressed file"
-# GGUF: no Debian writer; the header as ggml's gguf.c writes it (magic,
-# version 3, zero tensors, zero key-values)
-printf 'GGUF\003\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000' >"$d/m.gguf"
-looks_like "$d/m.gguf" "a GGUF model"
 if [ -n "$python" ]; then
 	"$python" - "$d" <<'EOF'
 import pickle, sys, tarfile, zipfile
@@ -149,24 +140,15 @@ EOF
 else
 	skip "no python3: zip, pickle and tar cases"
 fi
+# torch.save before 1.6 wrote a bare pickle: refused, naming the conversion
+# (the zip format's reader has its own test, cli-torch.sh)
 if has torch; then
-	"$python" -c "import torch; torch.save({'w': torch.zeros(2, 2)}, '$d/m.pt');
+	"$python" -c "import torch
 torch.save({'w': torch.zeros(2, 2)}, '$d/old.pt', _use_new_zipfile_serialization=False)"
-	looks_like "$d/m.pt" "a PyTorch checkpoint (torch.save zip"
-	looks_like "$d/old.pt" "a legacy PyTorch checkpoint (torch.save pickle)"
+	looks_like "$d/old.pt" "a legacy PyTorch checkpoint (torch.save before 1.6"
+	contains "$err" "torch.save(torch.load(F), F2)" "legacy: the conversion named"
 else
-	skip "no python3-torch: the torch.save cases"
-fi
-if has onnx; then
-	"$python" -c "
-import onnx, onnx.helper as h
-g = h.make_graph([h.make_node('Relu', ['x'], ['y'])], 'g',
-    [h.make_tensor_value_info('x', onnx.TensorProto.FLOAT, [2])],
-    [h.make_tensor_value_info('y', onnx.TensorProto.FLOAT, [2])])
-onnx.save(h.make_model(g, producer_name='test'), '$d/m.onnx')"
-	looks_like "$d/m.onnx" "an ONNX model"
-else
-	skip "no python3-onnx: the ONNX case"
+	skip "no python3-torch: the legacy torch.save case"
 fi
 if has h5py; then
 	"$python" -c "import h5py; h5py.File('$d/w.h5', 'w').create_dataset('w', data=[1.0])"

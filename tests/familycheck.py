@@ -39,27 +39,13 @@ import numpy as np
 
 sys.dont_write_bytecode = True   # leave no __pycache__ in tests/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checklib import DTYPES, FLOATS, Checker, SafeTensors  # noqa: E402
+from checklib import (DTYPES, FLOATS, Checker, SafeTensors,  # noqa: E402
+                      write_safetensors)
 
 TOL_FIG = 1e-9       # figures recomputed in float64 from the same weights
 TOL_APPLY = 1e-5     # measured on float32 parts against float64 predictions
 
 VALUE_BITS = 32
-
-
-def write_safetensors(path, tensors, metadata):
-    """tensors: list of (name, dtype name, numpy array already in that dtype)."""
-    header, offset, blobs = {"__metadata__": metadata}, 0, []
-    for name, dtype, a in tensors:
-        b = np.ascontiguousarray(a).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(a.shape),
-                        "data_offsets": [offset, offset + len(b)]}
-        offset += len(b)
-        blobs.append(b)
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 # ---- folding ----------------------------------------------------------------
@@ -673,7 +659,7 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
     # of them stood in the file, and W is their product F_{N-1} ... F_0
     factor_of = {f: l for l in plan["layers"] for f in l.get("factors", [])}
     first_factor = {}
-    for name in src.entries:
+    for name in src.order:
         if name in factor_of:
             first_factor.setdefault(factor_of[name]["name"], name)
     products = {}
@@ -684,7 +670,7 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
                 w = src.values(f) @ w
             products[l["name"]] = w
     expected = []
-    for name in src.entries:
+    for name in src.order:
         if name in factor_of:
             l = factor_of[name]
             if l["method"] == "dense":

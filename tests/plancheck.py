@@ -117,10 +117,10 @@ def cmd_predict(plan_path, model_path):
 
     names = [l["name"] for l in plan["layers"]]
     c.check(len(names) == len(set(names)), "no layer appears twice")
-    model_layers = [n for n in st.entries if st.is_layer(n)]
+    model_layers = [n for n in st.order if st.is_layer(n)]
     in_plan = set(names)
     c.check(names == [n for n in model_layers if n in in_plan],
-            "plan layers are model layers, in the model's file order")
+            "plan layers are model layers, in the model's order")
 
     before = after = fbefore = fafter = 0
     worst_spec = worst_fro = 0.0
@@ -213,7 +213,7 @@ def cmd_apply(plan_path, model_path, out_path):
 
     lowrank = {l["name"]: l for l in plan["layers"] if l["method"] == "lowrank"}
     expected = []
-    for name in src.entries:
+    for name in src.order:
         expected += [name + ".lowrank.A", name + ".lowrank.B"] if name in lowrank else [name]
     c.check(list(out.entries) == expected,
             "tensors: the model's, in order, each factorised weight replaced by its "

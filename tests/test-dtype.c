@@ -1,5 +1,7 @@
 /* test-dtype.c — half, bfloat16 and float conversions against values
- * worked out by hand, including subnormals, infinities and NaN. */
+ * worked out by hand, including subnormals, infinities and NaN; the GGUF
+ * block types' table entries and one hand-decoded block of each decoder
+ * (tests/cli-gguf.sh compares every one with ggml itself, bit for bit). */
 #include "config.h"
 
 #include <math.h>
@@ -7,6 +9,158 @@
 
 #include "rankscope/dtype.h"
 #include "testlib.h"
+
+/* Decodes one block of `dtype` from b into y (256 at most). */
+static void
+decode(rs_dtype dtype, const unsigned char *b, double *y)
+{
+	rs_dtype_to_double(dtype, b, rs_dtype_get(dtype)->block, y, 1);
+}
+
+static void
+check_block_table(void)
+{
+	rs_dtype d;
+
+	CHECK(RS_DTYPE_F6_E3M2 == 19 && RS_DTYPE_Q4_0 == 20, "old numbers kept");
+	CHECK(rs_dtype_get(RS_DTYPE_Q4_0)->block == 32 &&
+	      rs_dtype_get(RS_DTYPE_Q4_0)->block_bytes == 18, "Q4_0 32/18");
+	CHECK(rs_dtype_get(RS_DTYPE_Q8_0)->block_bytes == 34, "Q8_0 34 bytes");
+	CHECK(rs_dtype_get(RS_DTYPE_Q4_K)->block == 256 &&
+	      rs_dtype_get(RS_DTYPE_Q4_K)->block_bytes == 144, "Q4_K 256/144");
+	CHECK(rs_dtype_get(RS_DTYPE_Q6_K)->block_bytes == 210, "Q6_K 210 bytes");
+	CHECK(rs_dtype_get(RS_DTYPE_Q2_K)->block_bytes == 84 &&
+	      rs_dtype_get(RS_DTYPE_Q3_K)->block_bytes == 110 &&
+	      rs_dtype_get(RS_DTYPE_Q5_K)->block_bytes == 176, "K-quant sizes");
+	CHECK(rs_dtype_nbytes(RS_DTYPE_Q4_K, 512) == 288, "two Q4_K blocks");
+	CHECK(rs_dtype_storage_bits(RS_DTYPE_Q8_0, 64) == 2 * 34 * 8, "Q8_0 bits");
+	CHECK(strcmp(rs_dtype_get(RS_DTYPE_Q4_K)->name, "Q4_K") == 0, "llama.cpp's name");
+	CHECK(!rs_dtype_parse("Q4_0", &d) && !rs_dtype_parse("Q4_K", &d),
+	      "block types are not safetensors dtypes");
+	CHECK(rs_dtype_get(RS_DTYPE_Q4_K)->is_float && !rs_dtype_get(RS_DTYPE_IQ2_XXS)->is_float &&
+	      !rs_dtype_get(RS_DTYPE_IQ4_NL)->is_float &&
+	      !rs_dtype_get(RS_DTYPE_Q8_1)->is_float &&
+	      !rs_dtype_get(RS_DTYPE_Q8_K)->is_float, "which block types decode");
+	CHECK(rs_dtype_get(RS_DTYPE_Q4_K)->bits == 0, "block types have no bits per element");
+}
+
+static void
+check_block_decoding(void)
+{
+	unsigned char b[300];
+	double y[512];
+	int j;
+
+	/* Q4_0: d = 0.5; 0x1f: low nibble 15 -> (15 - 8) * 0.5, high 1 -> -3.5 */
+	memset(b, 0, sizeof b);
+	b[0] = 0x00, b[1] = 0x38;
+	memset(b + 2, 0x1f, 16);
+	decode(RS_DTYPE_Q4_0, b, y);
+	CHECK(y[0] == 3.5 && y[15] == 3.5 && y[16] == -3.5 && y[31] == -3.5, "Q4_0");
+
+	/* Q4_1: d = 1, m = -0.25: nibble 5 -> 4.75 */
+	memset(b, 0, sizeof b);
+	b[1] = 0x3c, b[2] = 0x00, b[3] = 0xb4;
+	memset(b + 4, 0x05, 16);
+	decode(RS_DTYPE_Q4_1, b, y);
+	CHECK(y[0] == 4.75 && y[16] == -0.25, "Q4_1: %g %g", y[0], y[16]);
+
+	/* Q5_0: d = 1, qh bit 0 and bit 16 set: elements 0 and 16 gain 16 */
+	memset(b, 0, sizeof b);
+	b[1] = 0x3c, b[2] = 0x01, b[4] = 0x01;
+	decode(RS_DTYPE_Q5_0, b, y);
+	CHECK(y[0] == 0 && y[1] == -16 && y[16] == 0 && y[17] == -16, "Q5_0: %g %g", y[0], y[1]);
+
+	/* Q8_0: d = 2, q = -3 -> -6 */
+	memset(b, 0, sizeof b);
+	b[1] = 0x40;
+	b[2] = 0xfd;
+	decode(RS_DTYPE_Q8_0, b, y);
+	CHECK(y[0] == -6 && y[1] == 0, "Q8_0");
+
+	/* Q2_K: scales[0] = 0x21 (scale 1, min 2), d = 1, dmin = 0.5, q = 3:
+	 * 1 * 3 - 2 * 0.5 = 2 */
+	memset(b, 0, sizeof b);
+	b[0] = 0x21;
+	b[16] = 0x03;
+	b[81] = 0x3c, b[83] = 0x38;
+	decode(RS_DTYPE_Q2_K, b, y);
+	CHECK(y[0] == 2 && y[1] == -1 && y[16] == 0, "Q2_K: %g %g %g", y[0], y[1], y[16]);
+
+	/* Q3_K: all scales 0 -> -32, hmask clear -> q - 4 = -4: 128 everywhere */
+	memset(b, 0, sizeof b);
+	b[109] = 0x3c;
+	decode(RS_DTYPE_Q3_K, b, y);
+	CHECK(y[0] == 128 && y[255] == 128, "Q3_K: %g", y[0]);
+
+	/* Q4_K: d = dmin = 1, scale 2 and min 1 for the first 32: 2 q - 1 */
+	memset(b, 0, sizeof b);
+	b[1] = 0x3c, b[3] = 0x3c;
+	b[4] = 2, b[8] = 1;
+	memset(b + 16, 0x37, 32);
+	decode(RS_DTYPE_Q4_K, b, y);
+	CHECK(y[0] == 13 && y[31] == 13 && y[32] == 0, "Q4_K: %g %g", y[0], y[32]);
+
+	/* Q6_K: d = 0.25, scales[0] = 4: (ql | qh << 4) - 32 = 1 -> 1 */
+	memset(b, 0, sizeof b);
+	b[0] = 0x01;
+	b[128] = 0x02;             /* qh bits 0-1 = 2: q = 1 | 32 = 33 */
+	b[192] = 4;
+	b[209] = 0x34;             /* 0.25 */
+	decode(RS_DTYPE_Q6_K, b, y);
+	CHECK(y[0] == 1 && y[1] == 0 * 0.25 * 4 - 32, "Q6_K: %g %g", y[0], y[1]);
+
+
+	/* TQ2_0: 0xe4 holds codes 0, 1, 2, 3 (-1, 0, 1, 2), d = 1 */
+	memset(b, 0, sizeof b);
+	b[0] = 0xe4;
+	b[65] = 0x3c;
+	decode(RS_DTYPE_TQ2_0, b, y);
+	CHECK(y[0] == -1 && y[32] == 0 && y[64] == 1 && y[96] == 2, "TQ2_0");
+
+	/* TQ1_0: byte 0 is every digit 0 (-d); 243/3 = 81 -> first digit 1 */
+	memset(b, 0, sizeof b);
+	b[0] = 0x80;
+	b[53] = 0x3c;
+	decode(RS_DTYPE_TQ1_0, b, y);
+	CHECK(y[0] == 0 && y[1] == -1 && y[255] == -1, "TQ1_0: %g %g", y[0], y[1]);
+
+	/* MXFP4: e = 128 (scale 2^0 for the doubled levels), code 7 -> 12, 9 -> -1 */
+	memset(b, 0, sizeof b);
+	b[0] = 128;
+	b[1] = 0x97;
+	decode(RS_DTYPE_MXFP4, b, y);
+	CHECK(y[0] == 12 && y[16] == -1, "MXFP4: %g %g", y[0], y[16]);
+
+	/* NVFP4: scale byte 0x38 (1.0, halved), code 2 -> 1; 0x7f is zero */
+	memset(b, 0, sizeof b);
+	b[0] = 0x38, b[1] = 0x7f;
+	b[4] = 0x02;
+	b[12] = 0x02;
+	decode(RS_DTYPE_NVFP4, b, y);
+	CHECK(y[0] == 1 && y[16] == 0, "NVFP4: %g %g", y[0], y[16]);
+
+
+	/* Q1_0: bit set +d, clear -d */
+	memset(b, 0, sizeof b);
+	b[1] = 0x3c;
+	b[2] = 0x01;
+	decode(RS_DTYPE_Q1_0, b, y);
+	CHECK(y[0] == 1 && y[1] == -1, "Q1_0");
+
+	/* strided, several blocks, a trailing partial block is NaN */
+	memset(b, 0, sizeof b);
+	b[1] = 0x3c, b[2] = 7, b[35] = 0x40, b[36] = 0xff;
+	rs_dtype_to_double(RS_DTYPE_Q8_0, b, 64, y, 2);
+	CHECK(y[0] == 7 && y[64] == -2 && y[2] == 0, "Q8_0 two blocks strided");
+	rs_dtype_to_double(RS_DTYPE_Q8_0, b, 40, y, 1);
+	for (j = 32; j < 40; j++)
+		CHECK(isnan(y[j]), "partial block [%d] is NaN", j);
+	/* a NaN scale gives NaN, an infinite one infinities (as in ggml) */
+	b[0] = 0x00, b[1] = 0x7e;
+	rs_dtype_to_double(RS_DTYPE_Q8_0, b, 32, y, 1);
+	CHECK(isnan(y[0]), "NaN scale");
+}
 
 int
 main(void)
@@ -51,5 +205,7 @@ main(void)
 	CHECK(!rs_dtype_parse("FLOAT", &d), "unknown dtype");
 	CHECK(rs_dtype_get(RS_DTYPE_F16)->is_float && !rs_dtype_get(RS_DTYPE_I64)->is_float,
 	      "float flags");
+	check_block_table();
+	check_block_decoding();
 	return test_done("test-dtype");
 }

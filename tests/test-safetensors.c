@@ -85,8 +85,8 @@ check_file_open(void)
 		CHECK(f == 6.0f, "data readable through the map");
 		rs_model_close(m);
 	}
-	CHECK(rs_model_open(dir, &err) == NULL, "a directory is refused");
-	CHECK_CONTAINS(err.msg, "not a regular file");
+	CHECK(rs_model_open(dir, &err) == NULL, "a directory of no model is refused");
+	CHECK_CONTAINS(err.msg, "a directory without model.safetensors.index.json");
 	free(path);
 	path = rs_xasprintf("%s/missing.safetensors", dir);
 	CHECK(rs_model_open(path, &err) == NULL && err.code == RS_EIO, "missing file");

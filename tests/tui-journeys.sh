@@ -497,9 +497,9 @@ walk() {
 	keys / $(i=0; while [ "$i" -lt 15 ]; do printf 'BSpace '; i=$((i + 1)); done) Enter
 	visible=$all
 	step "$base: all layers again" "filter cleared"
-	# five o and two O in all: file order again
+	# five o and two O in all: network order again
 	keys o
-	step "$base: file order again" "sorted by file order"
+	step "$base: network order again" "sorted by network order"
 
 	# ---- resizes with each overlay open ----
 	for overlay in s M '?' : w /; do

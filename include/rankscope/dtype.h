@@ -2,7 +2,12 @@
  * dtype.h — element types of tensor files and their conversion to double.
  *
  * The table covers every dtype the safetensors format defines, so any valid
- * file opens; only the floating types with `is_float` can become layers.
+ * file opens, and GGUF's block-quantised types (llama.cpp's ggml: Q4_0,
+ * Q4_K, ...), which store a fixed number of elements in a fixed number of
+ * bytes with their scales; only the types with `is_float` can become
+ * layers.  Block types convert to double exactly as ggml dequantises them
+ * (in float, then widened), so a layer read from a quantised GGUF is the
+ * matrix llama.cpp computes with.
  */
 #ifndef RANKSCOPE_DTYPE_H
 #define RANKSCOPE_DTYPE_H
@@ -15,11 +20,20 @@ typedef enum rs_dtype {
 	RS_DTYPE_F8_E8M0, RS_DTYPE_I16, RS_DTYPE_U16, RS_DTYPE_F16, RS_DTYPE_BF16,
 	RS_DTYPE_I32, RS_DTYPE_U32, RS_DTYPE_F32, RS_DTYPE_F64, RS_DTYPE_I64,
 	RS_DTYPE_U64, RS_DTYPE_C64, RS_DTYPE_F4, RS_DTYPE_F6_E2M3, RS_DTYPE_F6_E3M2,
+	/* GGUF block types (never in safetensors); the numbers above must not
+	 * move: spectrum caches hash them. */
+	RS_DTYPE_Q4_0, RS_DTYPE_Q4_1, RS_DTYPE_Q5_0, RS_DTYPE_Q5_1, RS_DTYPE_Q8_0,
+	RS_DTYPE_Q8_1, RS_DTYPE_Q2_K, RS_DTYPE_Q3_K, RS_DTYPE_Q4_K, RS_DTYPE_Q5_K,
+	RS_DTYPE_Q6_K, RS_DTYPE_Q8_K, RS_DTYPE_IQ2_XXS, RS_DTYPE_IQ2_XS,
+	RS_DTYPE_IQ3_XXS, RS_DTYPE_IQ1_S, RS_DTYPE_IQ4_NL, RS_DTYPE_IQ3_S,
+	RS_DTYPE_IQ2_S, RS_DTYPE_IQ4_XS, RS_DTYPE_IQ1_M, RS_DTYPE_TQ1_0,
+	RS_DTYPE_TQ2_0, RS_DTYPE_MXFP4, RS_DTYPE_NVFP4, RS_DTYPE_Q1_0, RS_DTYPE_Q2_0,
 	RS_DTYPE_COUNT
 } rs_dtype;
 
 typedef struct rs_dtype_info {
-	const char *name;     /* as spelled in safetensors headers */
+	const char *name;     /* as spelled in safetensors headers; block types as
+	                         llama.cpp spells them ("Q4_K") */
 	unsigned bits;        /* storage bits per element (block types: 0, see below) */
 	bool is_float;        /* convertible to double by rs_dtype_to_double */
 	/* Block-quantised types (GGUF's Q4_0, Q4_K, ...) store `block`
@@ -45,7 +59,10 @@ double rs_bfloat16_to_double(unsigned short bits);
 
 /*
  * Converts `count` elements starting at `src` (little-endian, any alignment)
- * to double, writing dst[i * stride].  Only for dtypes with is_float.
+ * to double, writing dst[i * stride].  Only for dtypes with is_float.  For
+ * a block type, src is at a block start and count a multiple of the block;
+ * the values are ggml's dequantised floats (its reference to_float), bit
+ * for bit.
  */
 void rs_dtype_to_double(rs_dtype dtype, const unsigned char *src, size_t count,
                         double *dst, size_t stride);

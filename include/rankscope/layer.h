@@ -2,12 +2,16 @@
  * layer.h — which tensors are layers, and the matrix each one is.
  *
  * A layer is a matrix view W (rows x cols, rows = output side) of one tensor:
- * a 2-D floating tensor as it is, or a 4-D convolution kernel (out f, in c,
- * kh, kw) folded by one of four schemes (DESIGN.md §4):
+ * a 2-D floating tensor (a linear layer, or an embedding table whose rows
+ * are looked up), stored out x in or, when its layout says so, in x out;
+ * or a convolution kernel (out f, in c, kh, kw) — a Conv1d kernel (f, c, k)
+ * is (f, c, k, 1) — folded by one of four schemes (DESIGN.md §4):
  *   0: f x (c kh kw)   1: (f kh) x (c kw)   2: (f kw) x (c kh)   3: (f kh kw) x c
  * or the product of factor tensors declared by a compose pattern
  * (compose.h), which stands where its first factor stands and replaces
  * them.  Other tensors (biases, norms, integer tensors) are not layers.
+ * What a tensor is comes from the file where it says (ONNX's graph), else
+ * from the rules of role.c; see rs_tensor's layout, role and groups.
  */
 #ifndef RANKSCOPE_LAYER_H
 #define RANKSCOPE_LAYER_H
@@ -23,9 +27,10 @@
 #define RS_FOLD_NONE (-1)
 
 typedef enum rs_layer_kind {
-	RS_LAYER_LINEAR,   /* 2-D weight */
-	RS_LAYER_CONV,     /* 4-D kernel, folded */
-	RS_LAYER_COMPOSED  /* product of 2-D factors (compose.h) */
+	RS_LAYER_LINEAR,    /* 2-D weight */
+	RS_LAYER_CONV,      /* 4-D (or Conv1d's 3-D) kernel, folded */
+	RS_LAYER_COMPOSED,  /* product of 2-D factors (compose.h) */
+	RS_LAYER_EMBEDDING  /* 2-D table, one row looked up per token: no FLOPs */
 } rs_layer_kind;
 
 typedef struct rs_layer {
@@ -36,6 +41,13 @@ typedef struct rs_layer {
 	int fold;                 /* 0..3 for conv, RS_FOLD_NONE for linear */
 	size_t rows, cols;
 	const rs_compose_group *group;  /* composed layers only, else NULL */
+	size_t kshape[4];         /* conv: (f, c, kh, kw), kw = 1 for Conv1d */
+	bool transposed;          /* linear/embedding stored in x out (W = T^T) */
+	bool kernel_in_out;       /* conv kernel stored (in, out, kh, kw), as
+	                             ConvTranspose keeps it; kshape is (out, in, ...) */
+	size_t groups;            /* conv: its group count (1 = ordinary);
+	                             > 1 (depthwise, grouped): only the methods a
+	                             runtime can run on it (rs_layer_method_refusal) */
 } rs_layer;
 
 /* Name filters: a layer is kept when it matches some include pattern (or
@@ -100,8 +112,9 @@ rs_status rs_layer_load_for_spectrum(const rs_layer *layer, double *dst,
 
 /*
  * Writes the layer's weights in the tensor's own row-major layout (a
- * kernel as (f, c, kh, kw), whatever the fold; a composed layer as its
- * rows x cols product), as doubles: what the tensor decompositions take.
+ * kernel as (f, c, kh, kw), whatever the fold; a composed layer, and a
+ * linear one stored in x out, as W: rows x cols), as doubles: what the
+ * tensor decompositions take (dims from rs_layer_kernel_dims).
  * Non-finite values are RS_ENUMERIC, as rs_layer_load.
  */
 rs_status rs_layer_load_tensor(const rs_layer *layer, double *dst, const char *path,
@@ -116,8 +129,11 @@ rs_status rs_layer_load_tensor(const rs_layer *layer, double *dst, const char *p
 size_t rs_layer_kernel_dims(const rs_layer *layer, size_t dims[4]);
 
 /* Where element (row, col) of the layer's matrix lives in the tensor's
- * row-major data (the inverse of folding). */
+ * row-major data (the inverse of folding and of an in x out layout). */
 size_t rs_layer_tensor_index(const rs_layer *layer, size_t row, size_t col);
+/* Where it lives in what rs_layer_load_tensor writes (the same but for a
+ * transposed layer, which that writes as rows x cols). */
+size_t rs_layer_kernel_index(const rs_layer *layer, size_t row, size_t col);
 
 /*
  * A private copy of the bytes a layer is computed from (its tensor's, or
@@ -142,8 +158,12 @@ rs_status rs_layer_snapshot_take(const rs_layer *layer, rs_layer_snapshot *snap,
                                  const char *path, rs_error *err);
 void rs_layer_snapshot_free(rs_layer_snapshot *snap);
 
-/* "linear", "conv" or "composed". */
+/* "linear", "conv", "composed" or "embedding". */
 const char *rs_layer_kind_name(const rs_layer *layer);
+
+/* NULL when a runtime can execute what `method` makes of the layer, else
+ * why not ("a depthwise convolution (groups 32): ..."), for messages. */
+const char *rs_layer_method_refusal(const rs_layer *layer, int method);
 
 /* What rs_layer_load_for_spectrum gives: true when it is W^T. */
 bool rs_layer_loads_transposed(const rs_layer *layer);

@@ -9,7 +9,8 @@
  *
  * rs_model_open (model-open.c) recognises the format from the file's
  * content and hands the file to that format's reader (io-safetensors.c,
- * io-npy.c); every reader fills the same rs_model.
+ * io-npy.c, io-torch.c, io-onnx.c, io-gguf.c, io-sharded.c); every reader
+ * fills the same rs_model.
  */
 #ifndef RANKSCOPE_MODEL_H
 #define RANKSCOPE_MODEL_H
@@ -66,9 +67,17 @@ typedef struct rs_metadata_entry {
 	char *value;
 } rs_metadata_entry;
 
+/* A read-only mapping a model owns besides its main one: an ONNX model's
+ * external data file, a shard of a sharded checkpoint.  munmap'd on close. */
+typedef struct rs_model_map {
+	void *addr;
+	size_t len;
+} rs_model_map;
+
 typedef struct rs_model {
 	char *path;
-	const char *format;          /* the reader's name: "safetensors", "npy", "npz" */
+	const char *format;          /* the reader's name: "safetensors", "npy", "npz",
+	                                "torch", "onnx", "gguf", "sharded" */
 	uint64_t file_size;
 	const unsigned char *map;
 	size_t map_len;
@@ -85,6 +94,14 @@ typedef struct rs_model {
 	rs_metadata_entry *metadata;
 	size_t nbuffers;
 	void **buffers;              /* allocations tensor data points into; freed on close */
+	size_t nmaps;
+	rs_model_map *maps;          /* further mappings tensor data points into */
+	size_t nsplits;
+	char **splits;               /* the --split rules applied (role.h), as given;
+	                                a plan records them */
+	size_t nparts;
+	struct rs_model **parts;     /* the shards of a sharded checkpoint: tensor
+	                                data points into them; closed on close */
 } rs_model;
 
 /* Safetensors header length limit, as in the reference implementation. */
@@ -93,8 +110,9 @@ typedef struct rs_model {
 /* NumPy header limit: numpy's own reader refuses more than 10,000 bytes by
  * default; this allows a hundred times that and still bounds the parse. */
 #define RS_NPY_MAX_HEADER (1u << 20)
-/* The most bytes an .npz model may inflate into memory in all (deflated
- * entries cannot be mapped), so a zip bomb fails before it allocates. */
+/* The most bytes an .npz or torch checkpoint may inflate into memory in
+ * all (deflated entries cannot be mapped), so a zip bomb fails before it
+ * allocates. */
 #define RS_NPZ_MAX_INFLATED ((uint64_t)16 << 30)
 /* Deflate's best ratio is 1032:1; an entry declaring more is lying. */
 #define RS_NPZ_MAX_RATIO 1100u
@@ -108,6 +126,14 @@ typedef struct rs_model {
  */
 rs_model *rs_model_open(const char *path, rs_error *err);
 
+/* What rs_model_open does before it orders the tensors, splits stacked
+ * experts and infers roles: the reader's model as the file has it (the
+ * shards of a sharded checkpoint are read so, then finished as one). */
+rs_model *rs_model_read(const char *path, rs_error *err);
+
+/* Natural order of names ("layers.9" before "layers.10"): <0, 0, >0. */
+int rs_name_natural_compare(const char *a, const char *b);
+
 /* The formats rs_model_open reads, for messages: "safetensors, ...". */
 const char *rs_model_formats(void);
 
@@ -118,6 +144,13 @@ rs_model *rs_npz_open(const char *path, rs_error *err);
 rs_model *rs_torch_open(const char *path, rs_error *err);   /* io-torch.c */
 rs_model *rs_onnx_open(const char *path, rs_error *err);    /* io-onnx.c */
 rs_model *rs_gguf_open(const char *path, rs_error *err);    /* io-gguf.c */
+/* A Hugging Face sharded checkpoint (io-sharded.c): its index file
+ * (model.safetensors.index.json, pytorch_model.bin.index.json), or the
+ * directory holding it, opened as one model across its shards. */
+rs_model *rs_sharded_open(const char *path, rs_error *err);
+/* For a file named like one shard ("model-00002-of-00005.safetensors"):
+ * true, with its number and the count. */
+bool rs_shard_name(const char *path, unsigned *shard, unsigned *count);
 
 /* Images already in memory (tests, fuzzing); the model borrows `bytes`
  * (a torch zip's deflated entries are inflated into buffers; an ONNX
@@ -143,6 +176,32 @@ rs_model *rs_safetensors_parse(const char *path, const unsigned char *bytes,
                                size_t len, rs_error *err);
 
 void rs_model_close(rs_model *model);
+
+/* A weight file mapped read-only for its reader (io-file.c): the readers'
+ * one way to open a file. */
+typedef struct rs_mapped_file {
+	int fd;
+	uint64_t size;
+	void *map;                   /* NULL for an empty file */
+} rs_mapped_file;
+
+/* Opens and maps a regular file; RS_EIO naming the file otherwise. */
+bool rs_file_map(const char *path, rs_mapped_file *f, rs_error *err);
+/* The map's bytes (an empty string for an empty file). */
+const unsigned char *rs_file_map_bytes(const rs_mapped_file *f);
+/*
+ * Gives the map to m (which then owns it), or unmaps it when m is NULL, and
+ * closes the descriptor.  A file whose size changed since rs_file_map is
+ * RS_EIO "changed size while it was being opened" whatever m is: a cut
+ * inside a mapped page reads as zeros, not as a fault, and would otherwise
+ * be reported as whatever it broke.
+ */
+rs_model *rs_file_map_adopt(const char *path, rs_mapped_file *f, rs_model *m,
+                            rs_error *err);
+
+/* "out,in" / "in,out"; "unknown", "linear", "conv", "embedding", "other". */
+const char *rs_tensor_layout_name(rs_tensor_layout layout);
+const char *rs_tensor_role_name(rs_tensor_role role);
 
 const rs_tensor *rs_model_find(const rs_model *model, const char *name);
 const char *rs_model_metadata(const rs_model *model, const char *key);

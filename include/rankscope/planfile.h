@@ -65,6 +65,17 @@ rs_status rs_plan_load(const char *path, const rs_model *model, const rs_layer *
  * before the plan is loaded against them.  *patterns is malloc'd, as is
  * each string.
  */
+/*
+ * How the plan's layers were read, as --layout and --kind rules naming each
+ * layer exactly ("NAME=in,out", "NAME=embedding", "NAME=groups:4"), so that
+ * a session opening the model with the plan reads every layer as the plan
+ * did.  Both lists are NULL-terminated and the caller frees them.
+ */
+rs_status rs_plan_read_roles(const char *path, char ***layouts, size_t *nlayouts,
+                             char ***kinds, size_t *nkinds, rs_error *err);
+/* The plan's "split" rules (role.h), as given to --split; none when absent. */
+rs_status rs_plan_read_splits(const char *path, char ***rules, size_t *nrules,
+                              rs_error *err);
 rs_status rs_plan_read_compose(const char *path, char ***patterns, size_t *npatterns,
                                rs_error *err);
 

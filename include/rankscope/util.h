@@ -41,6 +41,9 @@ void rs_format_bytes(char *buf, size_t len, uint64_t bytes);
  * Tensor names come from untrusted files and end up in terminals.
  */
 const char *rs_printable(char *buf, size_t len, const char *s);
+/* s with control bytes as \xNN and nothing else changed (cut to fit): for
+ * text that quotes a file, such as jansson's error near the fault. */
+const char *rs_escape_controls(char *buf, size_t len, const char *s);
 
 /* The unsigned little-endian integer in p[0..nbytes) (nbytes <= 8), read
  * byte by byte: file fields need no alignment. */

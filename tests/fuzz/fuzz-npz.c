@@ -19,7 +19,6 @@
 #include "rankscope/util.h"
 
 #define PATH "fuzz.npz"
-#define MAX_LAYER_ELEMENTS (1u << 20)
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -32,51 +31,16 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 static void
 check_model(const rs_model *m, const uint8_t *data, size_t size)
 {
-	size_t i, j;
+	size_t i;
 
 	for (i = 0; i < m->ntensors; i++) {
 		const rs_tensor *t = &m->tensors[i];
-		size_t count = 1;
 
-		for (j = 0; j < t->ndim; j++)
-			FUZZ_ASSERT(!rs_mul_overflows(count, t->shape[j], &count), t->name);
-		FUZZ_ASSERT(count == t->count, t->name);
-		FUZZ_ASSERT(t->nbytes == count * (rs_dtype_get(t->dtype)->bits / 8), t->name);
-		FUZZ_ASSERT(t->data != NULL || t->nbytes == 0, t->name);
+		fuzz_check_tensor(t);
 		if (t->data >= data && t->data < data + size)
 			FUZZ_ASSERT(t->nbytes <= size - (size_t)(t->data - data), t->name);
-		/* touch every byte: ASan catches a pointer past a buffer */
-		if (t->nbytes > 0) {
-			volatile unsigned char sink = t->data[0];
-			sink = t->data[t->nbytes - 1];
-			(void)sink;
-		}
 	}
 	(void)rs_model_param_count(m);
-}
-
-static void
-load_layers(const rs_model *m)
-{
-	rs_layer *layers = NULL;
-	size_t n, i;
-	rs_error err;
-
-	n = rs_layers_discover(m, NULL, 0, NULL, &layers);
-	for (i = 0; i < n; i++) {
-		size_t count = layers[i].rows * layers[i].cols;
-		double *a;
-		rs_status st;
-
-		if (count > MAX_LAYER_ELEMENTS)
-			continue;
-		a = rs_xmalloc(count * sizeof *a + 1);
-		st = rs_layer_load(&layers[i], a, layers[i].rows, PATH, &err);
-		if (st != RS_OK)
-			fuzz_check_refusal(st, &err);
-		free(a);
-	}
-	free(layers);
 }
 
 static void
@@ -93,7 +57,7 @@ one(rs_model *(*parse)(const char *, const unsigned char *, size_t, rs_error *),
 		return;
 	}
 	check_model(m, data, size);
-	load_layers(m);
+	fuzz_load_layers(m, PATH);
 	rs_model_close(m);
 }
 

@@ -59,7 +59,7 @@ tests_fuzz_fuzz_lua_args_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
 fuzz-readers: $(noinst_PROGRAMS)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  case $$t in \
-	  safetensors) len=4096 ;; plan) len=8192 ;; cache) len=2048 ;; npz|onnx|gguf) len=8192 ;; \
+	  safetensors) len=4096 ;; plan) len=8192 ;; cache) len=2048 ;; npz|onnx|gguf) len=8192 ;; sharded) len=1024 ;; \
 	  torch) len=16384 ;; *) len=512 ;; \
 	  esac; \
 	  mkdir -p tests/fuzz/work/$$t tests/fuzz/artifacts; \
@@ -88,4 +88,17 @@ noinst_PROGRAMS += tests/fuzz/fuzz-npz
 tests_fuzz_fuzz_npz_SOURCES = tests/fuzz/fuzz-npz.c $(FUZZ_COMMON)
 tests_fuzz_fuzz_npz_LDADD = $(FUZZ_LIBS)
 tests_fuzz_fuzz_npz_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
+endif
+
+# ---- fuzz-sharded: a Hugging Face index over two real shards (io-sharded.c) ----
+FUZZ_TARGETS += sharded
+check_PROGRAMS += tests/fuzz/replay-sharded
+tests_fuzz_replay_sharded_SOURCES = tests/fuzz/fuzz-sharded.c tests/fuzz/replay.c $(FUZZ_COMMON)
+tests_fuzz_replay_sharded_LDADD = $(FUZZ_LIBS)
+EXTRA_DIST += tests/fuzz/sharded.dict
+if FUZZING
+noinst_PROGRAMS += tests/fuzz/fuzz-sharded
+tests_fuzz_fuzz_sharded_SOURCES = tests/fuzz/fuzz-sharded.c $(FUZZ_COMMON)
+tests_fuzz_fuzz_sharded_LDADD = $(FUZZ_LIBS)
+tests_fuzz_fuzz_sharded_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
 endif

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "fuzzlib.h"
+#include "rankscope/dtype.h"
 #include "rankscope/util.h"
 #include "../testlib.h"
 
@@ -217,4 +218,44 @@ const char *
 __asan_default_options(void)
 {
 	return "allocator_may_return_null=1:max_allocation_size_mb=256";
+}
+
+void
+fuzz_check_tensor(const rs_tensor *t)
+{
+	size_t count = 1, j;
+
+	for (j = 0; j < t->ndim; j++)
+		FUZZ_ASSERT(!rs_mul_overflows(count, t->shape[j], &count), t->name);
+	FUZZ_ASSERT(count == t->count, t->name);
+	FUZZ_ASSERT(t->nbytes == rs_dtype_nbytes(t->dtype, count), t->name);
+	FUZZ_ASSERT(t->data != NULL || t->nbytes == 0, t->name);
+	if (t->nbytes > 0) {
+		volatile unsigned char sink = t->data[0];
+		sink = t->data[t->nbytes - 1];
+		(void)sink;
+	}
+}
+
+void
+fuzz_load_layers(const rs_model *m, const char *path)
+{
+	rs_layer *layers = NULL;
+	size_t n = rs_layers_discover(m, NULL, 0, NULL, &layers), i;
+	rs_error err;
+
+	for (i = 0; i < n; i++) {
+		size_t count = layers[i].rows * layers[i].cols;
+		double *a;
+		rs_status st;
+
+		if (count > FUZZ_MAX_LAYER_ELEMENTS)
+			continue;
+		a = rs_xmalloc(count * sizeof *a + 1);
+		st = rs_layer_load(&layers[i], a, layers[i].rows, path, &err);
+		if (st != RS_OK)
+			fuzz_check_refusal(st, &err);
+		free(a);
+	}
+	free(layers);
 }

@@ -40,6 +40,18 @@ void fuzz_check_refusal(rs_status st, const rs_error *err);
 /* Whether s holds a control byte (newline and tab allowed if layout_ok). */
 bool fuzz_has_control_byte(const char *s, bool layout_ok);
 
+/*
+ * What every reader's model must hold for each tensor: its count is its
+ * shape's product (no overflow), its bytes what its dtype needs for that
+ * count, and both of its ends can be read (ASan catches a pointer past a
+ * buffer).
+ */
+void fuzz_check_tensor(const rs_tensor *t);
+/* Every layer of the model (fold 0) loaded by rs_layer_load, or refused
+ * cleanly; layers above FUZZ_MAX_LAYER_ELEMENTS elements are skipped. */
+#define FUZZ_MAX_LAYER_ELEMENTS (1u << 20)
+void fuzz_load_layers(const rs_model *m, const char *path);
+
 /* A scratch directory of this process, removed at exit. */
 const char *fuzz_scratch_dir(void);
 /* Writes a whole file (aborts on failure: the harness's own I/O). */

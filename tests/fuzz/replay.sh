@@ -10,10 +10,16 @@ corpora=$TESTS_SRCDIR/fuzz/corpus
 TMPDIR=$scratch
 export TMPDIR
 
-for target in safetensors plan cache lua-args npz; do
+# every corpus directory is a target's (tests/fuzz/README); the readers
+# listed here must have one
+for need in safetensors plan cache lua-args npz sharded; do
 	checks=$((checks + 1))
-	if [ ! -d "$corpora/$target" ]; then
-		fail "no corpus $corpora/$target"
+	[ -d "$corpora/$need" ] || fail "no corpus $corpora/$need"
+done
+for target in $(ls "$corpora"); do
+	checks=$((checks + 1))
+	if [ ! -x "$bin/replay-$target" ]; then
+		fail "corpus $target has no replay-$target"
 		continue
 	fi
 	n=$(ls "$corpora/$target" | wc -l)

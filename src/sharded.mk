@@ -1,1 +1,0 @@
-# src/sharded.mk — Hugging Face sharded checkpoints (src/io-sharded.c).
