@@ -684,42 +684,10 @@ npz_build(rs_model *m, zip_t *z, rs_error *err)
 	return st;
 }
 
-static rs_model *
-npz_finish(rs_model *m, zip_t *z, zip_error_t *ze, rs_error *err)
-{
-	if (z == NULL) {
-		rs_error_set(err, RS_EFORMAT, "%s: not a readable zip archive: %s", m->path,
-		             zip_error_strerror(ze));
-		zip_error_fini(ze);
-		rs_model_close(m);
-		return NULL;
-	}
-	zip_error_fini(ze);
-	if (npz_build(m, z, err) != RS_OK) {
-		zip_discard(z);
-		rs_model_close(m);
-		return NULL;
-	}
-	zip_discard(z);
-	return m;
-}
-
 rs_model *
 rs_npz_parse(const char *path, const unsigned char *bytes, size_t len, rs_error *err)
 {
-	rs_model *m = new_model(path, "npz", bytes, len);
-	zip_error_t ze;
-	zip_source_t *src;
-	zip_t *z = NULL;
-
-	zip_error_init(&ze);
-	src = zip_source_buffer_create(len ? bytes : (const void *)"", len, 0, &ze);
-	if (src != NULL) {
-		z = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &ze);
-		if (z == NULL)
-			zip_source_free(src);
-	}
-	return npz_finish(m, z, &ze, err);
+	return rs_zip_model_parse(new_model(path, "npz", bytes, len), bytes, len, npz_build, err);
 }
 
 /* ---- opening files ------------------------------------------------------------ */
@@ -742,21 +710,10 @@ rs_model *
 rs_npz_open(const char *path, rs_error *err)
 {
 	rs_mapped_file f;
-	zip_error_t ze;
-	zip_t *z = NULL;
-	int zfd, code = 0;
 	rs_model *m;
 
 	if (!rs_file_map(path, &f, err))
 		return NULL;
 	m = new_model(path, "npz", f.map, (size_t)f.size);
-	zip_error_init(&ze);
-	zfd = dup(f.fd);
-	if (zfd >= 0) {
-		z = zip_fdopen(zfd, ZIP_RDONLY | ZIP_CHECKCONS, &code);
-		if (z == NULL)
-			close(zfd);
-	}
-	zip_error_set(&ze, z == NULL ? (code ? code : ZIP_ER_OPEN) : 0, z == NULL ? errno : 0);
-	return rs_file_map_adopt(path, &f, npz_finish(m, z, &ze, err), err);
+	return rs_file_map_adopt(path, &f, rs_zip_model_open(m, f.fd, npz_build, err), err);
 }

@@ -11,8 +11,10 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rankscope/guard.h"
 #include "rankscope/model.h"
@@ -247,4 +249,61 @@ rs_zip_read_entry(zip_t *z, zip_uint64_t index, const zip_stat_t *zs, uint64_t a
 	*inflated += zs->size;
 	*out = buf;
 	return RS_OK;
+}
+
+/* The archive libzip opened (or why not) given to build. */
+static rs_model *
+zip_model_finish(rs_model *m, zip_t *z, zip_error_t *ze, rs_zip_build_fn build,
+                 rs_error *err)
+{
+	if (z == NULL) {
+		rs_error_set(err, RS_EFORMAT, "%s: not a readable zip archive: %s", m->path,
+		             zip_error_strerror(ze));
+		zip_error_fini(ze);
+		rs_model_close(m);
+		return NULL;
+	}
+	zip_error_fini(ze);
+	if (build(m, z, err) != RS_OK) {
+		zip_discard(z);
+		rs_model_close(m);
+		return NULL;
+	}
+	zip_discard(z);
+	return m;
+}
+
+rs_model *
+rs_zip_model_parse(rs_model *m, const unsigned char *bytes, size_t len,
+                   rs_zip_build_fn build, rs_error *err)
+{
+	zip_error_t ze;
+	zip_source_t *src;
+	zip_t *z = NULL;
+
+	zip_error_init(&ze);
+	src = zip_source_buffer_create(len ? bytes : (const void *)"", len, 0, &ze);
+	if (src != NULL) {
+		z = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &ze);
+		if (z == NULL)
+			zip_source_free(src);
+	}
+	return zip_model_finish(m, z, &ze, build, err);
+}
+
+rs_model *
+rs_zip_model_open(rs_model *m, int fd, rs_zip_build_fn build, rs_error *err)
+{
+	zip_error_t ze;
+	zip_t *z = NULL;
+	int zfd = dup(fd), code = 0;
+
+	zip_error_init(&ze);
+	if (zfd >= 0) {
+		z = zip_fdopen(zfd, ZIP_RDONLY | ZIP_CHECKCONS, &code);
+		if (z == NULL)
+			close(zfd);
+	}
+	zip_error_set(&ze, z == NULL ? (code ? code : ZIP_ER_OPEN) : 0, z == NULL ? errno : 0);
+	return zip_model_finish(m, z, &ze, build, err);
 }

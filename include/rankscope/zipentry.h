@@ -25,6 +25,19 @@
 #include <zip.h>
 
 #include "rankscope/error.h"
+#include "rankscope/model.h"
+
+/*
+ * A zip-based model: the archive opened by libzip from an image in memory
+ * (rs_zip_model_parse) or from a mapped file's descriptor (rs_zip_model_open,
+ * which dups it: libzip reads with read(2), so a file shrinking meanwhile is
+ * a read error there, never a fault), then `build` fills m from it.  On any
+ * failure m is closed and NULL returned, the message naming m->path.
+ */
+typedef rs_status (*rs_zip_build_fn)(rs_model *m, zip_t *z, rs_error *err);
+rs_model *rs_zip_model_parse(rs_model *m, const unsigned char *bytes, size_t len,
+                             rs_zip_build_fn build, rs_error *err);
+rs_model *rs_zip_model_open(rs_model *m, int fd, rs_zip_build_fn build, rs_error *err);
 
 /* One central directory record, its sizes made 64-bit (zip64 extra). */
 typedef struct rs_zip_cd_entry {
