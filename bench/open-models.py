@@ -10,6 +10,7 @@ writer).  Prints the paths written, one per line.
 """
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -85,11 +86,14 @@ def main(d, mb):
     if lib and os.path.exists(lib):
         writer = os.path.join(here, "..", "tests", "gguf-check.py")
         p = os.path.join(d, "model.gguf")
-        if os.path.exists(writer) and os.system(
-                f"'{sys.executable}' '{writer}' write-f16 '{p}' '{os.path.join(d, 'model.safetensors')}'") == 0:
+        st = os.path.join(d, "model.safetensors")
+        if subprocess.run([sys.executable, writer, "write-f16", p, st]).returncode == 0:
             out.append(p)
         else:
             print("open-models: gguf-check.py write-f16 failed: no model.gguf", file=sys.stderr)
+    else:
+        print(f"open-models: no ggml library (GGML_BASE_LIB={lib or 'unset'}; "
+              "./bootstrap installs it): no model.gguf", file=sys.stderr)
     for p in out:
         print(p)
 

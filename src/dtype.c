@@ -302,69 +302,57 @@ dq_q3_k(const unsigned char *b, float *y)
 		}
 }
 
-/* The 6-bit scale and min j of Q4_K and Q5_K from their 12 bytes. */
+/* Sub-block j of a Q4_K or Q5_K block: its 6-bit scale and min from the
+ * block's 12 scale bytes q, times the block's d and dmin. */
 static void
-scale_min_k4(int j, const unsigned char *q, int *sc, int *m)
+scale_min_k4(int j, const unsigned char *q, float d, float dmin, float *dl, float *ml)
 {
+	int sc, m;
+
 	if (j < 4) {
-		*sc = q[j] & 63;
-		*m = q[j + 4] & 63;
+		sc = q[j] & 63;
+		m = q[j + 4] & 63;
 	} else {
-		*sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
-		*m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+		sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
+		m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
 	}
+	*dl = d * (float)sc;
+	*ml = dmin * (float)m;
 }
 
-/* Q4_K: d, dmin, scales[12], qs[128]: 64 elements per 32 bytes (low
- * nibbles, then high). */
+/* Q4_K and Q5_K: d, dmin, scales[12], for Q5_K qh[32] (the fifth bits, NULL
+ * for Q4_K), then qs[128]: 64 elements per 32 bytes (low nibbles, then
+ * high). */
 static void
-dq_q4_k(const unsigned char *b, float *y)
+dq_k4(const unsigned char *b, const unsigned char *qh, const unsigned char *q, float *y)
 {
 	const float d = h2f(b), min = h2f(b + 2);
-	const unsigned char *sc = b + 4, *q = b + 16;
-	int j, l, is = 0;
-
-	for (j = 0; j < 256; j += 64, q += 32, is += 2) {
-		int s, m;
-		float d1, m1, d2, m2;
-
-		scale_min_k4(is, sc, &s, &m);
-		d1 = d * (float)s;
-		m1 = min * (float)m;
-		scale_min_k4(is + 1, sc, &s, &m);
-		d2 = d * (float)s;
-		m2 = min * (float)m;
-		for (l = 0; l < 32; l++)
-			*y++ = d1 * (float)(q[l] & 0x0f) - m1;
-		for (l = 0; l < 32; l++)
-			*y++ = d2 * (float)(q[l] >> 4) - m2;
-	}
-}
-
-/* Q5_K: d, dmin, scales[12], qh[32] (fifth bits), qs[128]. */
-static void
-dq_q5_k(const unsigned char *b, float *y)
-{
-	const float d = h2f(b), min = h2f(b + 2);
-	const unsigned char *sc = b + 4, *qh = b + 16, *ql = b + 48;
+	const unsigned char *sc = b + 4;
 	unsigned u1 = 1, u2 = 2;
 	int j, l, is = 0;
 
-	for (j = 0; j < 256; j += 64, ql += 32, is += 2, u1 <<= 2, u2 <<= 2) {
-		int s, m;
+	for (j = 0; j < 256; j += 64, q += 32, is += 2, u1 <<= 2, u2 <<= 2) {
 		float d1, m1, d2, m2;
 
-		scale_min_k4(is, sc, &s, &m);
-		d1 = d * (float)s;
-		m1 = min * (float)m;
-		scale_min_k4(is + 1, sc, &s, &m);
-		d2 = d * (float)s;
-		m2 = min * (float)m;
+		scale_min_k4(is, sc, d, min, &d1, &m1);
+		scale_min_k4(is + 1, sc, d, min, &d2, &m2);
 		for (l = 0; l < 32; l++)
-			*y++ = d1 * (float)((ql[l] & 0x0f) + (qh[l] & u1 ? 16 : 0)) - m1;
+			*y++ = d1 * (float)((q[l] & 0x0f) + (qh != NULL && qh[l] & u1 ? 16 : 0)) - m1;
 		for (l = 0; l < 32; l++)
-			*y++ = d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+			*y++ = d2 * (float)((q[l] >> 4) + (qh != NULL && qh[l] & u2 ? 16 : 0)) - m2;
 	}
+}
+
+static void
+dq_q4_k(const unsigned char *b, float *y)
+{
+	dq_k4(b, NULL, b + 16, y);
+}
+
+static void
+dq_q5_k(const unsigned char *b, float *y)
+{
+	dq_k4(b, b + 16, b + 48, y);
 }
 
 /* Q6_K: ql[128] (low 4 bits), qh[64] (high 2 bits), scales[16] (signed

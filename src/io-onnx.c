@@ -482,38 +482,6 @@ map_free(name_map *mp)
 	*mp = (name_map){0};
 }
 
-static bool
-valid_utf8(const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-
-	while (*p != '\0') {
-		unsigned char c = *p++;
-		size_t more, k;
-		uint32_t cp;
-
-		if (c < 0x80)
-			continue;
-		if (c >= 0xc2 && c <= 0xdf)
-			more = 1, cp = c & 0x1f;
-		else if (c >= 0xe0 && c <= 0xef)
-			more = 2, cp = c & 0x0f;
-		else if (c >= 0xf0 && c <= 0xf4)
-			more = 3, cp = c & 0x07;
-		else
-			return false;
-		for (k = 0; k < more; k++, p++) {
-			if ((*p & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (*p & 0x3f);
-		}
-		if ((more == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (more == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			return false;
-	}
-	return true;
-}
-
 /* A copy of s for the metadata (JSON wants UTF-8): bytes of invalid
  * sequences become '?'. */
 static char *
@@ -529,7 +497,7 @@ utf8_copy(const char *s)
 		for (k = 0; k < n && c[i + k] != '\0'; k++)
 			one[k] = c[i + k];
 		one[k] = '\0';
-		if (k < n || !valid_utf8(one)) {
+		if (k < n || !rs_utf8_valid(one, n)) {
 			c[i++] = '?';
 			continue;
 		}
@@ -961,7 +929,7 @@ add_tensor(onnx_build *b, const Onnx__TensorProto *tp, const char *name, const c
 	if (name == NULL || name[0] == '\0')
 		return rs_error_set(b->err, RS_EFORMAT, "%s: an %s has no name", b->path, what);
 	tn = rs_printable(shown, sizeof shown, name);
-	if (!valid_utf8(name))
+	if (!rs_utf8_valid(name, strlen(name)))
 		return rs_error_set(b->err, RS_EFORMAT, "%s: tensor '%s': its name is not valid "
 		                    "UTF-8", b->path, tn);
 	if (map_get(&b->weights, name) != NONE)

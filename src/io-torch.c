@@ -496,44 +496,6 @@ memo_get(unpickler *u, uint64_t idx, unsigned op, size_t at)
 
 /* ---- scalars and strings ---- */
 
-/* Strict UTF-8 (no overlongs, no surrogates): names and metadata become
- * JSON strings. */
-static bool
-utf8_valid(const unsigned char *s, size_t n)
-{
-	size_t i = 0, k, more;
-	uint32_t cp;
-
-	while (i < n) {
-		unsigned c = s[i];
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			more = 1, cp = c & 0x1f;
-		else if (c >= 0xe0 && c <= 0xef)
-			more = 2, cp = c & 0x0f;
-		else if (c >= 0xf0 && c <= 0xf4)
-			more = 3, cp = c & 0x07;
-		else
-			return false;
-		if (n - i - 1 < more)
-			return false;
-		for (k = 1; k <= more; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		if ((more == 2 && cp < 0x800) || (more == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += more + 1;
-	}
-	return true;
-}
-
 /* A string or bytes object of n bytes at the current position. */
 static rs_status
 take_string(unpickler *u, vkind kind, uint64_t n, unsigned op, size_t at)
@@ -548,7 +510,7 @@ take_string(unpickler *u, vkind kind, uint64_t n, unsigned op, size_t at)
 		return PFAIL(u, "%s: data.pkl: opcode %s at byte %zu: a string of %llu bytes "
 		             "(the limit is %llu)", u->path, opcode_name(op), at,
 		             (unsigned long long)n, (unsigned long long)STRING_MAX);
-	if (kind == V_STR && !utf8_valid(u->p + u->pos, (size_t)n))
+	if (kind == V_STR && !rs_utf8_valid((const char *)u->p + u->pos, (size_t)n))
 		return PFAIL(u, "%s: data.pkl: the string at byte %zu is not valid UTF-8",
 		             u->path, at);
 	if ((v = new_value(u, kind, at)) == NULL)
@@ -2052,7 +2014,7 @@ small_member(builder *b, const char *member, char *text, size_t len, bool *prese
 	memcpy(text, buf, n);
 	text[n] = '\0';
 	free(buf);
-	if (memchr(text, '\0', n) != NULL || !utf8_valid((unsigned char *)text, n))
+	if (memchr(text, '\0', n) != NULL || !rs_utf8_valid(text, n))
 		return BFAIL(b, "%s: entry '%s' is not text", b->path, en);
 	return RS_OK;
 }

@@ -71,38 +71,56 @@ looks_like_experts(const rs_tensor *t)
 }
 
 /*
- * Replaces tensor i, a stack (E, out, in), by E views (out, in) named
- * NAME.e into its data.  A block-quantised stack splits at whole rows, which
- * its reader has checked are whole blocks.
+ * Replaces tensor i by n 2-D views of consecutive row blocks of its data,
+ * nothing copied: view k has rows[k] rows (each rows when rows is NULL) of
+ * cols elements, starts where view k-1 ends, is named NAME.names[k] (NAME.k
+ * when names is NULL) and keeps the tensor's other fields.  A
+ * block-quantised tensor splits at whole rows, which its reader has checked
+ * are whole blocks.
  */
+static void
+replace_by_row_views(rs_model *m, size_t i, size_t n, const size_t *rows, size_t each,
+                     size_t cols, char *const *names)
+{
+	rs_tensor whole = m->tensors[i];
+	size_t rowbytes = rs_dtype_nbytes(whole.dtype, cols), k, at = 0;
+
+	m->tensors = rs_xreallocarray(m->tensors, m->ntensors + n - 1, sizeof *m->tensors);
+	memmove(&m->tensors[i + n], &m->tensors[i + 1],
+	        (m->ntensors - i - 1) * sizeof *m->tensors);
+	for (k = 0; k < n; k++) {
+		rs_tensor *v = &m->tensors[i + k];
+		size_t r = rows != NULL ? rows[k] : each;
+
+		*v = whole;
+		v->name = names != NULL ? rs_xasprintf("%s.%s", whole.name, names[k])
+		                        : rs_xasprintf("%s.%zu", whole.name, k);
+		v->ndim = 2;
+		v->shape = rs_xcalloc(2, sizeof *v->shape);
+		v->shape[0] = r;
+		v->shape[1] = cols;
+		v->count = r * cols;
+		v->nbytes = r * rowbytes;
+		v->offset = whole.offset + at * rowbytes;
+		v->data = whole.data + at * rowbytes;
+		at += r;
+	}
+	m->ntensors += n - 1;
+	free(whole.name);
+	free(whole.shape);
+}
+
+/* Replaces tensor i, a stack (E, out, in), by E linear views (out, in)
+ * named NAME.e. */
 static void
 split_experts(rs_model *m, size_t i)
 {
-	rs_tensor stack = m->tensors[i];
-	size_t e, count = stack.shape[0], each = stack.shape[1] * stack.shape[2];
-	size_t bytes = rs_dtype_nbytes(stack.dtype, each);
+	size_t e, count = m->tensors[i].shape[0];
 
-	m->tensors = rs_xreallocarray(m->tensors, m->ntensors + count - 1, sizeof *m->tensors);
-	memmove(&m->tensors[i + count], &m->tensors[i + 1],
-	        (m->ntensors - i - 1) * sizeof *m->tensors);
-	for (e = 0; e < count; e++) {
-		rs_tensor *v = &m->tensors[i + e];
-
-		*v = stack;
-		v->name = rs_xasprintf("%s.%zu", stack.name, e);
-		v->ndim = 2;
-		v->shape = rs_xcalloc(2, sizeof *v->shape);
-		v->shape[0] = stack.shape[1];
-		v->shape[1] = stack.shape[2];
-		v->count = each;
-		v->nbytes = bytes;
-		v->offset = stack.offset + e * bytes;
-		v->data = stack.data + e * bytes;
-		v->role = RS_ROLE_LINEAR;
-	}
-	m->ntensors += count - 1;
-	free(stack.name);
-	free(stack.shape);
+	replace_by_row_views(m, i, count, NULL, m->tensors[i].shape[1], m->tensors[i].shape[2],
+	                     NULL);
+	for (e = 0; e < count; e++)
+		m->tensors[i + e].role = RS_ROLE_LINEAR;
 }
 
 void
@@ -377,8 +395,7 @@ static rs_status
 split_one(rs_model *m, size_t i, const rs_split_rule *r, rs_error *err)
 {
 	rs_tensor whole = m->tensors[i];
-	size_t rows[RS_SPLIT_MAX_PARTS], k, sum = 0, at = 0;
-	size_t rowbytes = rs_dtype_nbytes(whole.dtype, whole.ndim == 2 ? whole.shape[1] : 0);
+	size_t rows[RS_SPLIT_MAX_PARTS], k, sum = 0;
 	char name[128];
 
 	rs_printable(name, sizeof name, whole.name);
@@ -394,27 +411,7 @@ split_one(rs_model *m, size_t i, const rs_split_rule *r, rs_error *err)
 		return rs_error_set(err, RS_EINVAL, "%s: --split '%s': '%s' has %zu rows, which "
 		    "its %zu parts do not %s", m->path, r->pattern, name, whole.shape[0],
 		    r->nparts, r->rows[0] ? "add up to" : "divide evenly");
-	m->tensors = rs_xreallocarray(m->tensors, m->ntensors + r->nparts - 1,
-	                              sizeof *m->tensors);
-	memmove(&m->tensors[i + r->nparts], &m->tensors[i + 1],
-	        (m->ntensors - i - 1) * sizeof *m->tensors);
-	for (k = 0; k < r->nparts; k++) {
-		rs_tensor *v = &m->tensors[i + k];
-
-		*v = whole;
-		v->name = rs_xasprintf("%s.%s", whole.name, r->names[k]);
-		v->shape = rs_xcalloc(2, sizeof *v->shape);
-		v->shape[0] = rows[k];
-		v->shape[1] = whole.shape[1];
-		v->count = rows[k] * whole.shape[1];
-		v->nbytes = rows[k] * rowbytes;
-		v->offset = whole.offset + at * rowbytes;
-		v->data = whole.data + at * rowbytes;
-		at += rows[k];
-	}
-	m->ntensors += r->nparts - 1;
-	free(whole.name);
-	free(whole.shape);
+	replace_by_row_views(m, i, r->nparts, rows, 0, whole.shape[1], r->names);
 	return RS_OK;
 }
 

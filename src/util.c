@@ -184,6 +184,43 @@ rs_printable(char *buf, size_t len, const char *s)
 	return buf;
 }
 
+bool
+rs_utf8_valid(const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, k, more;
+
+	while (i < n) {
+		unsigned c = u[i];
+		uint32_t cp;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			more = 1, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			more = 2, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			more = 3, cp = c & 0x07;
+		else
+			return false;          /* a continuation byte, C0/C1, F5-FF */
+		if (n - i - 1 < more)
+			return false;          /* cut at the end */
+		for (k = 1; k <= more; k++) {
+			if ((u[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (u[i + k] & 0x3f);
+		}
+		if ((more == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (more == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return false;          /* overlong, surrogate, past U+10FFFF */
+		i += more + 1;
+	}
+	return true;
+}
+
 int
 rs_cpu_count(void)
 {

@@ -1,5 +1,6 @@
-"""What the independent checkers (plancheck.py, familycheck.py) share: a
-check counter and a safetensors reader, written from the safetensors
+"""What the independent checkers (plancheck.py, familycheck.py) and the
+fixture writers (make-*.py, gguf-check.py, layercheck.py) share: a check
+counter, a safetensors reader and writer, written from the safetensors
 format (an 8-byte little-endian header length, UTF-8 JSON, the data), not
 from rankscope's code.
 """
@@ -43,9 +44,23 @@ class Checker:
         return 1 if self.failures else 0
 
 
+def safetensors_dtype(a):
+    """The safetensors dtype name of a numpy array's dtype (BF16 has none in
+    numpy: pass such tensors as (name, "BF16", uint16 bits) instead)."""
+    if a.dtype == np.bool_:
+        return "BOOL"
+    for name, (kind, _) in DTYPES.items():
+        if kind != "bf16" and np.dtype(kind) == a.dtype:
+            return name
+    raise ValueError(f"no safetensors dtype for numpy {a.dtype}")
+
+
 def write_safetensors(path, tensors, metadata=None):
     """A safetensors file from the format's definition: tensors is a list of
-    (name, dtype name, numpy array already in that dtype), in file order."""
+    (name, dtype name, numpy array already in that dtype), in file order, or
+    a dict name -> numpy array (dtype from the array, safetensors_dtype)."""
+    if isinstance(tensors, dict):
+        tensors = [(k, safetensors_dtype(a), a) for k, a in tensors.items()]
     header, offset, blobs = {"__metadata__": metadata or {}}, 0, []
     for name, dtype, a in tensors:
         b = np.ascontiguousarray(a).tobytes()

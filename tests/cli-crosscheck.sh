@@ -4,11 +4,7 @@
 # Skipped (77) only where no Python with numpy exists.
 . "$TESTS_SRCDIR/lib.sh"
 
-python=""
-for p in ${PYTHON3:-} /usr/bin/python3 python3; do
-	if "$p" -c 'import numpy' 2>/dev/null; then python=$p; break; fi
-done
-if [ -z "$python" ]; then
+if ! find_python numpy; then
 	echo "no python3 with numpy: skipped"
 	exit 77
 fi

@@ -32,11 +32,8 @@ schema=$TESTS_SRCDIR/../man/rankscope-plan.schema.json
 d=$scratch/decomp
 mkdir "$d"
 
-python="" schema_ok=""
-for p in ${PYTHON3:-} /usr/bin/python3 python3; do
-	if "$p" -c 'import numpy' 2>/dev/null; then python=$p; break; fi
-done
-if [ -z "$python" ]; then
+schema_ok=""
+if ! find_python numpy; then
 	echo "no python3 with numpy: familycheck.py checks skipped"
 elif "$python" -c 'import jsonschema' 2>/dev/null; then
 	schema_ok=yes

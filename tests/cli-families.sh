@@ -34,11 +34,7 @@ cnn=$SAMPLES/digits-cnn.safetensors
 d=$scratch/families
 mkdir "$d"
 
-python=""
-for p in ${PYTHON3:-} /usr/bin/python3 python3; do
-	if "$p" -c 'import numpy' 2>/dev/null; then python=$p; break; fi
-done
-[ -n "$python" ] || echo "no python3 with numpy: familycheck.py checks skipped"
+find_python numpy || echo "no python3 with numpy: familycheck.py checks skipped"
 
 # pycheck WHAT SUBCOMMAND ARGS...: tests/familycheck.py through py_checks.
 pycheck() {

@@ -15,10 +15,7 @@ export ASAN_OPTIONS UBSAN_OPTIONS
 
 d=$scratch/formats
 mkdir "$d"
-python=""
-for p in ${PYTHON3:-} /usr/bin/python3 python3; do
-	if "$p" -c 'import numpy' 2>/dev/null; then python=$p; break; fi
-done
+find_python numpy
 has() { [ -n "$python" ] && "$python" -c "import $1" 2>/dev/null; }
 skip() { echo "skipped: $*"; }
 

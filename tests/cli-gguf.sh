@@ -45,10 +45,7 @@ for f in "$d"/hostile/valid-*; do
 done
 
 # ---- files written by ggml ----------------------------------------------------
-python=""
-for p in ${PYTHON3:-} /usr/bin/python3 python3; do
-	if "$p" -c 'import numpy' 2>/dev/null; then python=$p; break; fi
-done
+find_python numpy
 if [ -z "${GGML_BASE_LIB:-}" ] || [ ! -f "$GGML_BASE_LIB" ]; then
 	skip "no llama.cpp ggml library (GGML_BASE_LIB=${GGML_BASE_LIB:-unset}; bootstrap installs @node-llama-cpp/linux-x64)"
 	finish

@@ -6,11 +6,7 @@
 # numpy's SVD of the matrix each layer is defined to be (tests/layercheck.py).
 . "$TESTS_SRCDIR/lib.sh"
 
-python=""
-for p in ${PYTHON3:-} /usr/bin/python3 python3; do
-	if "$p" -c 'import numpy' 2>/dev/null; then python=$p; break; fi
-done
-if [ -z "$python" ]; then
+if ! find_python numpy; then
 	echo "skipped: no python3 with numpy"
 	exit 77
 fi

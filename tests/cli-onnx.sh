@@ -15,11 +15,7 @@ ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}exitcode=86"
 UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}exitcode=87"
 export ASAN_OPTIONS UBSAN_OPTIONS
 
-python=""
-for p in ${PYTHON3:-} /usr/bin/python3 python3; do
-	if "$p" -c 'import onnx, numpy' 2>/dev/null; then python=$p; break; fi
-done
-if [ -z "$python" ]; then
+if ! find_python onnx numpy; then
 	echo "skipped: no python3 with onnx and numpy (the writer of the fixtures)"
 	exit 77
 fi

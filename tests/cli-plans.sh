@@ -23,11 +23,8 @@ schema=$TESTS_SRCDIR/../man/rankscope-plan.schema.json
 d=$scratch/plans
 mkdir "$d"
 
-python=""
-for p in ${PYTHON3:-} /usr/bin/python3 python3; do
-	if "$p" -c 'import numpy, jsonschema' 2>/dev/null; then python=$p; break; fi
-done
-[ -n "$python" ] || echo "no python3 with numpy and jsonschema: plancheck.py checks skipped"
+find_python numpy jsonschema ||
+	echo "no python3 with numpy and jsonschema: plancheck.py checks skipped"
 
 # pycheck WHAT SUBCOMMAND ARGS...: plancheck.py finds no fault.
 pycheck() {

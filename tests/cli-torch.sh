@@ -19,10 +19,7 @@ export ASAN_OPTIONS UBSAN_OPTIONS
 
 d=$scratch/torch
 mkdir "$d"
-python=""
-for p in ${PYTHON3:-} /usr/bin/python3 python3; do
-	if "$p" -c 'import torch, numpy' 2>/dev/null; then python=$p; break; fi
-done
+find_python torch numpy
 skip() { echo "skipped: $*"; }
 
 if [ -z "$python" ]; then

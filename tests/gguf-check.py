@@ -8,6 +8,10 @@ and the independent check of what rankscope reads from them.
                                     (rankscope spectra) with ggml's values
     gguf-check.py seeds LIB DIR     small files of every type for the fuzz
                                     corpus (tests/fuzz/corpus/gguf)
+    gguf-check.py write-f16 OUT SAFETENSORS
+                                    OUT: every tensor of SAFETENSORS as F16,
+                                    in its order (bench/open-models.py);
+                                    LIB is $GGML_BASE_LIB
 
 LIB is libggml-base.so (the prebuilt ggml of the npm package
 @node-llama-cpp/linux-x64), used through ctypes: ggml_quantize_chunk
@@ -23,8 +27,8 @@ Fixtures, in DIR:
                     C-order shape, i.e. ne reversed)
   raw-TYPE.gguf     one tensor of random bytes in TYPE (NaN and infinite
                     scales included), its reference in ref/raw-TYPE/
-  F32-twin.safetensors  the F32 network, written by numpy (a writer of our
-                    own, from the safetensors format)
+  F32-twin.safetensors  the F32 network (checklib.py's writer, our own,
+                    from the safetensors format)
   q8_1.gguf         a tensor of a type rankscope lists but does not decode
   align64.gguf      general.alignment = 64
   types.txt         the types written, one a line
@@ -37,10 +41,12 @@ its safetensors twin's (compared by cli-gguf.sh).
 import ctypes
 import json
 import os
-import struct
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checklib import Checker, SafeTensors, write_safetensors  # noqa: E402
 
 # ggml.h's enum ggml_type, for the types written here
 GGML = {
@@ -93,10 +99,8 @@ class Ggml:
         L.ggml_init.restype = vp
         L.ggml_init.argtypes = [ggml_init_params]
         L.ggml_free.argtypes = [vp]
-        L.ggml_new_tensor_1d.restype = vp
-        L.ggml_new_tensor_1d.argtypes = [vp, ctypes.c_int, i64]
-        L.ggml_new_tensor_2d.restype = vp
-        L.ggml_new_tensor_2d.argtypes = [vp, ctypes.c_int, i64, i64]
+        L.ggml_new_tensor.restype = vp
+        L.ggml_new_tensor.argtypes = [vp, ctypes.c_int, ctypes.c_int, ctypes.POINTER(i64)]
         L.ggml_set_name.restype = vp
         L.ggml_set_name.argtypes = [vp, ctypes.c_char_p]
         L.ggml_get_data.restype = vp
@@ -192,10 +196,7 @@ class Ggml:
                 a = np.asarray(value, dtype="<f4")
                 L.gguf_set_arr_data(g, k, GGUF_TYPE_FLOAT32, a.ctypes.data, len(a))
         for name, t, ne, raw in tensors:
-            if len(ne) == 1:
-                tp = L.ggml_new_tensor_1d(ctx, t, ne[0])
-            else:
-                tp = L.ggml_new_tensor_2d(ctx, t, ne[0], ne[1])
+            tp = L.ggml_new_tensor(ctx, t, len(ne), (ctypes.c_int64 * len(ne))(*ne))
             L.ggml_set_name(tp, name.encode())
             assert L.ggml_nbytes(tp) == len(raw), (name, L.ggml_nbytes(tp), len(raw))
             ctypes.memmove(L.ggml_get_data(tp), raw, len(raw))
@@ -236,20 +237,6 @@ META = [
 ]
 
 
-def write_safetensors(path, arrays):
-    header, blobs, at = {}, [], 0
-    for name, a in arrays.items():
-        raw = np.ascontiguousarray(a, dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape),
-                        "data_offsets": [at, at + len(raw)]}
-        blobs.append(raw)
-        at += len(raw)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-
-
 def save_ref(d, sub, name, values, shape):
     os.makedirs(os.path.join(d, "ref", sub), exist_ok=True)
     np.save(os.path.join(d, "ref", sub, name + ".npy"),
@@ -283,7 +270,7 @@ def write_all(lib, d):
             g.write(os.path.join(d, "raw-" + tn + ".gguf"),
                     [("random.weight", t, ne, raw)], [("general.architecture", "str", "x")])
             save_ref(d, "raw-" + tn, "random.weight", g.to_float(t, raw, 3 * 512), (3, 512))
-    write_safetensors(os.path.join(d, "F32-twin.safetensors"), w)
+    write_safetensors(os.path.join(d, "F32-twin.safetensors"), w)   # all float32
     # a type listed but not decoded (Q8_1, ggml's dot-product intermediate,
     # which ggml itself cannot dequantise), beside a decoded one
     ne = WEIGHTS["blk.0.attn_q.weight"]
@@ -302,22 +289,6 @@ def write_all(lib, d):
             [("general.architecture", "str", "llama")], alignment=64)
     with open(os.path.join(d, "types.txt"), "w") as f:
         f.write("\n".join(written) + "\n")
-
-
-class Checker:
-    def __init__(self, name):
-        self.name, self.checks, self.failures = name, 0, 0
-
-    def check(self, ok, what):
-        self.checks += 1
-        if not ok:
-            self.failures += 1
-            print(f"FAIL: {what}", file=sys.stderr)
-        return ok
-
-    def done(self):
-        print(f"{self.name}: {self.checks} checks, {self.failures} failed")
-        return 1 if self.failures else 0
 
 
 def same_bits(c, got, ref, what):
@@ -410,9 +381,30 @@ def write_seeds(lib, d):
                  ("tokenizer.ggml.scores", "f32s", [0.0, -1.0])])
 
 
+def write_f16(lib, out, src):
+    """Every tensor of the safetensors file src, converted to F16, into the
+    GGUF out: ne is the shape reversed (a 0-d tensor is one element)."""
+    g = Ggml(lib)
+    st = SafeTensors(src)
+    tensors = []
+    for name in st.entries:        # the file's order
+        a = np.ascontiguousarray(st.values(name), dtype="<f2")
+        tensors.append((name, GGML["F16"], tuple(reversed(a.shape)) or (1,), a.tobytes()))
+    del st
+    g.write(out, tensors, [("general.architecture", "str", "bench"),
+                           ("general.file_type", "u32", 1)])   # 1: mostly F16
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "write-f16":
+        lib = os.environ.get("GGML_BASE_LIB", "")
+        if not lib:
+            sys.exit("gguf-check.py write-f16: GGML_BASE_LIB is not set")
+        write_f16(lib, sys.argv[2], sys.argv[3])
+        return 0
     if len(sys.argv) != 4 or sys.argv[1] not in ("write", "compare", "seeds"):
-        sys.exit("usage: gguf-check.py write|compare|seeds LIBGGML_BASE DIR")
+        sys.exit("usage: gguf-check.py write|compare|seeds LIBGGML_BASE DIR\n"
+                 "       gguf-check.py write-f16 OUT SAFETENSORS  (LIB: $GGML_BASE_LIB)")
     if sys.argv[1] == "write":
         write_all(sys.argv[2], sys.argv[3])
         return 0

@@ -53,8 +53,6 @@ equals() {
 	[ "$1" = "$2" ] || fail "$3: got '$1', expected '$2'"
 }
 
-# make_nan_model FILE: layer "good" = [[1, 0], [0, 2]] and layer "bad" =
-
 # same FILE_A FILE_B WHAT: byte-identical files.
 same() {
 	checks=$((checks + 1))
@@ -81,6 +79,21 @@ edit_entry() {
 		END { if (!done) exit 1 }' "$1" >"$2" || fail "edit_entry: '$4' not in $3's entry of $1"
 }
 
+# find_python MODULE...: $python is the first of $PYTHON3, /usr/bin/python3
+# and python3 that imports every MODULE; empty, and status 1, when none does
+# (the caller says what it skips).
+find_python() {
+	python=""
+	fpimport=$(printf '%s, ' "$@")
+	for p in ${PYTHON3:-} /usr/bin/python3 python3; do
+		if "$p" -c "import ${fpimport%, }" 2>/dev/null; then
+			python=$p
+			return 0
+		fi
+	done
+	return 1
+}
+
 # py_checks WHAT SCRIPT ARGS...: runs the independent checker
 # tests/SCRIPT with $python (nothing when $python is empty: the caller
 # said why).  Its checks count as ours, each FAIL line it prints is one of
@@ -102,6 +115,7 @@ py_checks() {
 	fi
 }
 
+# make_nan_model FILE: layer "good" = [[1, 0], [0, 2]] and layer "bad" =
 # [[1, NaN], [0, 0]], float32, written byte by byte.
 make_nan_model() {
 	header='{"good":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"bad":{"dtype":"F32","shape":[2,2],"data_offsets":[16,32]}}'

@@ -3,17 +3,18 @@
 
 In DIR: the same weights as model.npz (numpy.savez, stored entries),
 model-z.npz (numpy.savez_compressed), one .npy per array under npy/ and a
-safetensors twin model.safetensors (a minimal writer of our own, below), so
+safetensors twin model.safetensors (checklib.py's writer, our own), so
 the C readers can be compared with an independent writer.  The weights
 include a Fortran-order float64 matrix, float16, a 4-D kernel and an int64
 non-layer tensor.  Also v2.npy (format 2.0, numpy.lib.format.write_array).
 """
-import json
 import os
-import struct
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checklib import write_safetensors  # noqa: E402
 
 
 def weights():
@@ -25,23 +26,6 @@ def weights():
         "conv": rng.standard_normal((4, 3, 3, 3)).astype("<f4"),
         "step": np.arange(3, dtype="<i8"),
     }
-
-
-ST_DTYPE = {"<f4": "F32", "<f8": "F64", "<f2": "F16", "<i8": "I64"}
-
-
-def write_safetensors(path, arrays):
-    header, blobs, at = {}, [], 0
-    for name, a in arrays.items():
-        raw = np.ascontiguousarray(a).tobytes()
-        header[name] = {"dtype": ST_DTYPE[a.dtype.str], "shape": list(a.shape),
-                        "data_offsets": [at, at + len(raw)]}
-        blobs.append(raw)
-        at += len(raw)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 def main():

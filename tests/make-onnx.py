@@ -14,7 +14,7 @@ In DIR:
   ext/model.onnx     the same model saved with its tensors in ext/weights.bin
                      (save_as_external_data, one file, size_threshold=0;
                      the float16 weight in int32_data stays in the model);
-  model.safetensors  its safetensors twin (a minimal writer of our own), each
+  model.safetensors  its safetensors twin (checklib.py's writer), each
                      layer stored out x in, so the in x out weights are
                      transposed;
   roles.onnx         a model for the roles alone: Gemm with A constant
@@ -30,12 +30,14 @@ In DIR:
 import copy
 import json
 import os
-import struct
 import sys
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checklib import write_safetensors  # noqa: E402
 
 OPSET = [helper.make_opsetid("", 17)]
 rng = np.random.default_rng(11)
@@ -195,23 +197,6 @@ def roles_model():
     order = ["gemm.a", "gemm.at", "mm.left", "convt.w", "convt.g", "shared", "q.w",
              "q.scale", "q.zero", "tnp.w", "id.w", "unused.w"]
     return model, {"order": order, "tensors": expect}
-
-
-ST_DTYPE = {"<f4": "F32", "<f2": "F16"}
-
-
-def write_safetensors(path, arrays):
-    header, blobs, at = {}, [], 0
-    for name, a in arrays.items():
-        raw = np.ascontiguousarray(a).tobytes()
-        header[name] = {"dtype": ST_DTYPE[a.dtype.str], "shape": list(a.shape),
-                        "data_offsets": [at, at + len(raw)]}
-        blobs.append(raw)
-        at += len(raw)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 def main():

@@ -18,8 +18,8 @@ name for one tensor (tied weights):
   deflated.pt  model.pt zipped again with ZIP_DEFLATED
   module.pt    torch.save(the module itself)
   legacy.pt    torch.save(..., _use_new_zipfile_serialization=False)
-  twin.safetensors  the same tensors (C order) by a minimal safetensors
-               writer of our own, bfloat16 through a uint16 view
+  twin.safetensors  the same tensors (C order) by checklib.py's safetensors
+               writer (our own), bfloat16 through a uint16 view
   order.txt    the state_dict's keys in its order, one a line
 
 and under DIR/hostile/ broken checkpoints: pickles made by Python's own
@@ -31,7 +31,6 @@ give.
 import collections
 import copy
 import io
-import json
 import os
 import pickle
 import struct
@@ -40,6 +39,9 @@ import zipfile
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checklib import write_safetensors  # noqa: E402
 
 ST_DTYPE = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
             torch.float64: "F64", torch.int64: "I64"}
@@ -74,22 +76,15 @@ def state_dict(net):
     return sd
 
 
-def write_safetensors(path, tensors):
-    header, blobs, at = {}, [], 0
-    for name, t in tensors.items():
+def safetensors_twin(path, tensors):
+    """tensors (a state_dict) through checklib's writer, C order; bfloat16,
+    which numpy lacks, as its uint16 bit patterns."""
+    def bits(t):
         t = t.contiguous()
         if t.dtype == torch.bfloat16:
-            raw = t.view(torch.int16).numpy().view(np.uint16).tobytes()
-        else:
-            raw = t.numpy().tobytes()
-        header[name] = {"dtype": ST_DTYPE[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [at, at + len(raw)]}
-        blobs.append(raw)
-        at += len(raw)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+            return t.view(torch.int16).numpy().view(np.uint16)
+        return t.numpy()
+    write_safetensors(path, [(name, ST_DTYPE[t.dtype], bits(t)) for name, t in tensors.items()])
 
 
 def rezip(src, dst, method):
@@ -310,7 +305,7 @@ def main():
     rezip(os.path.join(out, "model.pt"), os.path.join(out, "deflated.pt"), zipfile.ZIP_DEFLATED)
     torch.save(net, os.path.join(out, "module.pt"))
     torch.save(sd, os.path.join(out, "legacy.pt"), _use_new_zipfile_serialization=False)
-    write_safetensors(os.path.join(out, "twin.safetensors"), sd)
+    safetensors_twin(os.path.join(out, "twin.safetensors"), sd)
     with open(os.path.join(out, "order.txt"), "w") as f:
         f.write("\n".join(sd.keys()) + "\n")
     with zipfile.ZipFile(os.path.join(out, "deflated.pt")) as z:

@@ -41,6 +41,10 @@ void rs_format_bytes(char *buf, size_t len, uint64_t bytes);
  * Tensor names come from untrusted files and end up in terminals.
  */
 const char *rs_printable(char *buf, size_t len, const char *s);
+/* s[0..n) is strict UTF-8: no overlong forms, no surrogates, nothing past
+ * U+10FFFF, no sequence cut at the end (NUL is a character like any other:
+ * callers that refuse it check for it). */
+bool rs_utf8_valid(const char *s, size_t n);
 /* s with control bytes as \xNN and nothing else changed (cut to fit): for
  * text that quotes a file, such as jansson's error near the fault. */
 const char *rs_escape_controls(char *buf, size_t len, const char *s);
