@@ -6,6 +6,11 @@
 -- The cost at eps is non-increasing in eps, so eps is found by bisection;
 -- each step costs one O(log k) query per layer.  The plan always fits the
 -- budget; when even rank 1 everywhere does not, the strategy fails.
+--
+-- With calibration (error = "out", the default when the model has it) the
+-- error is each layer's relative output error on the calibration inputs,
+-- and the ranks are those of the whitened truncation (SVD-LLM), optimal in
+-- that norm; every layer must then have statistics.
 local M = {
 	name = "budget-minimax",
 	description = "minimise the worst layer error under a params or FLOPs budget (ALDS)",
@@ -14,8 +19,9 @@ local M = {
 		  help = "fraction of the original params (or FLOPs) that may remain" },
 		{ name = "metric", type = "choice", choices = { "params", "flops" },
 		  default = "params", help = "what the budget counts" },
-		{ name = "error", type = "choice", choices = { "spec", "fro" },
-		  default = "spec", help = "relative spectral or Frobenius error" },
+		{ name = "error", type = "choice", choices = { "auto", "spec", "fro", "out" },
+		  default = "auto", help = "relative spectral, Frobenius or output error "
+		  .. "(auto: out with --calibration, else spec)" },
 	},
 }
 
@@ -26,9 +32,20 @@ local function cost(layer, rank, metric)
 	return metric == "flops" and layer:flops(rank) or layer:params(rank)
 end
 
+-- The error a layer has at a rank under the chosen measure.
+function M.error(layer, r, err)
+	if err == "out" then return layer:whitened_out_err(r) end
+	return err == "fro" and layer:err_fro(r) or layer:err_spec(r)
+end
+
 -- The choice for one layer at error level eps: a rank, or nil for dense.
 function M.choose(layer, eps, err)
-	local r = err == "fro" and layer:rank_for_err_fro(eps) or layer:rank_for_err_spec(eps)
+	local r
+	if err == "out" then
+		r = layer:rank_for_out_err(eps)
+	else
+		r = err == "fro" and layer:rank_for_err_fro(eps) or layer:rank_for_err_spec(eps)
+	end
 	r = math.max(r, 1)
 	if r < layer.k and layer:pays(r) then return r end
 	return nil
@@ -44,6 +61,17 @@ end
 
 function M.run(model, plan, params)
 	local layers = model:layers{ allows = "lowrank" }
+	if params.error == "auto" then
+		params.error = model:calibrated() and "out" or "spec"
+	end
+	if params.error == "out" then
+		for _, layer in ipairs(layers) do
+			if not layer:calibrated() then
+				error(string.format("error=out: layer '%s' has no calibration statistics",
+					layer.name), 0)
+			end
+		end
+	end
 	local before = 0
 	for _, layer in ipairs(layers) do before = before + cost(layer, nil, params.metric) end
 	local limit = params.budget * before
@@ -62,9 +90,8 @@ function M.run(model, plan, params)
 	for _, layer in ipairs(layers) do
 		local r = M.choose(layer, hi, params.error)
 		if r then
-			plan:set(layer, { rank = r })
-			local e = params.error == "fro" and layer:err_fro(r) or layer:err_spec(r)
-			worst = math.max(worst, e)
+			plan:set(layer, { rank = r, whitened = params.error == "out" })
+			worst = math.max(worst, M.error(layer, r, params.error))
 		else
 			plan:set(layer, { method = "dense" })
 		end

@@ -17,6 +17,8 @@
 
 #include "apply-internal.h"
 #include "rankscope/apply.h"
+#include "rankscope/calib.h"
+#include "rankscope/whiten.h"
 #include "rankscope/combine.h"
 #include "rankscope/file.h"
 #include "rankscope/guard.h"
@@ -394,10 +396,52 @@ write_codes(const rs_layer *l, rs_quantizer q, unsigned bits, const uint16_t *co
 }
 
 /* Computes the parts of one compressed layer and what they measure. */
+/* The whitened truncation's factors (whiten.h) as B (m x r) and A (r x n),
+ * row-major float32; approx += B A. */
+static rs_status
+whitened_factorise(const rs_model *model, const rs_layer *l, const double *w,
+                   const double *g, size_t r, float *a, float *b, double *approx,
+                   rs_error *err)
+{
+	size_t m = l->rows, n = l->cols, i, j, t;
+	double *left = malloc(m * r * sizeof *left), *right = malloc(r * n * sizeof *right);
+	rs_status st;
+
+	if (!left || !right) {
+		free(left);
+		free(right);
+		return rs_error_set(err, RS_ENOMEM, "%s: layer '%s': out of memory", model->path,
+		                    l->name);
+	}
+	st = rs_whiten_factors(w, m, n, m, g, n, r, left, right, err);
+	if (st == RS_OK) {
+		for (i = 0; i < m; i++)
+			for (t = 0; t < r; t++)
+				b[i * r + t] = (float)left[i + t * m];
+		for (t = 0; t < r; t++)
+			for (j = 0; j < n; j++)
+				a[t * n + j] = (float)right[t + j * r];
+		for (j = 0; j < n; j++)
+			for (i = 0; i < m; i++) {
+				double v = 0;
+				for (t = 0; t < r; t++)
+					v += (double)b[i * r + t] * (double)a[t * n + j];
+				approx[i + j * m] += v;
+			}
+	} else {
+		rs_error_prefix(err, "%s: layer '%s': ", model->path, l->name);
+	}
+	free(left);
+	free(right);
+	return st;
+}
+
 static rs_status
 compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
-              const rs_plan_figures *f, layer_parts *p, rs_error *err)
+              const rs_plan_figures *f, const rs_calib *calib, layer_parts *p,
+              rs_error *err)
 {
+	double *gram = NULL;
 	size_t m = l->rows, n = l->cols, count = m * n, i, j;
 	double *w = malloc(count * sizeof *w), *x = malloc(count * sizeof *x);
 	double *approx = calloc(count ? count : 1, sizeof *approx);
@@ -407,6 +451,7 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 	bool transposed = rs_layer_loads_transposed(l);
 
 	memset(p, 0, sizeof *p);
+	p->report.measured_out = NAN;
 	if (!w || !x || !approx) {
 		st = rs_error_set(err, RS_ENOMEM, "%s: layer '%s': out of memory", model->path,
 		                  l->name);
@@ -423,12 +468,30 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 	}
 	if ((st = rs_layer_load(l, w, m, model->path, err)) != RS_OK)
 		goto out;
+	if (calib != NULL) {
+		rs_calib_kind kind;
+		double count_seen;
+
+		if ((st = rs_calib_load(calib, l, &kind, &gram, &count_seen, err)) != RS_OK)
+			goto out;
+	}
+	if (f->method == RS_METHOD_LOWRANK && e->whitened && gram == NULL) {
+		st = rs_error_set(err, RS_EINVAL, "%s: layer '%s': a whitened truncation needs "
+		                  "the layer's calibration statistics (--calibration)", model->path,
+		                  l->name);
+		goto out;
+	}
 	memcpy(x, w, count * sizeof *w);
 	switch (f->method) {
 	case RS_METHOD_LOWRANK:
 		p->data[0] = rs_xmalloc(f->rank * n * sizeof(float) + 1);
 		p->data[1] = rs_xmalloc(m * f->rank * sizeof(float) + 1);
-		st = apply_factorise(model, l, x, f->rank, p->data[0], p->data[1], approx, err);
+		if (e->whitened)
+			st = whitened_factorise(model, l, w, gram, f->rank, p->data[0], p->data[1],
+			                        approx, err);
+		else
+			st = apply_factorise(model, l, x, f->rank, p->data[0], p->data[1], approx,
+			                     err);
 		break;
 	case RS_METHOD_PRUNE: {
 		/* the same statistics, from the same load, as the figures */
@@ -591,9 +654,17 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 	default:
 		break;
 	}
+	/* the output error of W - W' on the calibration, before measure
+	 * (whose SVDs destroy approx); x is free once the parts are made */
+	if (st == RS_OK && gram != NULL) {
+		for (i = 0; i < count; i++)
+			x[i] = w[i] - approx[i];
+		p->report.measured_out = rs_gram_relative_error(w, x, m, n, gram, n);
+	}
 	if (st == RS_OK)
 		st = measure(model, l, w, approx, &p->report, err);
 out:
+	free(gram);
 	free(keep);
 	free(w);
 	free(x);
@@ -721,7 +792,8 @@ rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
 
 			parts_free(&parts);
 			rs_plan_figures_for(l, &analyses[o->layer], &plan->entries[o->layer], &fig);
-			st = compute_parts(model, l, &plan->entries[o->layer], &fig, &parts, err);
+			st = compute_parts(model, l, &plan->entries[o->layer], &fig,
+			                   analyses[o->layer].calib, &parts, err);
 			if (st != RS_OK)
 				break;
 			parts.report.layer = l;
@@ -730,6 +802,7 @@ rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
 			parts.report.predicted_fro = fig.err_fro;
 			parts.report.predicted_spec = fig.err_spec;
 			parts.report.spec_is_bound = fig.spec_is_bound;
+			parts.report.predicted_out = fig.out_err;
 			if (progress)
 				progress(userdata, &parts.report);
 		}

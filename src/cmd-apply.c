@@ -17,6 +17,7 @@
 typedef struct apply_state {
 	size_t width;
 	double worst_gap;
+	bool calibrated;          /* output errors as two more columns */
 } apply_state;
 
 static void
@@ -27,14 +28,28 @@ report(void *userdata, const rs_apply_report *r)
 
 	if (!r->spec_is_bound)
 		gap = fmax(gap, fabs(r->measured_spec - r->predicted_spec));
+	if (!isnan(r->predicted_out) && !isnan(r->measured_out))
+		gap = fmax(gap, fabs(r->measured_out - r->predicted_out));
 
 	if (gap > a->worst_gap)
 		a->worst_gap = gap;
 	/* err_F is exact on both sides; err_2 is exact for low rank and a
 	 * bound (marked <=) for the other methods */
-	printf("%-*s %-14s %12.6f %12.6f %s%12.6f %12.6f\n", (int)a->width, r->layer->name,
+	printf("%-*s %-14s %12.6f %12.6f %s%12.6f %12.6f", (int)a->width, r->layer->name,
 	       rs_method_name(r->method), r->predicted_fro, r->measured_fro,
 	       r->spec_is_bound ? "<=" : "  ", r->predicted_spec, r->measured_spec);
+	/* "-": no figure (no statistics, or none computed for the method) */
+	if (a->calibrated) {
+		if (isnan(r->predicted_out))
+			printf(" %12s", "-");
+		else
+			printf(" %12.6f", r->predicted_out);
+		if (isnan(r->measured_out))
+			printf(" %12s", "-");
+		else
+			printf(" %12.6f", r->measured_out);
+	}
+	printf("\n");
 	fflush(stdout);
 }
 
@@ -43,7 +58,7 @@ apply_run(const cmd_entry *self, cmd_options *opts)
 {
 	const char *plan_path = opts->args[0], *path = opts->args[1];
 	rs_layer_analysis *analyses;
-	apply_state state = {5, 0};
+	apply_state state = {5, 0, false};
 	rs_plan_origin origin;
 	cmd_session s;
 	rs_plan plan;
@@ -64,8 +79,10 @@ apply_run(const cmd_entry *self, cmd_options *opts)
 	for (i = 0; i < s.nlayers; i++)
 		if (strlen(s.layers[i].name) > state.width)
 			state.width = strlen(s.layers[i].name);
-	printf("%-*s %-14s %12s %12s   %12s %12s\n", (int)state.width, "layer", "method",
-	       "err_F pred", "err_F meas", "err_2 pred", "err_2 meas");
+	state.calibrated = s.calib != NULL;
+	printf("%-*s %-14s %12s %12s   %12s %12s%s\n", (int)state.width, "layer", "method",
+	       "err_F pred", "err_F meas", "err_2 pred", "err_2 meas",
+	       state.calibrated ? "   out pred     out meas" : "");
 	if (rs_apply(s.model, s.layers, s.nlayers, analyses, &plan, json, opts->output,
 	             report, &state, &err) != RS_OK) {
 		fprintf(stderr, "rankscope: %s\n", err.msg);

@@ -4,11 +4,13 @@
  */
 #include "config.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cmd.h"
+#include "rankscope/calib.h"
 #include "rankscope/spectrum.h"
 #include "rankscope/util.h"
 
@@ -19,6 +21,13 @@ typedef struct layer_row {
 	char shape[64], matrix[48], fold[4];
 	double fro, spec, stable, effective;
 	size_t r90, r99, r999, breakeven;
+	/* with calibration (whiten.h): the whitened ranks keeping 90/99/99.9 %
+	 * of the output energy, and the plain truncation at r99 measured in
+	 * the output norm (how far the weight-energy advice is from the output) */
+	const rs_whiten *whiten;
+	bool diagonal;
+	size_t o90, o99, o999;
+	double out_at_r99;
 } layer_row;
 
 static void
@@ -34,8 +43,10 @@ format_shape(char *buf, size_t len, const rs_tensor *t)
 }
 
 static void
-fill_row(layer_row *r, const rs_layer *l, const rs_spectrum *s)
+fill_row(layer_row *r, const rs_layer *l, const rs_layer_analysis *a)
 {
+	const rs_spectrum *s = a->spectrum;
+
 	memset(r, 0, sizeof *r);
 	r->layer = l;
 	r->spectrum = s;
@@ -55,6 +66,25 @@ fill_row(layer_row *r, const rs_layer *l, const rs_spectrum *s)
 	r->r90 = rs_spectrum_rank_for_energy(s, 0.90);
 	r->r99 = rs_spectrum_rank_for_energy(s, 0.99);
 	r->r999 = rs_spectrum_rank_for_energy(s, 0.999);
+	r->whiten = a->whiten;
+	r->diagonal = a->diagonal;
+	if (a->whiten == NULL)
+		return;
+	r->o90 = rs_whiten_rank_for_out_err(a->whiten, sqrt(0.10));
+	r->o99 = rs_whiten_rank_for_out_err(a->whiten, sqrt(0.01));
+	r->o999 = rs_whiten_rank_for_out_err(a->whiten, sqrt(0.001));
+	r->out_at_r99 = rs_whiten_plain_out_err(a->whiten, r->r99);
+}
+
+static bool
+any_diagonal(const cmd_session *s, const layer_row *rows)
+{
+	size_t i;
+
+	for (i = 0; i < s->nlayers; i++)
+		if (rows[i].whiten && rows[i].diagonal)
+			return true;
+	return false;
 }
 
 static void
@@ -72,9 +102,16 @@ print_table(const cmd_session *s, const layer_row *rows)
 	printf("model %s: %s, %zu tensors, %zu layers; spectra: %zu from cache\n",
 	       s->model->path, bytes, s->model->ntensors, s->nlayers,
 	       rs_engine_cache_hits(s->engine));
-	printf("%-*s %-14s %4s %-11s %8s %9s %9s %7s %7s %5s %5s %6s\n", (int)name_w,
+	if (s->calib)
+		printf("calibration %s: o90/o99 = whitened ranks keeping 90/99%% of the output "
+		       "energy, out@r99 = output error at r99%s\n", s->calib->path,
+		       any_diagonal(s, rows) ? " (~: diagonal statistics, an estimate)" : "");
+	printf("%-*s %-14s %4s %-11s %8s %9s %9s %7s %7s %5s %5s %6s", (int)name_w,
 	       "layer", "shape", "fold", "matrix", "params", "fro_norm", "spec_norm",
 	       "stable", "eff", "r90", "r99", "breakeven");
+	if (s->calib)
+		printf(" %5s %5s %8s", "o90", "o99", "out@r99");
+	printf("\n");
 	for (i = 0; i < s->nlayers; i++) {
 		const layer_row *r = &rows[i];
 		size_t p = rs_layer_params(r->layer);
@@ -83,11 +120,18 @@ print_table(const cmd_session *s, const layer_row *rows)
 		rs_format_count(params, sizeof params, (double)p);
 		printf("%-*.*s %-14s %4s %-11s %8s ", (int)name_w, (int)name_w,
 		       r->layer->name, r->shape, r->fold, r->matrix, params);
-		if (r->spectrum == NULL)
+		if (r->spectrum == NULL) {
 			printf("%9s\n", "failed");
-		else
-			printf("%9.4g %9.4g %7.2f %7.1f %5zu %5zu %9zu\n", r->fro, r->spec,
-			       r->stable, r->effective, r->r90, r->r99, r->breakeven);
+			continue;
+		}
+		printf("%9.4g %9.4g %7.2f %7.1f %5zu %5zu %9zu", r->fro, r->spec,
+		       r->stable, r->effective, r->r90, r->r99, r->breakeven);
+		if (r->whiten)
+			printf(" %5zu %5zu %1s%7.4f", r->o90, r->o99, r->diagonal ? "~" : "",
+			       r->out_at_r99);
+		else if (s->calib)
+			printf(" %5s %5s %8s", "-", "-", "-");
+		printf("\n");
 	}
 	rs_format_count(total_s, sizeof total_s, (double)total);
 	rs_format_count(params, sizeof params, (double)rs_model_param_count(s->model));
@@ -101,7 +145,9 @@ print_csv(const cmd_session *s, const layer_row *rows)
 	size_t i;
 
 	printf("layer,shape,fold,rows,cols,params,fro_norm,spec_norm,stable_rank,"
-	       "effective_rank,rank_90,rank_99,rank_999,breakeven_rank\n");
+	       "effective_rank,rank_90,rank_99,rank_999,breakeven_rank%s\n",
+	       s->calib ? ",calibration,out_rank_90,out_rank_99,out_rank_999,out_err_at_rank_99" :
+	       "");
 	for (i = 0; i < s->nlayers; i++) {
 		const layer_row *r = &rows[i];
 		cmd_csv_field(stdout, r->layer->name);
@@ -109,11 +155,17 @@ print_csv(const cmd_session *s, const layer_row *rows)
 		       r->layer->fold == RS_FOLD_NONE ? "" : r->fold, r->layer->rows,
 		       r->layer->cols, rs_layer_params(r->layer));
 		if (r->spectrum == NULL)
-			printf(",,,,,,,%zu\n", r->breakeven);
+			printf(",,,,,,,%zu", r->breakeven);
 		else
-			printf("%.17g,%.17g,%.17g,%.17g,%zu,%zu,%zu,%zu\n", r->fro, r->spec,
+			printf("%.17g,%.17g,%.17g,%.17g,%zu,%zu,%zu,%zu", r->fro, r->spec,
 			       r->stable, r->effective, r->r90, r->r99, r->r999,
 			       r->breakeven);
+		if (r->whiten)
+			printf(",%s,%zu,%zu,%zu,%.17g", r->diagonal ? "diag" : "full", r->o90, r->o99,
+			       r->o999, r->out_at_r99);
+		else if (s->calib)
+			printf(",none,,,,");
+		printf("\n");
 	}
 }
 
@@ -138,6 +190,13 @@ print_json(const cmd_session *s, const layer_row *rows)
 		                    json_string(s->model->metadata[i].value));
 	json_object_set_new(model, "metadata", meta);
 	json_object_set_new(root, "model", model);
+	if (s->calib) {
+		json_t *c = json_object();
+
+		json_object_set_new(c, "path", json_string(s->calib->path));
+		json_object_set_new(c, "sha256", json_string(s->calib->sha256));
+		json_object_set_new(root, "calibration", c);
+	}
 
 	for (i = 0; i < s->nlayers; i++) {
 		const layer_row *r = &rows[i];
@@ -172,6 +231,19 @@ print_json(const cmd_session *s, const layer_row *rows)
 		} else {
 			json_object_set_new(o, "error", json_string(rs_engine_error(s->engine,
 			    (size_t)(l - s->layers))));
+		}
+		if (r->whiten) {
+			json_t *c = json_object();
+
+			json_object_set_new(c, "statistics", json_string(r->diagonal ? "diag" : "full"));
+			json_object_set_new(c, "shift", json_real(r->whiten->shift));
+			json_object_set_new(c, "out_rank_90", json_integer((json_int_t)r->o90));
+			json_object_set_new(c, "out_rank_99", json_integer((json_int_t)r->o99));
+			json_object_set_new(c, "out_rank_999", json_integer((json_int_t)r->o999));
+			json_object_set_new(c, "out_err_at_rank_99", json_real(r->out_at_r99));
+			json_object_set_new(o, "calibration", c);
+		} else if (s->calib) {
+			json_object_set_new(o, "calibration", json_null());
 		}
 		cmd_tensor_role_json(o, l->tensor);
 		json_object_set_new(o, "groups", l->kind == RS_LAYER_CONV ?
@@ -210,9 +282,12 @@ info_run(const cmd_entry *self, cmd_options *opts)
 
 	if (!cmd_session_open(&s, opts->args[0], opts))
 		return CMD_EXIT_FAILURE;
-	rows = rs_xcalloc(s.nlayers, sizeof *rows);
-	for (i = 0; i < s.nlayers; i++)
-		fill_row(&rows[i], &s.layers[i], rs_engine_spectrum(s.engine, i));
+	rows = rs_xcalloc(s.nlayers ? s.nlayers : 1, sizeof *rows);
+	for (i = 0; i < s.nlayers; i++) {
+		rs_layer_analysis a = rs_engine_analysis(s.engine, i);
+
+		fill_row(&rows[i], &s.layers[i], &a);
+	}
 	if (strcmp(opts->format, "csv") == 0)
 		print_csv(&s, rows);
 	else if (strcmp(opts->format, "json") == 0)

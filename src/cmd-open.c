@@ -47,6 +47,12 @@ open_run(const cmd_entry *self, cmd_options *opts)
 			cmd_session_close(&s);
 			return CMD_EXIT_FAILURE;
 		}
+		if (!cmd_session_plan_calibration(&s, opts->plan, &origin)) {
+			rs_plan_free(&plan);
+			rs_plan_origin_free(&origin);
+			cmd_session_close(&s);
+			return CMD_EXIT_FAILURE;
+		}
 		to.plan = &plan;
 		to.origin = &origin;
 	}

@@ -54,6 +54,9 @@ const cmd_option_info cmd_option_table[OPT_COUNT] = {
 	[OPT_SPLIT] = {"split", 0, "PATTERN=PARTS",
 	    "split each fused 2-D weight matching PATTERN into layers NAME.PART by rows: "
 	    "q,k,v (equal parts) or q:4096,k:1024,v:1024 (repeatable)"},
+	[OPT_CALIBRATION] = {"calibration", 'C', "FILE",
+	    "input Gram matrices of the layers (PREFIX.gram, PREFIX.diag): output-error figures "
+	    "and whitened truncation"},
 	[OPT_HELP] = {"help", 'h', NULL, "show this help and exit"},
 };
 
@@ -214,6 +217,7 @@ cmd_parse(const cmd_entry *entry, int argc, char **argv, cmd_options *opts,
 		case OPT_NO_CACHE: opts->no_cache = true; break;
 		case OPT_OUTPUT: opts->output = optarg; break;
 		case OPT_PLAN: opts->plan = optarg; break;
+		case OPT_CALIBRATION: opts->calibration = optarg; break;
 		case OPT_PARAM: push(&opts->params, &opts->nparams, optarg); break;
 		case OPT_STRATEGY_PATH:
 			push(&opts->strategy_dirs, &opts->nstrategy_dirs, optarg);

@@ -1,6 +1,7 @@
 /* cmd-output.c — small output helpers shared by the CLI commands. */
 #include "config.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "rankscope/util.h"
@@ -73,12 +74,16 @@ cmd_print_plan(const rs_layer *layers, size_t nlayers,
 	size_t i, name_w = 5;
 	rs_plan_totals t;
 	char before[16], after[16], bbefore[16], bafter[16];
+	bool calibrated = false;
 
-	for (i = 0; i < nlayers; i++)
+	for (i = 0; i < nlayers; i++) {
 		if (strlen(layers[i].name) > name_w)
 			name_w = strlen(layers[i].name) > 48 ? 48 : strlen(layers[i].name);
-	printf("%-*s %-11s %-14s %6s %8s %9s %8s %9s %7s  %s\n", (int)name_w, "layer", "matrix",
-	       "method", "rank", "err_F", "err_2", "params", "size", "ratio", "detail");
+		calibrated = calibrated || analyses[i].whiten != NULL;
+	}
+	printf("%-*s %-11s %-14s %6s %8s %9s%s %8s %9s %7s  %s\n", (int)name_w, "layer", "matrix",
+	       "method", "rank", "err_F", "err_2", calibrated ? "  err_out" : "", "params",
+	       "size", "ratio", "detail");
 	for (i = 0; i < nlayers; i++) {
 		const rs_layer *l = &layers[i];
 		char matrix[32], params[16], size[16], rank[16], detail[48];
@@ -99,9 +104,16 @@ cmd_print_plan(const rs_layer *layers, size_t nlayers,
 			snprintf(rank, sizeof rank, "-");
 		rs_plan_describe(&plan->entries[i], &f, detail, sizeof detail);
 		/* a spectral error that is only a bound is marked '<=' */
-		printf("%-*.*s %-11s %-14s %6s %8.4f %s%7.4f %8s %9s %6.2fx  %s\n", (int)name_w,
+		printf("%-*.*s %-11s %-14s %6s %8.4f %s%7.4f", (int)name_w,
 		       (int)name_w, l->name, matrix, rs_method_name(f.method), rank, f.err_fro,
-		       f.spec_is_bound ? "<=" : "  ", f.err_spec, params, size,
+		       f.spec_is_bound ? "<=" : "  ", f.err_spec);
+		/* the output error: "~" an estimate (diagonal statistics), "-"
+		 * none for this layer or method */
+		if (calibrated && isnan(f.out_err))
+			printf(" %8s", "-");
+		else if (calibrated)
+			printf(" %s%7.4f", f.out_is_estimate ? "~" : " ", f.out_err);
+		printf(" %8s %9s %6.2fx  %s\n", params, size,
 		       (double)rs_layer_dense_bits(l) / (double)f.bits, detail);
 	}
 	rs_plan_totals_compute(plan, layers, analyses, &t);
@@ -115,6 +127,14 @@ cmd_print_plan(const rs_layer *layers, size_t nlayers,
 	       t.flops_after, t.compressed, t.layers, t.worst_err_spec,
 	       t.worst_err_spec > 0 ? " in " : "",
 	       t.worst_err_spec > 0 ? layers[t.worst_layer].name : "", t.net_bound);
+	if (calibrated) {
+		if (isnan(t.worst_out_err))
+			printf("output: some compressed layer has no output error (no statistics, or "
+			       "not computed for its method)\n");
+		else
+			printf("output: worst layer output error %.4f on the calibration inputs\n",
+			       t.worst_out_err);
+	}
 }
 
 void

@@ -79,8 +79,19 @@ run_run(const cmd_entry *self, cmd_options *opts)
 	}
 	analyses = cmd_session_analyses(&s);
 	if (opts->plan != NULL) {
-		if (rs_plan_load(opts->plan, s.model, s.layers, s.nlayers, &plan, NULL, &err) != RS_OK) {
+		rs_plan_origin from;
+		bool fits;
+
+		if (rs_plan_load(opts->plan, s.model, s.layers, s.nlayers, &plan, &from, &err) != RS_OK) {
 			fprintf(stderr, "rankscope: %s\n", err.msg);
+			free(analyses);
+			cmd_session_close(&s);
+			return CMD_EXIT_FAILURE;
+		}
+		fits = cmd_session_plan_calibration(&s, opts->plan, &from);
+		rs_plan_origin_free(&from);
+		if (!fits) {
+			rs_plan_free(&plan);
 			free(analyses);
 			cmd_session_close(&s);
 			return CMD_EXIT_FAILURE;

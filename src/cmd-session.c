@@ -10,6 +10,7 @@
 
 #include "cmd.h"
 #include "rankscope/cache.h"
+#include "rankscope/calib.h"
 #include "rankscope/planfile.h"
 #include "rankscope/role.h"
 #include "rankscope/util.h"
@@ -145,6 +146,39 @@ apply_role_rules(rs_model *model, const cmd_options *opts, rs_error *err)
 	return st == RS_OK;
 }
 
+/* Opens --calibration FILE for the session's layers: a file that names
+ * none of them is an error (every name was mistyped), names that match no
+ * layer a warning. */
+static bool
+open_calibration(cmd_session *s, const char *path)
+{
+	rs_error err;
+	size_t i, with = 0, unmatched;
+	const char *first;
+	char name[96];
+
+	s->calib = rs_calib_open(path, &err);
+	if (s->calib == NULL) {
+		fprintf(stderr, "rankscope: %s\n", err.msg);
+		return false;
+	}
+	for (i = 0; i < s->nlayers; i++)
+		if (rs_calib_kind_for(s->calib, &s->layers[i]) != RS_CALIB_NONE)
+			with++;
+	if (with == 0) {
+		fprintf(stderr, "rankscope: %s: no statistics for any of the %zu layers: a layer "
+		        "whose tensor is PREFIX.weight (or PREFIX) needs PREFIX.gram or "
+		        "PREFIX.diag (rankscope(1), CALIBRATION)\n", path, s->nlayers);
+		return false;
+	}
+	first = rs_calib_unmatched(s->calib, s->layers, s->nlayers, &unmatched);
+	if (first != NULL)
+		fprintf(stderr, "rankscope: warning: %s: %zu tensor%s belong%s to no layer, "
+		        "e.g. '%s'\n", path, unmatched, unmatched == 1 ? "" : "s",
+		        unmatched == 1 ? "s" : "", rs_printable(name, sizeof name, first));
+	return true;
+}
+
 bool
 cmd_session_load(cmd_session *s, const char *path, const cmd_options *opts)
 {
@@ -187,6 +221,10 @@ cmd_session_load(cmd_session *s, const char *path, const cmd_options *opts)
 		cmd_session_close(s);
 		return false;
 	}
+	if (opts->calibration && !open_calibration(s, opts->calibration)) {
+		cmd_session_close(s);
+		return false;
+	}
 	if (!opts->no_cache)
 		s->cache_dir = rs_cache_default_dir();
 	return true;
@@ -198,6 +236,7 @@ cmd_session_engine_options(const cmd_session *s, const cmd_options *opts)
 	rs_engine_options eo = {
 		.threads = opts->threads, .method = opts->method,
 		.cache_dir = s->cache_dir, .statistics = opts->statistics,
+		.calib = s->calib,
 	};
 	return eo;
 }
@@ -233,6 +272,8 @@ cmd_session_report_failures(cmd_session *s)
 
 	for (i = 0; i < s->nlayers; i++) {
 		const char *msg = rs_engine_error(s->engine, i);
+		if (msg == NULL)
+			msg = rs_engine_calib_error(s->engine, i);
 		if (msg != NULL) {
 			fprintf(stderr, "rankscope: %s\n", msg);
 			failed++;
@@ -260,7 +301,26 @@ cmd_session_open_plan(cmd_session *s, const char *path, const char *plan_path,
 		cmd_session_close(s);
 		return false;
 	}
+	if (!cmd_session_plan_calibration(s, plan_path, origin)) {
+		rs_plan_free(plan);
+		rs_plan_origin_free(origin);
+		cmd_session_close(s);
+		return false;
+	}
 	return true;
+}
+
+bool
+cmd_session_plan_calibration(const cmd_session *s, const char *plan_path,
+                             const rs_plan_origin *origin)
+{
+	rs_error err;
+
+	if (rs_plan_check_calibration(plan_path, origin, s->calib ? s->calib->sha256 : NULL,
+	                              &err) == RS_OK)
+		return true;
+	fprintf(stderr, "rankscope: %s\n", err.msg);
+	return false;
 }
 
 void
@@ -270,6 +330,7 @@ cmd_session_close(cmd_session *s)
 	free(s->layers);
 	rs_compose_free(s->compose);
 	rs_model_close(s->model);
+	rs_calib_free(s->calib);
 	free(s->cache_dir);
 	*s = (cmd_session){0};
 }

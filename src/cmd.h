@@ -28,7 +28,7 @@ enum {
 typedef enum cmd_option_id {
 	OPT_LAYER, OPT_EXCLUDE, OPT_FOLD, OPT_THREADS, OPT_METHOD, OPT_NO_CACHE,
 	OPT_FORMAT, OPT_QUIET, OPT_PARAM, OPT_STRATEGY_PATH, OPT_OUTPUT, OPT_PLAN,
-	OPT_COMPOSE, OPT_LUA_MEMORY, OPT_LAYOUT, OPT_KIND, OPT_SPLIT, OPT_HELP,
+	OPT_COMPOSE, OPT_LUA_MEMORY, OPT_LAYOUT, OPT_KIND, OPT_SPLIT, OPT_CALIBRATION, OPT_HELP,
 	OPT_COUNT
 } cmd_option_id;
 
@@ -36,7 +36,8 @@ typedef enum cmd_option_id {
 #define OPT_ANALYSIS (OPT_BIT(OPT_LAYER) | OPT_BIT(OPT_EXCLUDE) | \
     OPT_BIT(OPT_FOLD) | OPT_BIT(OPT_THREADS) | OPT_BIT(OPT_METHOD) | \
     OPT_BIT(OPT_NO_CACHE) | OPT_BIT(OPT_QUIET) | OPT_BIT(OPT_COMPOSE) | \
-    OPT_BIT(OPT_LAYOUT) | OPT_BIT(OPT_KIND) | OPT_BIT(OPT_SPLIT) | OPT_BIT(OPT_HELP))
+    OPT_BIT(OPT_LAYOUT) | OPT_BIT(OPT_KIND) | OPT_BIT(OPT_SPLIT) | OPT_BIT(OPT_CALIBRATION) | \
+    OPT_BIT(OPT_HELP))
 
 typedef struct cmd_option_info {
 	const char *long_name;
@@ -74,6 +75,7 @@ typedef struct cmd_options {
 	size_t lua_memory;        /* --lua-memory in bytes; 0 = the runtime's default */
 	const char *output;       /* -o FILE */
 	const char *plan;         /* --plan FILE */
+	const char *calibration;  /* --calibration FILE (calib.h) */
 	bool statistics;          /* also build pruning/quantisation statistics */
 	char **args;              /* positional arguments */
 	int nargs;
@@ -117,6 +119,7 @@ typedef struct cmd_session {
 	size_t nlayers;
 	rs_engine *engine;
 	char *cache_dir;
+	struct rs_calib *calib;   /* --calibration, or NULL */
 } cmd_session;
 
 /* Loads the model and its layers (no spectra yet). */
@@ -135,6 +138,10 @@ size_t cmd_session_report_failures(cmd_session *s);
 struct rs_plan_origin;
 bool cmd_session_open_plan(cmd_session *s, const char *path, const char *plan_path,
                            cmd_options *opts, rs_plan *plan, struct rs_plan_origin *origin);
+/* A plan made with calibration is used only with the same file: prints
+ * why not and returns false otherwise. */
+bool cmd_session_plan_calibration(const cmd_session *s, const char *plan_path,
+                                  const struct rs_plan_origin *origin);
 void cmd_session_close(cmd_session *s);
 
 /* A Lua runtime over a session whose spectra are computed (cmd-run.c);

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "rankscope/analysis.h"
+#include "rankscope/calib.h"
 #include "rankscope/cache.h"
 #include "rankscope/engine.h"
 #include "rankscope/util.h"
@@ -46,10 +47,15 @@ struct rs_engine {
 	rs_magnitudes **magnitudes;
 	rs_quant_curve **quant;
 	bool statistics;
+	const rs_calib *calib;      /* NULL: weight figures only */
+	rs_whiten **whiten;
+	bool *diagonal;
+	char **calib_errors;
 	char **errors;
 	rs_svd_method *used;
 	size_t finished;
-	size_t stats_pending;       /* DONE layers whose statistics are being built */
+	size_t stats_pending;       /* DONE layers whose statistics or calibration
+	                               figures are being built */
 	size_t cache_hits;
 	char *cache_warning;        /* the first failed cache write, if any */
 	size_t cache_failures;
@@ -84,7 +90,7 @@ finish_layer(rs_engine *e, size_t i, rs_job_state state, rs_spectrum *spectrum,
 	}
 	e->state[i] = state;
 	e->spectra[i] = spectrum;
-	if (state == RS_JOB_DONE && e->statistics)
+	if (state == RS_JOB_DONE && (e->statistics || e->calib))
 		e->stats_pending++;   /* before finished: wait must see it */
 	e->errors[i] = error;
 	if (from_cache)
@@ -112,18 +118,70 @@ fail_layer(rs_engine *e, size_t i, const rs_error *err)
  * (cheap: a straight conversion), so the statistics' element order is the
  * one apply reproduces.  Failure (memory) leaves them absent.
  */
+/*
+ * The truncations in the output norm (whiten.h) from the layer's
+ * calibration statistics.  Unlike the statistics, a failure here is the
+ * user's (a Gram matrix of the wrong size, not PSD ...): it is kept as the
+ * layer's calibration error, which front ends report and stop on.
+ */
+static void
+build_calibration(rs_engine *e, size_t i, rs_whiten **out, bool *diagonal, char **error)
+{
+	const rs_layer *layer = &e->layers[i];
+	rs_calib_kind kind;
+	double *g = NULL, *w = NULL, count;
+	rs_error err;
+
+	*out = NULL;
+	*error = NULL;
+	if (atomic_load(&e->cancel))
+		return;
+	if (rs_calib_load(e->calib, layer, &kind, &g, &count, &err) != RS_OK) {
+		*error = rs_xstrdup(err.msg);
+		return;
+	}
+	if (kind == RS_CALIB_NONE)
+		return;
+	*diagonal = kind == RS_CALIB_DIAG;
+	w = malloc(layer->rows * layer->cols * sizeof *w);
+	if (w == NULL) {
+		rs_error_set(&err, RS_ENOMEM, "%s: layer '%s': out of memory", e->path,
+		             layer->name);
+	} else if (rs_layer_load(layer, w, layer->rows, e->path, &err) == RS_OK) {
+		*out = rs_whiten_new(w, layer->rows, layer->cols, layer->rows, g, layer->cols,
+		                     &err);
+		if (*out == NULL) {
+			char name[96];
+
+			rs_error_prefix(&err, "%s: layer '%s' against its calibration in %s: ",
+			                e->path, rs_printable(name, sizeof name, layer->name),
+			                e->calib->path);
+		}
+	}
+	if (*out == NULL)
+		*error = rs_xstrdup(err.msg);
+	free(w);
+	free(g);
+}
+
 static void
 build_statistics(rs_engine *e, size_t i)
 {
 	const rs_layer *layer = &e->layers[i];
 	size_t rows = layer->rows, cols = layer->cols, lrows, lcols;
-	double *a;
+	double *a = NULL;
 	rs_magnitudes *mags = NULL;
 	rs_quant_curve *curve = NULL;
+	rs_whiten *whiten = NULL;
+	bool diagonal = false;
+	char *calib_error = NULL;
 
-	if (!e->statistics)
+	if (!e->statistics && !e->calib)
 		return;
-	a = malloc(rows * cols * sizeof *a);
+	if (e->calib)
+		build_calibration(e, i, &whiten, &diagonal, &calib_error);
+	if (e->statistics)
+		a = malloc(rows * cols * sizeof *a);
 	if (a != NULL && !atomic_load(&e->cancel) &&
 	    rs_layer_load_for_spectrum(layer, a, &lrows, &lcols, e->path, NULL) == RS_OK) {
 		mags = rs_magnitudes_new(a, lrows, lcols, lrows);
@@ -142,6 +200,9 @@ build_statistics(rs_engine *e, size_t i)
 	pthread_mutex_lock(&e->lock);
 	e->magnitudes[i] = mags;
 	e->quant[i] = curve;
+	e->whiten[i] = whiten;
+	e->diagonal[i] = diagonal;
+	e->calib_errors[i] = calib_error;
 	e->stats_pending--;
 	pthread_cond_broadcast(&e->finished_cond);
 	pthread_mutex_unlock(&e->lock);
@@ -368,6 +429,10 @@ rs_engine_start(const rs_layer *layers, size_t nlayers, const char *path,
 	e->magnitudes = rs_xcalloc(nlayers ? nlayers : 1, sizeof *e->magnitudes);
 	e->quant = rs_xcalloc(nlayers ? nlayers : 1, sizeof *e->quant);
 	e->statistics = options->statistics;
+	e->calib = options->calib;
+	e->whiten = rs_xcalloc(nlayers ? nlayers : 1, sizeof *e->whiten);
+	e->diagonal = rs_xcalloc(nlayers ? nlayers : 1, sizeof *e->diagonal);
+	e->calib_errors = rs_xcalloc(nlayers ? nlayers : 1, sizeof *e->calib_errors);
 	e->errors = rs_xcalloc(nlayers, sizeof *e->errors);
 	e->used = rs_xcalloc(nlayers, sizeof *e->used);
 	for (i = 0; i < nlayers; i++)
@@ -414,9 +479,14 @@ rs_engine_free(rs_engine *e)
 		rs_magnitudes_free(e->magnitudes[i]);
 		free(e->quant[i]);
 		free(e->errors[i]);
+		rs_whiten_free(e->whiten[i]);
+		free(e->calib_errors[i]);
 	}
 	free(e->magnitudes);
 	free(e->quant);
+	free(e->whiten);
+	free(e->diagonal);
+	free(e->calib_errors);
 	pthread_mutex_destroy(&e->lock);
 	pthread_cond_destroy(&e->finished_cond);
 	free(e->spectra);
@@ -471,6 +541,9 @@ rs_engine_analysis(rs_engine *e, size_t i)
 	a.spectrum = e->state[i] == RS_JOB_DONE ? e->spectra[i] : NULL;
 	a.magnitudes = a.spectrum ? e->magnitudes[i] : NULL;
 	a.quant = a.spectrum ? e->quant[i] : NULL;
+	a.whiten = a.spectrum ? e->whiten[i] : NULL;
+	a.diagonal = a.spectrum && e->diagonal[i];
+	a.calib = e->calib;
 	pthread_mutex_unlock(&e->lock);
 	/* rs_layer_load_for_spectrum reads W^T for these */
 	a.transposed = rs_layer_loads_transposed(l);
@@ -484,6 +557,17 @@ rs_engine_error(rs_engine *e, size_t i)
 
 	pthread_mutex_lock(&e->lock);
 	s = e->state[i] == RS_JOB_FAILED ? e->errors[i] : NULL;
+	pthread_mutex_unlock(&e->lock);
+	return s;
+}
+
+const char *
+rs_engine_calib_error(rs_engine *e, size_t i)
+{
+	const char *s;
+
+	pthread_mutex_lock(&e->lock);
+	s = e->calib_errors[i];
 	pthread_mutex_unlock(&e->lock);
 	return s;
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "rankscope/file.h"
+#include "rankscope/calib.h"
 #include "rankscope/planfile.h"
 #include "rankscope/plansolve.h"
 #include "rankscope/util.h"
@@ -54,6 +55,9 @@ rs_plan_origin_copy(rs_plan_origin *dst, const rs_plan_origin *src)
 		dst->values[i] = rs_xstrdup(src->values[i]);
 	}
 	dst->nparams = src->nparams;
+	dst->calibration_path = src->calibration_path ? rs_xstrdup(src->calibration_path) : NULL;
+	dst->calibration_sha256 = src->calibration_sha256 ?
+	    rs_xstrdup(src->calibration_sha256) : NULL;
 }
 
 void
@@ -68,7 +72,54 @@ rs_plan_origin_free(rs_plan_origin *o)
 	free(o->keys);
 	free(o->values);
 	free(o->strategy);
+	free(o->calibration_path);
+	free(o->calibration_sha256);
 	memset(o, 0, sizeof *o);
+}
+
+/* The plan's "calibration": absent, or {path, sha256} with a hex digest. */
+static rs_status
+read_calibration(const char *path, json_t *root, rs_plan_origin *origin, rs_error *err)
+{
+	json_t *c = json_object_get(root, "calibration"), *p, *h;
+	size_t i;
+
+	if (c == NULL)
+		return RS_OK;
+	p = json_object_get(c, "path");
+	h = json_object_get(c, "sha256");
+	if (!json_is_object(c) || !json_is_string(p) || !json_is_string(h) ||
+	    strlen(json_string_value(h)) != 2 * RS_SHA256_LEN)
+		return rs_error_set(err, RS_EFORMAT, "%s: calibration must be an object with a "
+		                    "path and a 64-digit sha256", path);
+	for (i = 0; i < 2 * RS_SHA256_LEN; i++)
+		if (!strchr("0123456789abcdef", json_string_value(h)[i]))
+			return rs_error_set(err, RS_EFORMAT, "%s: calibration.sha256 is not lower-case "
+			                    "hex", path);
+	origin->calibration_path = rs_xstrdup(json_string_value(p));
+	origin->calibration_sha256 = rs_xstrdup(json_string_value(h));
+	return RS_OK;
+}
+
+rs_status
+rs_plan_check_calibration(const char *plan_path, const rs_plan_origin *origin,
+                          const char *sha256, rs_error *err)
+{
+	char shown[160];
+
+	if (origin->calibration_sha256 == NULL)
+		return RS_OK;
+	rs_printable(shown, sizeof shown, origin->calibration_path);
+	if (sha256 == NULL)
+		return rs_error_set(err, RS_EINVAL, "%s: the plan was made in the output norm on "
+		                    "the calibration file '%s': open it with --calibration %s",
+		                    plan_path, shown, shown);
+	if (strcmp(sha256, origin->calibration_sha256) != 0)
+		return rs_error_set(err, RS_EINVAL, "%s: the plan was made on the calibration file "
+		                    "'%s' (sha256 %.12s...), not on this one (sha256 %.12s...): its "
+		                    "output figures would not hold", plan_path, shown,
+		                    origin->calibration_sha256, sha256);
+	return RS_OK;
 }
 
 
@@ -131,6 +182,8 @@ layer_json(const rs_layer *l, const rs_layer_analysis *a, const rs_plan_entry *e
 	json_object_set_new(o, "rank", ranked ? json_integer((json_int_t)f.rank) : json_null());
 	json_object_set_new(o, "groups", json_integer(f.method == RS_METHOD_GROUPED ?
 	                                             (json_int_t)e->groups : 1));
+	if (f.method == RS_METHOD_LOWRANK && e->whitened)
+		json_object_set_new(o, "whitened", json_true());
 	if (f.method == RS_METHOD_TUCKER2) {
 		size_t ranks[2] = {e->rank, e->rank_in};
 		json_object_set_new(o, "ranks", sizes_json(ranks, 2));
@@ -156,6 +209,11 @@ layer_json(const rs_layer *l, const rs_layer_analysis *a, const rs_plan_entry *e
 	if (f.method == RS_METHOD_TUCKER2 || f.method == RS_METHOD_TT)
 		json_object_set_new(pred, "rel_fro_bound", json_real(e->solved_fro_bound));
 	json_object_set_new(pred, "energy", json_real(f.energy));
+	if (!isnan(f.out_err)) {
+		json_object_set_new(pred, "out_err", json_real(f.out_err));
+		if (f.out_is_estimate)
+			json_object_set_new(pred, "out_err_is_estimate", json_true());
+	}
 	json_object_set_new(pred, "params", json_integer((json_int_t)f.params));
 	json_object_set_new(pred, "nonzeros", json_integer((json_int_t)f.nonzeros));
 	json_object_set_new(pred, "flops", json_integer((json_int_t)f.flops));
@@ -202,6 +260,14 @@ rs_plan_to_json(const rs_model *model, const rs_layer *layers, size_t nlayers,
 		json_object_set_new(params, origin->keys[i], json_string(origin->values[i]));
 	json_object_set_new(by, "params", params);
 	json_object_set_new(root, "created_by", by);
+	if (nlayers > 0 && analyses[0].calib != NULL) {
+		/* the inputs the output figures are measured on: a plan made in
+		 * the output norm is used with this file only */
+		json_t *c = json_object();
+		json_object_set_new(c, "path", json_string(analyses[0].calib->path));
+		json_object_set_new(c, "sha256", json_string(analyses[0].calib->sha256));
+		json_object_set_new(root, "calibration", c);
+	}
 	if (model->nsplits > 0) {
 		/* the --split rules that made the layers named NAME.PART */
 		json_t *splits = json_array();
@@ -241,6 +307,9 @@ rs_plan_to_json(const rs_model *model, const rs_layer *layers, size_t nlayers,
 	json_object_set_new(tot, "max_rel_spec", json_real(t.worst_err_spec));
 	json_object_set_new(tot, "max_rel_fro", json_real(t.worst_err_fro));
 	json_object_set_new(tot, "net_bound", json_real(t.net_bound));
+	if (nlayers > 0 && analyses[0].calib != NULL)
+		json_object_set_new(tot, "max_out_err", isnan(t.worst_out_err) ? json_null() :
+		                    json_real(t.worst_out_err));
 	json_object_set_new(root, "totals", tot);
 	text = json_dumps(root, JSON_INDENT(indent) | JSON_REAL_PRECISION(17) |
 	                  (indent ? 0 : JSON_COMPACT));
@@ -672,6 +741,13 @@ read_layer(const char *path, const char *model_path, size_t index, json_t *o,
 			    rs_lowrank_breakeven(l->rows, l->cols));
 		e->rank = (size_t)r;
 	}
+	v = json_object_get(o, "whitened");
+	if (v != NULL) {
+		if (!json_is_boolean(v) || (json_is_true(v) && e->method != RS_METHOD_LOWRANK))
+			return rs_error_set(err, RS_EINVAL, "%s: whitened must be true or false, and "
+			                    "true only for method lowrank", where);
+		e->whitened = json_is_true(v);
+	}
 	if (e->method == RS_METHOD_PRUNE || e->method == RS_METHOD_PRUNE_ROWS ||
 	    e->method == RS_METHOD_PRUNE_COLS || rs_method_is_combination(e->method)) {
 		v = json_object_get(o, "sparsity");
@@ -812,6 +888,8 @@ rs_plan_load(const char *path, const rs_model *model, const rs_layer *layers,
 			goto fail;
 	}
 	st = read_origin(path, root, origin, err);
+	if (st == RS_OK)
+		st = read_calibration(path, root, origin, err);
 	if (st != RS_OK)
 		goto fail;
 	if (origin == &ignored)

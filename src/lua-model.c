@@ -231,6 +231,55 @@ SPECTRUM_SCALAR(layer_effective_rank, rs_spectrum_effective_rank)
 SPECTRUM_SCALAR(layer_fro_norm, rs_spectrum_fro_norm)
 SPECTRUM_SCALAR(layer_spec_norm, rs_spectrum_spec_norm)
 
+/* The output-norm figures (whiten.h), or a Lua error saying there are none. */
+static const rs_whiten *
+need_whiten(lua_State *L, size_t index)
+{
+	rs_script *s = rsl_script(L);
+	const rs_layer_analysis *a = &s->host.analyses[index];
+
+	need_spectrum(L, index);
+	if (a->whiten == NULL)
+		luaL_error(L, "layer '%s': no calibration statistics (rankscope --calibration; "
+		           "layer:calibrated() says which layers have them)",
+		           s->host.layers[index].name);
+	return a->whiten;
+}
+
+/* "full", "diag" or nil: which statistics the layer's output figures use. */
+static int
+layer_calibrated(lua_State *L)
+{
+	const rs_layer_analysis *a = &rsl_script(L)->host.analyses[rsl_check_layer(L, 1)];
+
+	if (a->whiten == NULL)
+		lua_pushnil(L);
+	else
+		lua_pushstring(L, a->diagonal ? "diag" : "full");
+	return 1;
+}
+
+#define WHITEN_QUERY(lname, query) \
+	static int lname(lua_State *L) { \
+		size_t i = rsl_check_layer(L, 1); \
+		const rs_whiten *wh = need_whiten(L, i); \
+		lua_pushnumber(L, query(wh, check_rank(L, 2, need_spectrum(L, i)))); \
+		return 1; \
+	}
+WHITEN_QUERY(layer_out_err, rs_whiten_plain_out_err)
+WHITEN_QUERY(layer_whitened_out_err, rs_whiten_out_err)
+WHITEN_QUERY(layer_whitened_err_fro, rs_whiten_fro_err)
+
+static int
+layer_rank_for_out_err(lua_State *L)
+{
+	size_t i = rsl_check_layer(L, 1);
+	const rs_whiten *wh = need_whiten(L, i);
+
+	lua_pushinteger(L, (lua_Integer)rs_whiten_rank_for_out_err(wh, luaL_checknumber(L, 2)));
+	return 1;
+}
+
 static int
 layer_ready(lua_State *L)
 {
@@ -399,6 +448,11 @@ static const luaL_Reg layer_methods[] = {
 	{"fro_norm", layer_fro_norm},
 	{"spec_norm", layer_spec_norm},
 	{"ready", layer_ready},
+	{"calibrated", layer_calibrated},
+	{"out_err", layer_out_err},
+	{"whitened_out_err", layer_whitened_out_err},
+	{"whitened_err_fro", layer_whitened_err_fro},
+	{"rank_for_out_err", layer_rank_for_out_err},
 	{"allows", layer_allows},
 	{NULL, NULL},
 };
@@ -579,7 +633,23 @@ model_metadata(lua_State *L)
 	return 1;
 }
 
+/* Whether some layer has output-norm figures (--calibration). */
+static int
+model_calibrated(lua_State *L)
+{
+	rs_script *s = rsl_script(L);
+	size_t i;
+	bool any = false;
+
+	check_model(L, 1);
+	for (i = 0; i < s->host.nlayers && !any; i++)
+		any = s->host.analyses[i].whiten != NULL;
+	lua_pushboolean(L, any);
+	return 1;
+}
+
 static const luaL_Reg model_methods[] = {
+	{"calibrated", model_calibrated},
 	{"layers", model_layers},
 	{"layer", model_layer},
 	{"params", model_params},
@@ -709,6 +779,14 @@ push_figures(lua_State *L, size_t i)
 	lua_setfield(L, -2, "err_spec");
 	lua_pushnumber(L, f.energy);
 	lua_setfield(L, -2, "energy");
+	if (!isnan(f.out_err)) {
+		lua_pushnumber(L, f.out_err);
+		lua_setfield(L, -2, "out_err");
+	}
+	if (e->method == RS_METHOD_LOWRANK && e->whitened) {
+		lua_pushboolean(L, 1);
+		lua_setfield(L, -2, "whitened");
+	}
 	lua_pushinteger(L, (lua_Integer)f.params);
 	lua_setfield(L, -2, "params");
 	lua_pushinteger(L, (lua_Integer)f.flops);
@@ -1130,6 +1208,9 @@ plan_set(lua_State *L)
 			              "bits must be an integer 1..8");
 			e.bits = (unsigned)v;
 		}
+		lua_getfield(L, 3, "whitened");
+		e.whitened = lua_toboolean(L, -1);
+		lua_pop(L, 1);
 	}
 	if (!rs_method_parse(method, &e.method))
 		return luaL_argerror(L, 3, lua_pushfstring(L, "unknown method '%s' (dense, "
@@ -1146,6 +1227,8 @@ plan_set(lua_State *L)
 		              lua_pushfstring(L, "rank must be 1..%d for layer '%s'", (int)k,
 		                              s->host.layers[i].name));
 		e.rank = (size_t)rank;
+		if (e.method == RS_METHOD_LOWRANK && e.whitened)
+			need_whiten(L, i);
 		if (e.method == RS_METHOD_LOWRANK && e.rank == k)
 			e = rs_plan_entry_dense();
 		break;
@@ -1221,6 +1304,9 @@ plan_totals(lua_State *L)
 	FIELD_NUM(worst_err_spec);
 	FIELD_NUM(worst_err_fro);
 	FIELD_NUM(net_bound);
+	if (!isnan(t.worst_out_err)) {
+		FIELD_NUM(worst_out_err);
+	}
 #undef FIELD_INT
 #undef FIELD_NUM
 	if (t.layers > 0) {

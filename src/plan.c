@@ -189,7 +189,7 @@ rs_plan_entry_equal(const rs_plan_entry *a, const rs_plan_entry *b)
 		return false;
 	switch (a->method) {
 	case RS_METHOD_LOWRANK:
-		return a->rank == b->rank;
+		return a->rank == b->rank && a->whitened == b->whitened;
 	case RS_METHOD_PRUNE: case RS_METHOD_PRUNE_ROWS: case RS_METHOD_PRUNE_COLS:
 		return a->sparsity == b->sparsity;
 	case RS_METHOD_QUANT:
@@ -366,18 +366,32 @@ figures_for(const rs_layer *layer, const rs_layer_analysis *a,
 	out->params = rs_layer_params(layer);
 	out->flops = 2 * out->params;
 	out->bits = dense_bits;
+	out->out_err = a != NULL && a->whiten != NULL ? 0 : NAN;
+	out->out_is_estimate = a != NULL && a->whiten != NULL && a->diagonal;
 	if (!out->known || entry->method == RS_METHOD_DENSE)
 		return;
 	f = *out;
+	/* output figures are computed per method below; none until they are */
+	f.out_err = NAN;
 	switch (entry->method) {
 	case RS_METHOD_LOWRANK:
 		if (!rs_lowrank_pays(m, n, entry->rank))
 			return;
 		f.method = RS_METHOD_LOWRANK;
 		f.rank = entry->rank;
-		f.err_fro = rs_spectrum_err_fro(a->spectrum, entry->rank);
-		f.err_spec = rs_spectrum_err_spec(a->spectrum, entry->rank);
-		f.energy = rs_spectrum_energy(a->spectrum, entry->rank);
+		if (entry->whitened) {
+			if (a->whiten == NULL) {
+				out->known = false;   /* needs its calibration */
+				return;
+			}
+			finish_compressed(&f, a, rs_whiten_fro_err(a->whiten, entry->rank));
+			f.out_err = rs_whiten_out_err(a->whiten, entry->rank);
+		} else {
+			f.err_fro = rs_spectrum_err_fro(a->spectrum, entry->rank);
+			f.err_spec = rs_spectrum_err_spec(a->spectrum, entry->rank);
+			f.energy = rs_spectrum_energy(a->spectrum, entry->rank);
+			f.out_err = a->whiten ? rs_whiten_plain_out_err(a->whiten, entry->rank) : NAN;
+		}
 		f.params = rs_lowrank_params(m, n, entry->rank);
 		f.flops = rs_lowrank_flops(m, n, entry->rank);
 		f.bits = (uint64_t)f.params * RS_VALUE_BITS;
@@ -469,7 +483,7 @@ rs_plan_describe(const rs_plan_entry *e, const rs_plan_figures *f, char *buf, si
 {
 	switch (f->method) {
 	case RS_METHOD_LOWRANK:
-		snprintf(buf, len, "r=%zu", f->rank);
+		snprintf(buf, len, "r=%zu%s", f->rank, e->whitened ? " whitened" : "");
 		break;
 	case RS_METHOD_PRUNE: case RS_METHOD_PRUNE_ROWS: case RS_METHOD_PRUNE_COLS:
 		snprintf(buf, len, "p=%.2f", e->sparsity);
@@ -546,6 +560,14 @@ rs_plan_totals_compute(const rs_plan *plan, const rs_layer *layers,
 		}
 		if (f.err_fro > out->worst_err_fro)
 			out->worst_err_fro = f.err_fro;
+		/* NaN sticks: a compressed layer without an output figure makes
+		 * the worst one unknown (fmax would skip it) */
+		if (f.method != RS_METHOD_DENSE) {
+			if (isnan(f.out_err))
+				out->worst_out_err = NAN;
+			else if (f.out_err > out->worst_out_err)
+				out->worst_out_err = f.out_err;
+		}
 		product *= 1.0 + f.err_spec;
 	}
 	out->ratio = out->params_after ?

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "rankscope/calib.h"
 #include "tui.h"
 
 /* model.safetensors -> model.plan.json, in the current directory. */
@@ -77,6 +78,13 @@ load(tui *t)
 
 	if (rs_plan_load(t->input, t->model, t->layers, t->nlayers, &loaded, &origin,
 	                 &err) != RS_OK) {
+		tui_message(t, true, "%s", err.msg);
+		return;
+	}
+	if (rs_plan_check_calibration(t->input, &origin, t->nlayers > 0 && t->analyses[0].calib ?
+	                              t->analyses[0].calib->sha256 : NULL, &err) != RS_OK) {
+		rs_plan_free(&loaded);
+		rs_plan_origin_free(&origin);
 		tui_message(t, true, "%s", err.msg);
 		return;
 	}

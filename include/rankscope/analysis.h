@@ -21,6 +21,7 @@
 #include "rankscope/prune.h"
 #include "rankscope/quant.h"
 #include "rankscope/spectrum.h"
+#include "rankscope/whiten.h"
 
 /* Quantisation curves are tabulated for 1..8 bits. */
 #define RS_QUANT_CURVE_BITS 8
@@ -42,6 +43,12 @@ typedef struct rs_layer_analysis {
 	const rs_magnitudes *magnitudes;  /* NULL when not computed */
 	const rs_quant_curve *quant;      /* NULL when not computed */
 	bool transposed;                  /* the statistics describe W^T */
+	/* With calibration (calib.h): the truncations in the output norm,
+	 * NULL without statistics for the layer or while pending; `diagonal`
+	 * when only G's diagonal was given (figures are then estimates). */
+	const rs_whiten *whiten;
+	bool diagonal;
+	const struct rs_calib *calib;     /* the session's calibration, or NULL */
 } rs_layer_analysis;
 
 /* Relative Frobenius error of dropping whole output channels (rows of W)

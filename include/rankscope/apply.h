@@ -44,6 +44,9 @@ typedef struct rs_apply_report {
 	double predicted_fro, predicted_spec;
 	bool spec_is_bound;         /* predicted_spec is a bound (not low rank) */
 	double measured_fro, measured_spec;
+	/* with calibration: the output error the figures predicted and the
+	 * one the written parts have on G (whiten.h); NaN when not known */
+	double predicted_out, measured_out;
 } rs_apply_report;
 
 typedef void (*rs_apply_progress)(void *userdata, const rs_apply_report *report);

@@ -28,6 +28,8 @@
 #include "rankscope/spectrum.h"
 #include "rankscope/svd.h"
 
+struct rs_calib;
+
 typedef enum rs_job_state {
 	RS_JOB_PENDING,
 	RS_JOB_RUNNING,
@@ -47,6 +49,12 @@ typedef struct rs_engine_options {
 	 * spectrum is published: the callback runs again when they arrive, and
 	 * rs_engine_wait waits for them too.  They are not cached. */
 	bool statistics;
+	/* Calibration statistics (calib.h), or NULL: each layer that has them
+	 * gets its truncations in the output norm (whiten.h) after its
+	 * spectrum, in the same step as the statistics; not cached.  A
+	 * layer whose statistics are wrong keeps its spectrum and reports
+	 * the problem through rs_engine_calib_error. */
+	const struct rs_calib *calib;
 	/* Called from a worker thread after each layer finishes (any final
 	 * state).  Must be quick and thread-safe; may be NULL. */
 	void (*on_layer_done)(void *userdata, size_t layer_index);
@@ -77,6 +85,9 @@ const rs_spectrum *rs_engine_spectrum(rs_engine *engine, size_t layer_index);
 rs_layer_analysis rs_engine_analysis(rs_engine *engine, size_t layer_index);
 /* The failure message once the state is FAILED, else NULL. */
 const char *rs_engine_error(rs_engine *engine, size_t layer_index);
+/* Why a layer's calibration figures could not be made (its statistics
+ * are wrong for it), else NULL; final once rs_engine_wait returned. */
+const char *rs_engine_calib_error(rs_engine *engine, size_t layer_index);
 /* Method actually used for a layer (meaningful once DONE). */
 rs_svd_method rs_engine_method(rs_engine *engine, size_t layer_index);
 /* How many finished layers came from the cache. */

@@ -87,6 +87,9 @@ typedef struct rs_plan_entry {
 	size_t tt_ranks[RS_PLAN_TT_MAX_D + 1];  /* caps (0: none) until solved */
 	double tt_eps;           /* TT: relative Frobenius target of the solve, or
 	                            NaN; the ranks it reaches are what is recorded */
+	bool whitened;           /* LOWRANK: the truncation of W L, L L^T = G (SVD-LLM,
+	                            whiten.h), optimal in the output norm; needs
+	                            calibration */
 	double sparsity;         /* PRUNE*, the combinations: fraction dropped / of nonzeros */
 	rs_quantizer quantizer;  /* QUANT, QUANT_SPARSE, LOWRANK_SPARSE_QUANT */
 	unsigned bits;           /* the same: 1..RS_QUANT_CURVE_BITS */
@@ -115,6 +118,12 @@ typedef struct rs_plan_figures {
 	double err_spec;         /* exact for dense/low rank, else a bound */
 	bool spec_is_bound;
 	double energy;           /* 1 - err_fro^2 */
+	/* relative output error ||(W - W') X^T||_F / ||W X^T||_F on the
+	 * calibration inputs (whiten.h): exact for dense and low rank (an
+	 * estimate when only G's diagonal is known: out_is_estimate); NaN
+	 * without calibration or where it is not yet computed */
+	double out_err;
+	bool out_is_estimate;
 	size_t params;           /* values stored */
 	size_t flops;            /* per input vector: 2 per multiply-add */
 	uint64_t bits;           /* storage, indices and codebooks included */
@@ -128,6 +137,9 @@ typedef struct rs_plan_totals {
 	double ratio;            /* params_before / params_after */
 	double bits_ratio;       /* bits_before / bits_after */
 	double worst_err_spec, worst_err_fro;
+	/* the largest layer output error, NaN when some compressed layer has
+	 * none (no calibration, or not computed for its method) */
+	double worst_out_err;
 	size_t worst_layer;      /* index of the worst err_spec (when layers > 0) */
 	/* Bound on the relative output perturbation of a feed-forward chain
 	 * with 1-Lipschitz activations: prod (1 + err_spec) - 1.  A bound, not

@@ -28,6 +28,9 @@ typedef struct rs_plan_origin {
 	char *strategy;
 	char **keys, **values;    /* parameters, as given */
 	size_t nparams;
+	/* read from a plan made with calibration: its "calibration" (path and
+	 * SHA-256 of the file); NULL otherwise.  Written from the analyses. */
+	char *calibration_path, *calibration_sha256;
 } rs_plan_origin;
 
 void rs_plan_origin_set(rs_plan_origin *o, const char *strategy,
@@ -76,6 +79,11 @@ rs_status rs_plan_read_roles(const char *path, char ***layouts, size_t *nlayouts
 /* The plan's "split" rules (role.h), as given to --split; none when absent. */
 rs_status rs_plan_read_splits(const char *path, char ***rules, size_t *nrules,
                               rs_error *err);
+/* A plan made in the output norm (origin->calibration_sha256) is used only
+ * with the same calibration file: RS_EINVAL, saying which file it needs,
+ * when `sha256` (the session's, NULL for none) differs. */
+rs_status rs_plan_check_calibration(const char *plan_path, const rs_plan_origin *origin,
+                                    const char *sha256, rs_error *err);
 rs_status rs_plan_read_compose(const char *path, char ***patterns, size_t *npatterns,
                                rs_error *err);
 
