@@ -292,6 +292,23 @@ out:
 /* A rank-r factorisation of the m x n matrix x (destroyed): B = U_r
  * sqrt(S_r) into b (m x r, row-major), A = sqrt(S_r) V_r^T into a (r x n,
  * row-major); approx (may alias nothing) += B A from the float32 values. */
+/* approx (column-major m x n) += B A from the float32 factors as written:
+ * b m x r, a r x n, both row-major. */
+static void
+add_float_product(const float *b, const float *a, size_t m, size_t n, size_t r,
+                  double *approx)
+{
+	size_t i, j, t;
+
+	for (j = 0; j < n; j++)
+		for (i = 0; i < m; i++) {
+			double v = 0;
+			for (t = 0; t < r; t++)
+				v += (double)b[i * r + t] * (double)a[t * n + j];
+			approx[i + j * m] += v;
+		}
+}
+
 rs_status
 apply_factorise(const rs_model *model, const rs_layer *l, double *x, size_t r, float *a,
                 float *b, double *approx, rs_error *err)
@@ -320,13 +337,7 @@ apply_factorise(const rs_model *model, const rs_layer *l, double *x, size_t r, f
 	for (t = 0; t < r; t++)
 		for (j = 0; j < n; j++)
 			a[t * n + j] = (float)(sqrt(s[t]) * vt[t + j * k]);
-	for (j = 0; j < n; j++)
-		for (i = 0; i < m; i++) {
-			double v = 0;
-			for (t = 0; t < r; t++)
-				v += (double)b[i * r + t] * (double)a[t * n + j];
-			approx[i + j * m] += v;
-		}
+	add_float_product(b, a, m, n, r, approx);
 out:
 	free(u);
 	free(vt);
@@ -421,13 +432,7 @@ whitened_factorise(const rs_model *model, const rs_layer *l, const double *w,
 		for (t = 0; t < r; t++)
 			for (j = 0; j < n; j++)
 				a[t * n + j] = (float)right[t + j * r];
-		for (j = 0; j < n; j++)
-			for (i = 0; i < m; i++) {
-				double v = 0;
-				for (t = 0; t < r; t++)
-					v += (double)b[i * r + t] * (double)a[t * n + j];
-				approx[i + j * m] += v;
-			}
+		add_float_product(b, a, m, n, r, approx);
 	} else {
 		rs_error_prefix(err, "%s: layer '%s': ", model->path, l->name);
 	}

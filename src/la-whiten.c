@@ -281,21 +281,17 @@ rs_whiten_plain_out_err(const rs_whiten *wh, size_t rank)
 	return relative(wh->plain_out_tail[clamp_rank(wh, rank)], wh->out_total);
 }
 
+static double
+out_err_curve(const void *wh, size_t rank)
+{
+	return rs_whiten_out_err(wh, rank);
+}
+
 size_t
 rs_whiten_rank_for_out_err(const rs_whiten *wh, double eps)
 {
-	size_t lo = 0, hi = wh->k;
-
-	/* out_tail is non-increasing: find the first r with err(r) <= eps. */
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (rs_whiten_out_err(wh, mid) <= eps)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return lo;
+	/* out_tail is non-increasing in the rank, and 0 at k */
+	return rs_smallest_within(wh->k, eps, out_err_curve, wh);
 }
 
 double
