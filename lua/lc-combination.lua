@@ -10,6 +10,12 @@
 -- budget, and leftover bits are spent greedily (lua/tradeoff.lua).  This
 -- is the LC-style "error per bit" trade-off.  The plan never exceeds the
 -- budget.
+--
+-- With calibration (error = "out", the default when the model has it) the
+-- errors are the layers' output errors on the calibration inputs, and the
+-- options include the whitened truncations and the output-aware (scored)
+-- pruning masks; low rank + sparse, whose output error is not predicted,
+-- is then left out.
 local tradeoff = require "tradeoff"
 
 local M = {
@@ -21,7 +27,10 @@ local M = {
 		{ name = "weighted", type = "boolean", default = true,
 		  help = "weight each layer's squared error by its size" },
 		{ name = "combination", type = "boolean", default = false,
-		  help = "also try low rank + sparse (solves, slower)" },
+		  help = "also try low rank + sparse (solves, slower; weight norm only)" },
+		{ name = "error", type = "choice", choices = { "auto", "fro", "out" },
+		  default = "auto", help = "relative Frobenius or output error "
+		  .. "(auto: out with --calibration)" },
 	},
 }
 
@@ -30,21 +39,26 @@ local quantizers = { "uniform-tensor", "uniform-channel", "kmeans", "binary", "t
 -- Every option of a layer: { spec = plan:set spec, err2 = ..., bits = ... }
 function M.options(layer, plan, params)
 	local opts = { { spec = { method = "dense" }, err2 = 0, bits = layer:storage() } }
+	local out = params.error == "out"
 	local function add(spec)
 		if not layer:allows(spec.method or "lowrank") then return end
 		local f = plan:set(layer, spec)
 		if f.method ~= "dense" then
-			opts[#opts + 1] = { spec = spec, err2 = f.err_fro ^ 2, bits = f.bits }
+			local e = out and f.out_err or f.err_fro
+			opts[#opts + 1] = { spec = spec, err2 = e ^ 2, bits = f.bits }
 		end
 	end
-	for r = 1, layer:breakeven() do add({ rank = r }) end
-	for i = 1, 99 do add({ method = "prune", sparsity = i / 100 }) end
+	for r = 1, layer:breakeven() do add({ rank = r, whitened = out }) end
+	for i = 1, 99 do
+		add({ method = "prune", sparsity = i / 100 })
+		if out then add({ method = "prune", sparsity = i / 100, scored = true }) end
+	end
 	for _, q in ipairs(quantizers) do
 		for b = 1, (q == "binary" or q == "ternary") and 1 or 8 do
 			add({ method = "quant", quantizer = q, bits = b })
 		end
 	end
-	if params.combination then
+	if params.combination and not out then
 		for _, frac in ipairs({ 8, 4 }) do
 			local r = math.max(1, layer.k // frac)
 			for _, p in ipairs({ 0.99, 0.95 }) do
@@ -58,6 +72,17 @@ end
 
 function M.run(model, plan, params)
 	local layers = model:layers()
+	if params.error == "auto" then
+		params.error = model:calibrated() and "out" or "fro"
+	end
+	if params.error == "out" then
+		for _, layer in ipairs(layers) do
+			if not layer:calibrated() then
+				error(string.format("error=out: layer '%s' has no calibration statistics",
+					layer.name), 0)
+			end
+		end
+	end
 	local all, before = {}, 0
 	for i, layer in ipairs(layers) do
 		all[i] = { opts = M.options(layer, plan, params),
@@ -82,9 +107,12 @@ function M.run(model, plan, params)
 	for method, n in pairs(counts) do parts[#parts + 1] = n .. " " .. method end
 	table.sort(parts)
 	local t = plan:totals()
+	local worst = params.error == "out"
+		and string.format("err_out %.4f", t.worst_out_err or 0 / 0)
+		or string.format("err_F %.4f", t.worst_err_fro)
 	return string.format("lc-combination: %d of %d bits (%.2f%%, budget %.2f%%), %s; worst "
-		.. "err_F %.4f", used, before, 100 * used / before, 100 * params.budget,
-		table.concat(parts, ", "), t.worst_err_fro)
+		.. "%s", used, before, 100 * used / before, 100 * params.budget,
+		table.concat(parts, ", "), worst)
 end
 
 return M

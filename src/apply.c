@@ -18,6 +18,8 @@
 #include "apply-internal.h"
 #include "rankscope/apply.h"
 #include "rankscope/calib.h"
+#include "rankscope/outcurve.h"
+#include "rankscope/planrefine.h"
 #include "rankscope/whiten.h"
 #include "rankscope/combine.h"
 #include "rankscope/file.h"
@@ -441,11 +443,57 @@ whitened_factorise(const rs_model *model, const rs_layer *l, const double *w,
 	return st;
 }
 
+/* A refined entry's parts (planrefine.h), refined again as the plan did
+ * (deterministic, the recorded sweeps at most), written as the unrefined
+ * method's parts are. */
+static rs_status
+refined_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
+              const rs_plan_figures *f, const rs_layer_analysis *a, layer_parts *p,
+              double *approx, rs_error *err)
+{
+	size_t m = l->rows, n = l->cols, r = f->rank, i, j, t;
+	rs_refined_parts rp;
+	rs_status st;
+
+	st = rs_plan_entry_refine(l, a, e, model->path, e->refined_sweeps, &rp, NULL, err);
+	if (st != RS_OK)
+		return st;
+	switch (f->method) {
+	case RS_METHOD_LOWRANK: {
+		float *fa = p->data[0] = rs_xmalloc(r * n * sizeof(float) + 1);
+		float *fb = p->data[1] = rs_xmalloc(m * r * sizeof(float) + 1);
+
+		for (i = 0; i < m; i++)
+			for (t = 0; t < r; t++)
+				fb[i * r + t] = (float)rp.b[i + t * m];
+		for (t = 0; t < r; t++)
+			for (j = 0; j < n; j++)
+				fa[t * n + j] = (float)rp.a[t + j * r];
+		add_float_product(fb, fa, m, n, r, approx);
+		break;
+	}
+	case RS_METHOD_PRUNE:
+		p->data[0] = rs_xmalloc(f->nonzeros * sizeof(float) + 1);
+		p->data[1] = rs_xmalloc(f->nonzeros * sizeof(int64_t) + 1);
+		write_sparse(l, rp.wp, rp.keep, f->nonzeros, p->data[0], p->data[1], approx);
+		break;
+	case RS_METHOD_QUANT:
+		write_codes(l, e->quantizer, e->bits, rp.codes, rp.book, &p->data[0], &p->data[1],
+		            approx);
+		break;
+	default:
+		break;
+	}
+	rs_refined_parts_free(&rp);
+	return RS_OK;
+}
+
 static rs_status
 compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
-              const rs_plan_figures *f, const rs_calib *calib, layer_parts *p,
+              const rs_plan_figures *f, const rs_layer_analysis *a, layer_parts *p,
               rs_error *err)
 {
+	const rs_calib *calib = a->calib;
 	double *gram = NULL;
 	size_t m = l->rows, n = l->cols, count = m * n, i, j;
 	double *w = malloc(count * sizeof *w), *x = malloc(count * sizeof *x);
@@ -462,17 +510,6 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 		                  l->name);
 		goto out;
 	}
-	if (rs_method_is_decomposition(f->method)) {
-		/* the decompositions: parts, and the matrix measured (a grouped
-		 * SVD's own fold) */
-		rs_layer view;
-		st = apply_decomposition(model, l, e, p->data, &view, w, approx, err);
-		if (st == RS_OK)
-			st = measure(model, &view, w, approx, &p->report, err);
-		goto out;
-	}
-	if ((st = rs_layer_load(l, w, m, model->path, err)) != RS_OK)
-		goto out;
 	if (calib != NULL) {
 		rs_calib_kind kind;
 		double count_seen;
@@ -480,6 +517,24 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 		if ((st = rs_calib_load(calib, l, &kind, &gram, &count_seen, err)) != RS_OK)
 			goto out;
 	}
+	if (rs_method_is_decomposition(f->method)) {
+		/* the decompositions: parts, and the matrix measured (a grouped
+		 * SVD's own fold) */
+		rs_layer view;
+		st = apply_decomposition(model, l, e, p->data, &view, w, approx, err);
+		/* G's columns are the layer's own (fold 0 for a kernel): only a
+		 * view in the same fold is measured on it */
+		if (st == RS_OK && gram != NULL && view.fold == l->fold) {
+			for (i = 0; i < count; i++)
+				x[i] = w[i] - approx[i];
+			p->report.measured_out = rs_gram_relative_error(w, x, m, n, gram, n);
+		}
+		if (st == RS_OK)
+			st = measure(model, &view, w, approx, &p->report, err);
+		goto out;
+	}
+	if ((st = rs_layer_load(l, w, m, model->path, err)) != RS_OK)
+		goto out;
 	if (f->method == RS_METHOD_LOWRANK && e->whitened && gram == NULL) {
 		st = rs_error_set(err, RS_EINVAL, "%s: layer '%s': a whitened truncation needs "
 		                  "the layer's calibration statistics (--calibration)", model->path,
@@ -487,6 +542,10 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 		goto out;
 	}
 	memcpy(x, w, count * sizeof *w);
+	if (e->refined && f->method == e->method) {
+		st = refined_parts(model, l, e, f, a, p, approx, err);
+		goto measured;
+	}
 	switch (f->method) {
 	case RS_METHOD_LOWRANK:
 		p->data[0] = rs_xmalloc(f->rank * n * sizeof(float) + 1);
@@ -502,6 +561,21 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 		/* the same statistics, from the same load, as the figures */
 		size_t lr, lc;
 		rs_magnitudes *mags;
+		if (e->scored) {
+			/* the output-aware mask, already in W's order */
+			if (a->out == NULL) {
+				st = rs_error_set(err, RS_EINVAL, "%s: layer '%s': a scored pruning needs "
+				                  "the layer's calibration statistics (--calibration)",
+				                  model->path, l->name);
+				break;
+			}
+			keep = rs_xmalloc(count ? count : 1);
+			rs_out_scored_mask(a->out, count - f->nonzeros, keep);
+			p->data[0] = rs_xmalloc(f->nonzeros * sizeof(float) + 1);
+			p->data[1] = rs_xmalloc(f->nonzeros * sizeof(int64_t) + 1);
+			write_sparse(l, w, keep, f->nonzeros, p->data[0], p->data[1], approx);
+			break;
+		}
 		if ((st = rs_layer_load_for_spectrum(l, x, &lr, &lc, model->path, err)) != RS_OK)
 			break;
 		mags = rs_magnitudes_new(x, lr, lc, lr);
@@ -659,6 +733,7 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 	default:
 		break;
 	}
+measured:
 	/* the output error of W - W' on the calibration, before measure
 	 * (whose SVDs destroy approx); x is free once the parts are made */
 	if (st == RS_OK && gram != NULL) {
@@ -674,6 +749,31 @@ out:
 	free(w);
 	free(x);
 	free(approx);
+	return st;
+}
+
+rs_status
+rs_apply_measure(const rs_model *model, const rs_layer *layer, const rs_layer_analysis *a,
+                 const rs_plan_entry *entry, rs_apply_report *report, rs_error *err)
+{
+	layer_parts parts;
+	rs_plan_figures fig;
+	rs_status st;
+
+	rs_plan_figures_for(layer, a, entry, &fig);
+	memset(report, 0, sizeof *report);
+	report->measured_out = NAN;
+	report->predicted_out = fig.out_err;
+	if (fig.method == RS_METHOD_DENSE) {
+		report->measured_out = a->calib ? 0 : NAN;
+		return RS_OK;
+	}
+	st = compute_parts(model, layer, entry, &fig, a, &parts, err);
+	if (st == RS_OK)
+		*report = parts.report;
+	report->layer = layer;
+	report->method = fig.method;
+	parts_free(&parts);
 	return st;
 }
 
@@ -798,7 +898,7 @@ rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
 			parts_free(&parts);
 			rs_plan_figures_for(l, &analyses[o->layer], &plan->entries[o->layer], &fig);
 			st = compute_parts(model, l, &plan->entries[o->layer], &fig,
-			                   analyses[o->layer].calib, &parts, err);
+			                   &analyses[o->layer], &parts, err);
 			if (st != RS_OK)
 				break;
 			parts.report.layer = l;

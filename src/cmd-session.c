@@ -168,7 +168,8 @@ open_calibration(cmd_session *s, const char *path)
 	if (with == 0) {
 		fprintf(stderr, "rankscope: %s: no statistics for any of the %zu layers: a layer "
 		        "whose tensor is PREFIX.weight (or PREFIX) needs PREFIX.gram or "
-		        "PREFIX.diag (rankscope(1), CALIBRATION)\n", path, s->nlayers);
+		        "PREFIX.diag, or in an importance matrix NAME.in_sum2 (rankscope(1), "
+		        "CALIBRATION)\n", path, s->nlayers);
 		return false;
 	}
 	first = rs_calib_unmatched(s->calib, s->layers, s->nlayers, &unmatched);

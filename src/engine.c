@@ -21,6 +21,8 @@
 
 #include "rankscope/analysis.h"
 #include "rankscope/calib.h"
+#include "rankscope/sha256.h"
+#include "rankscope/outcurve.h"
 #include "rankscope/cache.h"
 #include "rankscope/engine.h"
 #include "rankscope/util.h"
@@ -49,6 +51,7 @@ struct rs_engine {
 	bool statistics;
 	const rs_calib *calib;      /* NULL: weight figures only */
 	rs_whiten **whiten;
+	rs_out_curves **out_curves;
 	bool *diagonal;
 	char **calib_errors;
 	char **errors;
@@ -124,8 +127,51 @@ fail_layer(rs_engine *e, size_t i, const rs_error *err)
  * user's (a Gram matrix of the wrong size, not PSD ...): it is kept as the
  * layer's calibration error, which front ends report and stop on.
  */
+/*
+ * The whitened truncation's tables, from the cache when there is one: the
+ * key is the SHA-256 of W and G as the doubles they are computed from, so
+ * new weights or new statistics can never be served old tables.
+ */
+static rs_whiten *
+cached_whiten(rs_engine *e, const rs_layer *layer, const double *w, const double *g,
+              rs_error *err)
+{
+	size_t m = layer->rows, n = layer->cols, len = rs_whiten_packed_len(m, n);
+	rs_cache_key key;
+	rs_sha256_ctx ctx;
+	rs_whiten *wh = NULL;
+	double *v = NULL;
+
+	if (e->cache_dir) {
+		rs_sha256_init(&ctx);
+		rs_sha256_update(&ctx, "rankscope-whiten-1", 19);
+		rs_sha256_update(&ctx, &m, sizeof m);
+		rs_sha256_update(&ctx, &n, sizeof n);
+		rs_sha256_update(&ctx, w, m * n * sizeof *w);
+		rs_sha256_update(&ctx, g, n * n * sizeof *g);
+		rs_sha256_final(&ctx, key.digest);
+		if (rs_cache_load_table(e->cache_dir, &key, m, n, len, &v)) {
+			wh = rs_whiten_unpack(m, n, v);
+			free(v);
+			if (wh != NULL)
+				return wh;
+		}
+	}
+	wh = rs_whiten_new(w, m, n, m, g, n, err);
+	if (wh != NULL && e->cache_dir && (v = malloc(len * sizeof *v)) != NULL) {
+		rs_error ignored;
+
+		rs_whiten_pack(wh, v);
+		/* a table that cannot be written is computed again next time */
+		(void)rs_cache_store_table(e->cache_dir, &key, m, n, v, len, &ignored);
+		free(v);
+	}
+	return wh;
+}
+
 static void
-build_calibration(rs_engine *e, size_t i, rs_whiten **out, bool *diagonal, char **error)
+build_calibration(rs_engine *e, size_t i, rs_whiten **out, bool *diagonal, char **error,
+                  double **w_out, double **g_out)
 {
 	const rs_layer *layer = &e->layers[i];
 	rs_calib_kind kind;
@@ -148,8 +194,7 @@ build_calibration(rs_engine *e, size_t i, rs_whiten **out, bool *diagonal, char 
 		rs_error_set(&err, RS_ENOMEM, "%s: layer '%s': out of memory", e->path,
 		             layer->name);
 	} else if (rs_layer_load(layer, w, layer->rows, e->path, &err) == RS_OK) {
-		*out = rs_whiten_new(w, layer->rows, layer->cols, layer->rows, g, layer->cols,
-		                     &err);
+		*out = cached_whiten(e, layer, w, g, &err);
 		if (*out == NULL) {
 			char name[96];
 
@@ -158,10 +203,15 @@ build_calibration(rs_engine *e, size_t i, rs_whiten **out, bool *diagonal, char 
 			                e->calib->path);
 		}
 	}
-	if (*out == NULL)
+	if (*out == NULL) {
 		*error = rs_xstrdup(err.msg);
-	free(w);
-	free(g);
+		free(w);
+		free(g);
+		return;
+	}
+	/* kept for the output curves of pruning and quantisation */
+	*w_out = w;
+	*g_out = g;
 }
 
 static void
@@ -173,13 +223,15 @@ build_statistics(rs_engine *e, size_t i)
 	rs_magnitudes *mags = NULL;
 	rs_quant_curve *curve = NULL;
 	rs_whiten *whiten = NULL;
+	rs_out_curves *outc = NULL;
 	bool diagonal = false;
 	char *calib_error = NULL;
+	double *w = NULL, *g = NULL;
 
 	if (!e->statistics && !e->calib)
 		return;
 	if (e->calib)
-		build_calibration(e, i, &whiten, &diagonal, &calib_error);
+		build_calibration(e, i, &whiten, &diagonal, &calib_error, &w, &g);
 	if (e->statistics)
 		a = malloc(rows * cols * sizeof *a);
 	if (a != NULL && !atomic_load(&e->cancel) &&
@@ -197,10 +249,18 @@ build_statistics(rs_engine *e, size_t i)
 		}
 	}
 	free(a);
+	/* pruning and quantisation in the output norm need both; a failure
+	 * (memory) leaves them absent, as for the statistics */
+	if (mags != NULL && w != NULL && !atomic_load(&e->cancel))
+		outc = rs_out_curves_new(w, rows, cols, g, mags, rs_layer_loads_transposed(layer),
+		                         NULL);
+	free(w);
+	free(g);
 	pthread_mutex_lock(&e->lock);
 	e->magnitudes[i] = mags;
 	e->quant[i] = curve;
 	e->whiten[i] = whiten;
+	e->out_curves[i] = outc;
 	e->diagonal[i] = diagonal;
 	e->calib_errors[i] = calib_error;
 	e->stats_pending--;
@@ -431,6 +491,7 @@ rs_engine_start(const rs_layer *layers, size_t nlayers, const char *path,
 	e->statistics = options->statistics;
 	e->calib = options->calib;
 	e->whiten = rs_xcalloc(nlayers ? nlayers : 1, sizeof *e->whiten);
+	e->out_curves = rs_xcalloc(nlayers ? nlayers : 1, sizeof *e->out_curves);
 	e->diagonal = rs_xcalloc(nlayers ? nlayers : 1, sizeof *e->diagonal);
 	e->calib_errors = rs_xcalloc(nlayers ? nlayers : 1, sizeof *e->calib_errors);
 	e->errors = rs_xcalloc(nlayers, sizeof *e->errors);
@@ -480,11 +541,13 @@ rs_engine_free(rs_engine *e)
 		free(e->quant[i]);
 		free(e->errors[i]);
 		rs_whiten_free(e->whiten[i]);
+		rs_out_curves_free(e->out_curves[i]);
 		free(e->calib_errors[i]);
 	}
 	free(e->magnitudes);
 	free(e->quant);
 	free(e->whiten);
+	free(e->out_curves);
 	free(e->diagonal);
 	free(e->calib_errors);
 	pthread_mutex_destroy(&e->lock);
@@ -542,6 +605,7 @@ rs_engine_analysis(rs_engine *e, size_t i)
 	a.magnitudes = a.spectrum ? e->magnitudes[i] : NULL;
 	a.quant = a.spectrum ? e->quant[i] : NULL;
 	a.whiten = a.spectrum ? e->whiten[i] : NULL;
+	a.out = a.spectrum ? e->out_curves[i] : NULL;
 	a.diagonal = a.spectrum && e->diagonal[i];
 	a.calib = e->calib;
 	pthread_mutex_unlock(&e->lock);

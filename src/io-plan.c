@@ -16,6 +16,7 @@
 #include "rankscope/file.h"
 #include "rankscope/calib.h"
 #include "rankscope/planfile.h"
+#include "rankscope/planrefine.h"
 #include "rankscope/plansolve.h"
 #include "rankscope/util.h"
 
@@ -184,6 +185,15 @@ layer_json(const rs_layer *l, const rs_layer_analysis *a, const rs_plan_entry *e
 	                                             (json_int_t)e->groups : 1));
 	if (f.method == RS_METHOD_LOWRANK && e->whitened)
 		json_object_set_new(o, "whitened", json_true());
+	if (f.method == RS_METHOD_PRUNE && e->scored)
+		json_object_set_new(o, "scored", json_true());
+	if (e->refined && f.method == e->method) {
+		/* predicted.rel_fro and out_err are the refinement's, read back as
+		 * recorded (recomputing them means refining) */
+		json_t *r = json_object();
+		json_object_set_new(r, "sweeps", json_integer((json_int_t)e->refined_sweeps));
+		json_object_set_new(o, "refined", r);
+	}
 	if (f.method == RS_METHOD_TUCKER2) {
 		size_t ranks[2] = {e->rank, e->rank_in};
 		json_object_set_new(o, "ranks", sizes_json(ranks, 2));
@@ -748,6 +758,33 @@ read_layer(const char *path, const char *model_path, size_t index, json_t *o,
 			                    "true only for method lowrank", where);
 		e->whitened = json_is_true(v);
 	}
+	v = json_object_get(o, "refined");
+	if (v != NULL) {
+		json_t *sw = json_object_get(v, "sweeps"), *pred = json_object_get(o, "predicted");
+		json_t *po = json_object_get(pred, "out_err"), *pf = json_object_get(pred, "rel_fro");
+
+		if (!json_is_object(v) || !rs_method_refinable(e->method) || !json_is_integer(sw) ||
+		    json_integer_value(sw) < 1 || json_integer_value(sw) > RS_REFINE_MAX_SWEEPS)
+			return rs_error_set(err, RS_EINVAL, "%s: refined must be {\"sweeps\": 1..%d} on "
+			                    "a lowrank, prune or quant layer", where,
+			                    RS_REFINE_MAX_SWEEPS);
+		if (!json_is_number(po) || json_number_value(po) < 0 || !json_is_number(pf) ||
+		    json_number_value(pf) < 0)
+			return rs_error_set(err, RS_EINVAL, "%s: a refined layer needs predicted.out_err "
+			                    "and predicted.rel_fro (the refinement's) as numbers >= 0",
+			                    where);
+		e->refined = true;
+		e->refined_sweeps = (size_t)json_integer_value(sw);
+		e->refined_out = json_number_value(po);
+		e->refined_fro = json_number_value(pf);
+	}
+	v = json_object_get(o, "scored");
+	if (v != NULL) {
+		if (!json_is_boolean(v) || (json_is_true(v) && e->method != RS_METHOD_PRUNE))
+			return rs_error_set(err, RS_EINVAL, "%s: scored must be true or false, and "
+			                    "true only for method prune", where);
+		e->scored = json_is_true(v);
+	}
 	if (e->method == RS_METHOD_PRUNE || e->method == RS_METHOD_PRUNE_ROWS ||
 	    e->method == RS_METHOD_PRUNE_COLS || rs_method_is_combination(e->method)) {
 		v = json_object_get(o, "sparsity");
@@ -775,6 +812,13 @@ read_layer(const char *path, const char *model_path, size_t index, json_t *o,
 			return rs_error_set(err, RS_EINVAL, "%s: predicted.rel_fro (the solve's "
 			                    "error) must be a number in [0, 1]", where);
 		e->solved_error = json_number_value(v);
+	}
+	if (rs_method_is_solved(e->method)) {
+		/* measured on the parts when the plan was made with calibration */
+		rs_status fst = get_figure(where, json_object_get(o, "predicted"), "out_err", false,
+		                           &e->solved_out, err);
+		if (fst != RS_OK)
+			return fst;
 	}
 	v = json_object_get(o, "groups");
 	if (e->method != RS_METHOD_GROUPED && v != NULL &&

@@ -8,6 +8,7 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -249,6 +250,73 @@ fail:
 	free(term);
 	rs_whiten_free(wh);
 	return NULL;
+}
+
+size_t
+rs_whiten_packed_len(size_t rows, size_t cols)
+{
+	size_t k = rows < cols ? rows : cols;
+
+	return 3 + k + 3 * (k + 1);
+}
+
+void
+rs_whiten_pack(const rs_whiten *wh, double *out)
+{
+	size_t k = wh->k;
+
+	out[0] = wh->shift;
+	out[1] = wh->out_total;
+	out[2] = wh->fro_total;
+	memcpy(out + 3, wh->sigma, k * sizeof *out);
+	memcpy(out + 3 + k, wh->out_tail, (k + 1) * sizeof *out);
+	memcpy(out + 4 + 2 * k, wh->fro_tail, (k + 1) * sizeof *out);
+	memcpy(out + 5 + 3 * k, wh->plain_out_tail, (k + 1) * sizeof *out);
+}
+
+static bool
+non_increasing(const double *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (v[i] < 0 || (i > 0 && v[i] > v[i - 1]))
+			return false;
+	return true;
+}
+
+rs_whiten *
+rs_whiten_unpack(size_t rows, size_t cols, const double *v)
+{
+	size_t k = rows < cols ? rows : cols;
+	rs_whiten *wh;
+
+	if (!(v[0] >= 0) || !(v[1] > 0) || !(v[2] >= 0) || !non_increasing(v + 3, k) ||
+	    !non_increasing(v + 3 + k, k + 1) || !non_increasing(v + 4 + 2 * k, k + 1) ||
+	    !non_increasing(v + 5 + 3 * k, k + 1))
+		return NULL;
+	wh = calloc(1, sizeof *wh);
+	if (!wh)
+		return NULL;
+	wh->rows = rows;
+	wh->cols = cols;
+	wh->k = k;
+	wh->shift = v[0];
+	wh->out_total = v[1];
+	wh->fro_total = v[2];
+	wh->sigma = malloc(k * sizeof *wh->sigma + 1);
+	wh->out_tail = malloc((k + 1) * sizeof *wh->out_tail);
+	wh->fro_tail = malloc((k + 1) * sizeof *wh->fro_tail);
+	wh->plain_out_tail = malloc((k + 1) * sizeof *wh->plain_out_tail);
+	if (!wh->sigma || !wh->out_tail || !wh->fro_tail || !wh->plain_out_tail) {
+		rs_whiten_free(wh);
+		return NULL;
+	}
+	memcpy(wh->sigma, v + 3, k * sizeof *v);
+	memcpy(wh->out_tail, v + 3 + k, (k + 1) * sizeof *v);
+	memcpy(wh->fro_tail, v + 4 + 2 * k, (k + 1) * sizeof *v);
+	memcpy(wh->plain_out_tail, v + 5 + 3 * k, (k + 1) * sizeof *v);
+	return wh;
 }
 
 static double

@@ -19,8 +19,11 @@
 #include <string.h>
 
 #include "lua-internal.h"
+#include "rankscope/apply.h"
 #include "rankscope/combine.h"
 #include "rankscope/grouped.h"
+#include "rankscope/outcurve.h"
+#include "rankscope/planrefine.h"
 #include "rankscope/plansolve.h"
 #include "rankscope/svd.h"
 #include "rankscope/tt.h"
@@ -423,6 +426,73 @@ layer_allows(lua_State *L)
 	return 2;
 }
 
+/* The output curves of pruning and quantisation (outcurve.h). */
+static const rs_out_curves *
+need_out(lua_State *L, size_t index)
+{
+	rs_script *s = rsl_script(L);
+	const rs_layer_analysis *a = &s->host.analyses[index];
+
+	need_whiten(L, index);
+	need_statistics(L, index);
+	if (a->out == NULL)
+		luaL_error(L, "layer '%s': its output curves were not computed",
+		           s->host.layers[index].name);
+	return a->out;
+}
+
+/* layer:out_prune_error(p [, scored]): unstructured pruning of the fraction p. */
+static int
+layer_out_prune_error(lua_State *L)
+{
+	size_t i = rsl_check_layer(L, 1);
+	const rs_out_curves *c = need_out(L, i);
+	double p = check_fraction(L, 2);
+
+	lua_pushnumber(L, rs_out_prune_error(c, rs_prune_dropped(c->count, p),
+	                                     lua_toboolean(L, 3)));
+	return 1;
+}
+
+/* layer:out_prune_fro_error(p): the weight error of the scored pruning. */
+static int
+layer_out_prune_fro_error(lua_State *L)
+{
+	size_t i = rsl_check_layer(L, 1);
+	const rs_out_curves *c = need_out(L, i);
+
+	lua_pushnumber(L, rs_out_scored_fro_error(c, rs_prune_dropped(c->count,
+	                                                               check_fraction(L, 2))));
+	return 1;
+}
+
+static int
+out_channel_error(lua_State *L, bool outputs)
+{
+	rs_script *s = rsl_script(L);
+	size_t i = rsl_check_layer(L, 1);
+	const rs_out_curves *c = need_out(L, i);
+	const rs_layer *l = &s->host.layers[i];
+	double p = check_fraction(L, 2);
+	size_t side = outputs ? l->rows : l->cols, dropped = (size_t)floor(p * (double)side);
+
+	lua_pushnumber(L, outputs ? rs_out_rows_error(c, dropped) : rs_out_cols_error(c, dropped));
+	return 1;
+}
+static int layer_out_prune_rows_error(lua_State *L) { return out_channel_error(L, true); }
+static int layer_out_prune_cols_error(lua_State *L) { return out_channel_error(L, false); }
+
+static int
+layer_out_quant_error(lua_State *L)
+{
+	size_t i = rsl_check_layer(L, 1);
+	const rs_out_curves *c = need_out(L, i);
+	rs_quantizer q = check_quantizer(L, 2);
+
+	lua_pushnumber(L, rs_out_quant_error(c, q, check_bits(L, 3)));
+	return 1;
+}
+
 static const luaL_Reg layer_methods[] = {
 	{"prune_error", layer_prune_error},
 	{"prune_rows_error", layer_prune_rows_error},
@@ -453,6 +523,11 @@ static const luaL_Reg layer_methods[] = {
 	{"whitened_out_err", layer_whitened_out_err},
 	{"whitened_err_fro", layer_whitened_err_fro},
 	{"rank_for_out_err", layer_rank_for_out_err},
+	{"out_prune_error", layer_out_prune_error},
+	{"out_prune_fro_error", layer_out_prune_fro_error},
+	{"out_prune_rows_error", layer_out_prune_rows_error},
+	{"out_prune_cols_error", layer_out_prune_cols_error},
+	{"out_quant_error", layer_out_quant_error},
 	{"allows", layer_allows},
 	{NULL, NULL},
 };
@@ -786,6 +861,14 @@ push_figures(lua_State *L, size_t i)
 	if (e->method == RS_METHOD_LOWRANK && e->whitened) {
 		lua_pushboolean(L, 1);
 		lua_setfield(L, -2, "whitened");
+	}
+	if (e->method == RS_METHOD_PRUNE && e->scored) {
+		lua_pushboolean(L, 1);
+		lua_setfield(L, -2, "scored");
+	}
+	if (e->refined) {
+		lua_pushinteger(L, (lua_Integer)e->refined_sweeps);
+		lua_setfield(L, -2, "refined_sweeps");
 	}
 	lua_pushinteger(L, (lua_Integer)f.params);
 	lua_setfield(L, -2, "params");
@@ -1211,6 +1294,17 @@ plan_set(lua_State *L)
 		lua_getfield(L, 3, "whitened");
 		e.whitened = lua_toboolean(L, -1);
 		lua_pop(L, 1);
+		lua_getfield(L, 3, "scored");
+		e.scored = lua_toboolean(L, -1);
+		lua_pop(L, 1);
+		lua_getfield(L, 3, "refined");
+		e.refined = lua_toboolean(L, -1);
+		lua_pop(L, 1);
+		if (opt_number(L, 3, "sweeps", &v)) {
+			luaL_argcheck(L, v == floor(v) && v >= 1 && v <= RS_REFINE_MAX_SWEEPS, 3,
+			              "sweeps must be an integer 1..50");
+			e.refined_sweeps = (size_t)v;
+		}
 	}
 	if (!rs_method_parse(method, &e.method))
 		return luaL_argerror(L, 3, lua_pushfstring(L, "unknown method '%s' (dense, "
@@ -1246,6 +1340,31 @@ plan_set(lua_State *L)
 	default:
 		break;
 	}
+	if (e.method == RS_METHOD_PRUNE && e.scored && s->host.analyses[i].out == NULL) {
+		need_whiten(L, i);   /* says why when there are no statistics */
+		return luaL_error(L, "layer '%s': its output curves were not computed (they need "
+		                  "the statistics too)", s->host.layers[i].name);
+	}
+	if (e.method != RS_METHOD_PRUNE)
+		e.scored = false;
+	if (e.method != RS_METHOD_LOWRANK)
+		e.whitened = false;
+	if (e.refined) {
+		rs_refine_result res;
+		rs_error err;
+
+		if (!rs_method_refinable(e.method))
+			return luaL_argerror(L, 3, "refined = true needs method lowrank, prune or quant");
+		if (e.refined_sweeps == 0)
+			e.refined_sweeps = RS_REFINE_DEFAULT_SWEEPS;
+		if (rs_plan_entry_refine(&s->host.layers[i], &s->host.analyses[i], &e,
+		                         s->host.model->path, e.refined_sweeps, NULL, &res,
+		                         &err) != RS_OK)
+			return luaL_error(L, "%s", err.msg);
+		e.refined_sweeps = res.sweeps;
+		e.refined_out = res.out_err;
+		e.refined_fro = res.fro_err;
+	}
 	if (lua_type(L, 3) == LUA_TTABLE)
 		read_decomposition(L, 3, &s->host.layers[i], &e);
 	if (e.method == RS_METHOD_LOWRANK_SPARSE_QUANT)
@@ -1254,6 +1373,17 @@ plan_set(lua_State *L)
 		rsl_solve_combination(L, i, &e);
 	else if (rs_method_is_decomposition(e.method))
 		solve_decomposition(L, i, &e);
+	if (rs_method_is_solved(e.method) && s->host.analyses[i].calib != NULL &&
+	    s->host.analyses[i].whiten != NULL) {
+		/* the output error of what apply would write: measured now */
+		rs_apply_report rep;
+		rs_error err;
+
+		if (rs_apply_measure(s->host.model, &s->host.layers[i], &s->host.analyses[i], &e,
+		                     &rep, &err) != RS_OK)
+			return luaL_error(L, "%s", err.msg);
+		e.solved_out = rep.measured_out;
+	}
 	s->host.plan->entries[i] = e;
 	push_figures(L, i);
 	return 1;

@@ -8,6 +8,7 @@
 
 #include "rankscope/combine.h"
 #include "rankscope/cp.h"
+#include "rankscope/outcurve.h"
 #include "rankscope/plan.h"
 #include "rankscope/tt.h"
 #include "rankscope/tucker.h"
@@ -142,6 +143,9 @@ rs_plan_entry_dense(void)
 	e.solved_fro_bound = NAN;
 	e.solved_alds = NAN;
 	e.tt_eps = NAN;
+	e.refined_out = NAN;
+	e.refined_fro = NAN;
+	e.solved_out = NAN;
 	return e;
 }
 
@@ -189,11 +193,13 @@ rs_plan_entry_equal(const rs_plan_entry *a, const rs_plan_entry *b)
 		return false;
 	switch (a->method) {
 	case RS_METHOD_LOWRANK:
-		return a->rank == b->rank && a->whitened == b->whitened;
-	case RS_METHOD_PRUNE: case RS_METHOD_PRUNE_ROWS: case RS_METHOD_PRUNE_COLS:
+		return a->rank == b->rank && a->whitened == b->whitened && a->refined == b->refined;
+	case RS_METHOD_PRUNE:
+		return a->sparsity == b->sparsity && a->scored == b->scored && a->refined == b->refined;
+	case RS_METHOD_PRUNE_ROWS: case RS_METHOD_PRUNE_COLS:
 		return a->sparsity == b->sparsity;
 	case RS_METHOD_QUANT:
-		return a->quantizer == b->quantizer && a->bits == b->bits;
+		return a->quantizer == b->quantizer && a->bits == b->bits && a->refined == b->refined;
 	case RS_METHOD_LOWRANK_SPARSE:
 		return a->rank == b->rank && a->sparsity == b->sparsity;
 	case RS_METHOD_QUANT_SPARSE:
@@ -349,6 +355,20 @@ rs_plan_figures_for(const rs_layer *layer, const rs_layer_analysis *a,
 		out->flops = embedding_flops(layer, out);
 }
 
+/* A refined entry's errors are its refinement's (planrefine.h); false
+ * while it has not run. */
+static bool
+take_refinement(rs_plan_figures *f, const rs_layer_analysis *a, const rs_plan_entry *entry)
+{
+	if (!entry->refined)
+		return true;
+	if (isnan(entry->refined_out))
+		return false;
+	finish_compressed(f, a, entry->refined_fro);
+	f->out_err = entry->refined_out;
+	return true;
+}
+
 static void
 figures_for(const rs_layer *layer, const rs_layer_analysis *a,
             const rs_plan_entry *entry, rs_plan_figures *out)
@@ -395,6 +415,10 @@ figures_for(const rs_layer *layer, const rs_layer_analysis *a,
 		f.params = rs_lowrank_params(m, n, entry->rank);
 		f.flops = rs_lowrank_flops(m, n, entry->rank);
 		f.bits = (uint64_t)f.params * RS_VALUE_BITS;
+		if (!take_refinement(&f, a, entry)) {
+			out->known = false;   /* the refinement has not run yet */
+			return;
+		}
 		*out = f;
 		return;
 	case RS_METHOD_PRUNE:
@@ -405,7 +429,17 @@ figures_for(const rs_layer *layer, const rs_layer_analysis *a,
 		f.params = f.nonzeros;
 		f.flops = 2 * f.nonzeros;
 		f.bits = rs_sparse_storage_bits(m, n, f.nonzeros, RS_VALUE_BITS, NULL);
-		finish_compressed(&f, a, rs_prune_error(a->magnitudes, dropped));
+		if (entry->scored) {
+			if (a->out == NULL) {
+				out->known = false;   /* needs its calibration */
+				return;
+			}
+			finish_compressed(&f, a, rs_out_scored_fro_error(a->out, dropped));
+		} else {
+			finish_compressed(&f, a, rs_prune_error(a->magnitudes, dropped));
+		}
+		if (a->out != NULL)
+			f.out_err = rs_out_prune_error(a->out, dropped, entry->scored);
 		break;
 	case RS_METHOD_PRUNE_ROWS:
 	case RS_METHOD_PRUNE_COLS:
@@ -422,6 +456,9 @@ figures_for(const rs_layer *layer, const rs_layer_analysis *a,
 			f.bits = (uint64_t)f.nonzeros * RS_VALUE_BITS + side;
 			finish_compressed(&f, a, rows ? rs_analysis_prune_outputs_error(a, dropped) :
 			                                rs_analysis_prune_inputs_error(a, dropped));
+			if (a->out != NULL)
+				f.out_err = rows ? rs_out_rows_error(a->out, dropped) :
+				                   rs_out_cols_error(a->out, dropped);
 		}
 		break;
 	case RS_METHOD_QUANT:
@@ -430,6 +467,8 @@ figures_for(const rs_layer *layer, const rs_layer_analysis *a,
 			break;
 		f.bits = a->quant->storage[entry->quantizer][entry->bits];
 		finish_compressed(&f, a, a->quant->err[entry->quantizer][entry->bits]);
+		if (a->out != NULL)
+			f.out_err = rs_out_quant_error(a->out, entry->quantizer, entry->bits);
 		break;
 	case RS_METHOD_LOWRANK_SPARSE:
 	case RS_METHOD_QUANT_SPARSE:
@@ -450,6 +489,7 @@ figures_for(const rs_layer *layer, const rs_layer_analysis *a,
 			          (spec.quantize ? 2 * count : 0);
 			f.bits = rs_combine_storage_bits(m, n, &spec);
 			finish_compressed(&f, a, entry->solved_error);
+			f.out_err = entry->solved_out;
 		}
 		break;
 	case RS_METHOD_GROUPED:
@@ -467,11 +507,17 @@ figures_for(const rs_layer *layer, const rs_layer_analysis *a,
 		f.energy = 1.0 - f.err_fro * f.err_fro;
 		f.err_spec = entry->solved_spec;
 		f.spec_is_bound = true;
+		f.out_err = entry->solved_out;
 		break;
 	default:
 		break;
 	}
 	/* Only a representation cheaper than the dense layer is used. */
+	if ((entry->method == RS_METHOD_PRUNE || entry->method == RS_METHOD_QUANT) &&
+	    !take_refinement(&f, a, entry)) {
+		out->known = false;   /* the refinement has not run yet */
+		return;
+	}
 	if (f.bits < dense_bits && entry->method != RS_METHOD_LOWRANK) {
 		f.method = entry->method;
 		*out = f;
@@ -485,7 +531,10 @@ rs_plan_describe(const rs_plan_entry *e, const rs_plan_figures *f, char *buf, si
 	case RS_METHOD_LOWRANK:
 		snprintf(buf, len, "r=%zu%s", f->rank, e->whitened ? " whitened" : "");
 		break;
-	case RS_METHOD_PRUNE: case RS_METHOD_PRUNE_ROWS: case RS_METHOD_PRUNE_COLS:
+	case RS_METHOD_PRUNE:
+		snprintf(buf, len, "p=%.2f%s", e->sparsity, e->scored ? " scored" : "");
+		break;
+	case RS_METHOD_PRUNE_ROWS: case RS_METHOD_PRUNE_COLS:
 		snprintf(buf, len, "p=%.2f", e->sparsity);
 		break;
 	case RS_METHOD_QUANT:
@@ -527,6 +576,9 @@ rs_plan_describe(const rs_plan_entry *e, const rs_plan_figures *f, char *buf, si
 		snprintf(buf, len, "%s", "");
 		break;
 	}
+	/* a refined entry says so (refinement keeps the method's parts) */
+	if (e->refined && f->method == e->method && strlen(buf) + 8 < len)
+		strcat(buf, " refined");
 }
 
 void

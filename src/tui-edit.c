@@ -12,6 +12,7 @@
 
 #include <curses.h>
 
+#include "rankscope/util.h"
 #include "tui.h"
 
 static size_t
@@ -34,21 +35,40 @@ tui_edit_begin(tui *t)
 	t->nudge_layer = SIZE_MAX;
 }
 
-void
-tui_edit_set_rank(tui *t, size_t layer, size_t rank)
+/*
+ * The truncation a rank edit sets is the optimum in the norm shown: the
+ * plain one (Eckart-Young) in the weights, the whitened one (SVD-LLM) in
+ * the output norm.  A layer without its output figures gets the plain one
+ * even then (a whitened entry would have no figures); *plain says so.
+ */
+static rs_plan_entry
+lowrank_entry(const tui *t, size_t layer, size_t rank, bool *plain)
+{
+	rs_plan_entry e = rs_plan_entry_lowrank(rank);
+
+	e.whitened = t->output_norm && t->analyses[layer].whiten != NULL;
+	*plain = t->output_norm && !e.whitened;
+	return e;
+}
+
+/* Sets the rank; true when, in the output norm, the layer had to take the
+ * plain truncation. */
+static bool
+set_rank(tui *t, size_t layer, size_t rank)
 {
 	size_t k = full_rank(t, layer);
+	bool plain = false;
 
 	if (rank < 1)
 		rank = 1;
 	if (rank < k && rs_layer_method_refusal(&t->layers[layer], RS_METHOD_LOWRANK)) {
 		tui_message(t, true, "%s", rs_layer_method_refusal(&t->layers[layer],
 		            RS_METHOD_LOWRANK));
-		return;
+		return false;
 	}
 	if (rs_method_is_decomposition(t->plan.entries[layer].method)) {
 		tui_decomp_set_rank(t, layer, rank);
-		return;
+		return false;
 	}
 	if (rs_method_has_lowrank_part(t->plan.entries[layer].method) && rank < k) {
 		/* the rank of the low-rank part; solved again in the background */
@@ -57,8 +77,20 @@ tui_edit_set_rank(tui *t, size_t layer, size_t rank)
 	} else if (rank >= k) {
 		t->plan.entries[layer] = rs_plan_entry_dense();
 	} else {
-		t->plan.entries[layer] = rs_plan_entry_lowrank(rank);
+		t->plan.entries[layer] = lowrank_entry(t, layer, rank, &plain);
 	}
+	return plain;
+}
+
+void
+tui_edit_set_rank(tui *t, size_t layer, size_t rank)
+{
+	char name[96];
+
+	if (set_rank(t, layer, rank))
+		tui_message(t, false, "%s: no output figures (%s): the plain truncation, "
+		            "optimal in the weights", rs_printable(name, sizeof name,
+		            t->layers[layer].name), tui_no_output_reason(t, layer));
 }
 
 void
@@ -100,6 +132,22 @@ tui_edit_nudge_rank(tui *t, long delta)
 	tui_edit_set_rank(t, layer, next < 1 ? 1 : (size_t)next);
 }
 
+size_t
+tui_edit_global_rank(const tui *t, size_t layer)
+{
+	const rs_spectrum *s = t->spectra[layer];
+	const rs_whiten *wh = t->analyses[layer].whiten;
+	size_t r;
+
+	if (t->global_mode == TUI_GLOBAL_KEEP)
+		return rs_plan_entry_keep_ratio(s, t->global_value).rank;
+	if (t->output_norm && wh != NULL) {
+		r = rs_whiten_rank_for_out_err(wh, sqrt(1 - t->global_value));
+		return r < 1 ? 1 : r;
+	}
+	return rs_plan_entry_energy(s, t->global_value).rank;
+}
+
 void
 tui_edit_apply_global(tui *t)
 {
@@ -108,16 +156,12 @@ tui_edit_apply_global(tui *t)
 	if (t->global_mode == TUI_GLOBAL_OFF)
 		return;
 	for (i = 0; i < t->nlayers; i++) {
-		const rs_spectrum *s = t->spectra[i];
-		rs_plan_entry e;
-
 		/* a layer no low rank can be run on keeps what it has */
-		if (s == NULL || rs_layer_method_refusal(&t->layers[i], RS_METHOD_LOWRANK))
+		if (t->spectra[i] == NULL ||
+		    rs_layer_method_refusal(&t->layers[i], RS_METHOD_LOWRANK))
 			continue;
-		e = t->global_mode == TUI_GLOBAL_KEEP ?
-		    rs_plan_entry_keep_ratio(s, t->global_value) :
-		    rs_plan_entry_energy(s, t->global_value);
-		tui_edit_set_rank(t, i, e.rank);
+		/* quiet: a layer without output figures is said when edited alone */
+		set_rank(t, i, tui_edit_global_rank(t, i));
 	}
 }
 
@@ -235,9 +279,11 @@ tui_edit_set_method(tui *t, size_t layer, rs_method method)
 	*e = rs_plan_entry_dense();
 	e->method = method;
 	switch (method) {
-	case RS_METHOD_LOWRANK:
-		*e = rs_plan_entry_lowrank(rank);
+	case RS_METHOD_LOWRANK: {
+		bool plain;
+		*e = lowrank_entry(t, layer, rank, &plain);
 		break;
+	}
 	case RS_METHOD_LOWRANK_SPARSE:
 		e->rank = rank;
 		e->sparsity = old.method == RS_METHOD_PRUNE ? old.sparsity : 0.95;

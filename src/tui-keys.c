@@ -119,6 +119,27 @@ key_reverse_sort(tui *t)
 	tui_table_refresh(t);
 }
 
+/* Weight or output figures: what is shown, sorted by, and what a rank edit
+ * optimises; the plan itself does not change. */
+static void
+key_norm(tui *t)
+{
+	if (!t->calibrated) {
+		tui_message(t, false, "only the weight norm: output errors need calibration "
+		            "statistics (start with --calibration FILE)");
+		return;
+	}
+	t->output_norm = !t->output_norm;
+	if (t->sort == TUI_SORT_ERROR)
+		tui_table_refresh(t);
+	if (t->output_norm)
+		tui_message(t, false, "output norm: err_out is the output error on the "
+		            "calibration inputs; ranks set the whitened truncation");
+	else
+		tui_message(t, false, "weight norm: err_F and err_2 of the weights; ranks set "
+		            "the plain truncation");
+}
+
 static void key_filter(tui *t) { tui_start_prompt(t, TUI_PROMPT_FILTER, t->filter); }
 static void key_undo(tui *t) { tui_edit_undo(t); }
 static void key_sparser(tui *t) { tui_edit_nudge_sparsity(t, 0.05); }
@@ -168,6 +189,7 @@ static const tui_binding bindings[] = {
 	{{'m', 0}, "m", "global mode: off, keep ratio, energy threshold", key_cycle_global},
 	{{'-', '_', 0}, "- +", "lower / raise the global value", key_global_less},
 	{{'+', '=', 0}, NULL, NULL, key_global_more},
+	{{'n', 0}, "n", "norm of the errors: weight or output (needs --calibration)", key_norm},
 	{{'o', 0}, "o", "sort: network order, name, size, error, compressibility", key_cycle_sort},
 	{{'O', 0}, "O", "reverse the sort", key_reverse_sort},
 	{{'/', 0}, "/", "filter layers by name (substring or glob)", key_filter},

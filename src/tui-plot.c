@@ -183,6 +183,38 @@ draw_quant(tui *t, tui_rect r, size_t layer)
 	         "b B change bits, Q changes the quantiser; binary is 1 bit, ternary 2");
 }
 
+/*
+ * What the spectrum view plots: the weights' singular values and the
+ * energy the plain truncation keeps, or in the output norm the singular
+ * values of W L (whiten.h) and the output energy the whitened truncation
+ * keeps, 1 - err_out^2, from its tabulated output tail.
+ */
+typedef struct plot_series {
+	size_t k;
+	const double *sigma;
+	const rs_spectrum *s;
+	const rs_whiten *wh;       /* the output norm's, or NULL */
+} plot_series;
+
+static double
+series_energy(const plot_series *p, size_t rank)
+{
+	double e;
+
+	if (p->wh == NULL)
+		return rs_spectrum_energy(p->s, rank);
+	e = rs_whiten_out_err(p->wh, rank);
+	return 1 - e * e;
+}
+
+static size_t
+series_rank_for_energy(const plot_series *p, double fraction)
+{
+	if (p->wh == NULL)
+		return rs_spectrum_rank_for_energy(p->s, fraction);
+	return rs_whiten_rank_for_out_err(p->wh, sqrt(1 - fraction));
+}
+
 void
 tui_plot_draw(tui *t, tui_rect r)
 {
@@ -190,6 +222,7 @@ tui_plot_draw(tui *t, tui_rect r)
 	const rs_spectrum *s;
 	const rs_layer *l;
 	plot_axis axis;
+	plot_series p;
 	int sh, eh, c, y0 = r.y;
 	double hi, lo;
 	char legend[160];
@@ -227,17 +260,29 @@ tui_plot_draw(tui *t, tui_rect r)
 		}
 	}
 
-	axis.k = s->k;
+	p.s = s;
+	p.wh = t->output_norm ? t->analyses[layer].whiten : NULL;
+	p.k = p.wh ? p.wh->k : s->k;
+	p.sigma = p.wh ? p.wh->sigma : s->sigma;
+	if (p.k == 0)
+		return;
+	if (t->output_norm) {
+		/* after the name: which spectrum this is */
+		snprintf(legend, sizeof legend, "%.*s %zux%zu  %s", r.w - 14, l->name, l->rows,
+		         l->cols, p.wh ? "whitened (output norm)" : "weight spectrum");
+		mvprintw(y0, r.x, "%-*.*s", r.w, r.w, legend);
+	}
+	axis.k = p.k;
 	axis.width = r.w - MARGIN;
-	axis.cell = s->k <= (size_t)axis.width ? axis.width / (int)s->k : 0;
+	axis.cell = p.k <= (size_t)axis.width ? axis.width / (int)p.k : 0;
 	/* rows: title, sigma plot, marker row, energy plot, two legend rows */
 	sh = (r.h - 4) * 3 / 5;
 	eh = r.h - 4 - sh;
-	hi = s->sigma[0];
+	hi = p.sigma[0];
 	lo = hi;
-	for (i = 0; i < s->k; i++)
-		if (s->sigma[i] > 0 && s->sigma[i] < lo)
-			lo = s->sigma[i];
+	for (i = 0; i < p.k; i++)
+		if (p.sigma[i] > 0 && p.sigma[i] < lo)
+			lo = p.sigma[i];
 	if (lo < hi * 1e-12)
 		lo = hi * 1e-12;
 	rank = tui_edit_current_rank(t, layer);
@@ -246,14 +291,14 @@ tui_plot_draw(tui *t, tui_rect r)
 	attron(tui_attr(t, TUI_PAIR_DIM));
 	mvprintw(y0 + 1, r.x, "%8.3g", hi);
 	mvprintw(y0 + sh, r.x, "%8.3g", lo);
-	mvprintw(y0 + 1 + sh / 2, r.x, "%8s", "sigma");
+	mvprintw(y0 + 1 + sh / 2, r.x, "%8s", p.wh ? "sigma WL" : "sigma");
 	attroff(tui_attr(t, TUI_PAIR_DIM));
 	for (c = 0; c < axis.width; c++) {
 		size_t idx = index_of(&axis, c);
 		double v, frac;
-		if (idx >= s->k || (axis.cell > 0 && c % axis.cell == axis.cell - 1 && axis.cell > 1))
+		if (idx >= p.k || (axis.cell > 0 && c % axis.cell == axis.cell - 1 && axis.cell > 1))
 			continue;
-		v = s->sigma[idx];
+		v = p.sigma[idx];
 		frac = v <= 0 ? 0 : hi == lo ? 1 : (log(v) - log(lo)) / (log(hi) - log(lo));
 		/* the smallest value still gets a sliver, so zero is distinguishable */
 		if (v > 0 && frac < 1.0 / (8.0 * sh))
@@ -263,8 +308,8 @@ tui_plot_draw(tui *t, tui_rect r)
 	}
 
 	/* markers: chosen rank last so it wins a shared column */
-	r90 = rs_spectrum_rank_for_energy(s, 0.90);
-	r99 = rs_spectrum_rank_for_energy(s, 0.99);
+	r90 = series_rank_for_energy(&p, 0.90);
+	r99 = series_rank_for_energy(&p, 0.99);
 	be = rs_lowrank_breakeven(l->rows, l->cols);
 	if (r90 > 0)
 		put_marker(t, y0 + sh + 1, r.x + MARGIN + column_of(&axis, r90 - 1), "9", "9",
@@ -272,7 +317,7 @@ tui_plot_draw(tui *t, tui_rect r)
 	if (r99 > 0)
 		put_marker(t, y0 + sh + 1, r.x + MARGIN + column_of(&axis, r99 - 1), "#", "#",
 		           tui_attr(t, TUI_PAIR_ENERGY));
-	if (be > 0 && be <= s->k)
+	if (be > 0 && be <= p.k)
 		put_marker(t, y0 + sh + 1, r.x + MARGIN + column_of(&axis, be - 1), "B", "B",
 		           tui_attr(t, TUI_PAIR_ERROR));
 	put_marker(t, y0 + sh + 1, r.x + MARGIN + column_of(&axis, rank - 1), "\u25b2", "^",
@@ -281,22 +326,29 @@ tui_plot_draw(tui *t, tui_rect r)
 	/* cumulative energy, linear scale */
 	attron(tui_attr(t, TUI_PAIR_DIM));
 	mvprintw(y0 + sh + 2, r.x, "%8s", "100%");
-	mvprintw(y0 + sh + 1 + eh, r.x, "%8s", "energy");
+	mvprintw(y0 + sh + 1 + eh, r.x, "%8s", p.wh ? "out enrg" : "energy");
 	attroff(tui_attr(t, TUI_PAIR_DIM));
 	for (c = 0; c < axis.width; c++) {
 		size_t idx = index_of(&axis, c);
-		if (idx >= s->k || (axis.cell > 1 && c % axis.cell == axis.cell - 1))
+		if (idx >= p.k || (axis.cell > 1 && c % axis.cell == axis.cell - 1))
 			continue;
-		draw_bar(t, y0 + sh + 1 + eh, r.x + MARGIN + c, eh,
-		         rs_spectrum_energy(s, idx + 1),
+		draw_bar(t, y0 + sh + 1 + eh, r.x + MARGIN + c, eh, series_energy(&p, idx + 1),
 		         tui_attr(t, idx < rank ? TUI_PAIR_ENERGY : TUI_PAIR_DIM));
 	}
 
 	/* legend, two rows cut to the panel */
-	put_marker(t, y0 + r.h - 2, r.x, "\u25b2", "^", tui_attr(t, TUI_PAIR_MARK) | A_BOLD);
-	snprintf(legend, sizeof legend, "rank %zu keeps %.2f%% of the energy", rank,
-	         100.0 * rs_spectrum_energy(s, rank));
-	mvprintw(y0 + r.h - 2, r.x + 2, "%.*s", r.w - 2, legend);
+	if (t->output_norm && p.wh == NULL) {
+		/* the output norm, but this layer has only weight figures: why */
+		const char *why = tui_no_output_reason(t, layer);
+		attron(tui_attr(t, TUI_PAIR_DIM));
+		mvprintw(y0 + r.h - 2, r.x, "%.*s", r.w, why ? why : "");
+		attroff(tui_attr(t, TUI_PAIR_DIM));
+	} else {
+		put_marker(t, y0 + r.h - 2, r.x, "\u25b2", "^", tui_attr(t, TUI_PAIR_MARK) | A_BOLD);
+		snprintf(legend, sizeof legend, "rank %zu keeps %.2f%% of the %senergy", rank,
+		         100.0 * series_energy(&p, rank), p.wh ? "output " : "");
+		mvprintw(y0 + r.h - 2, r.x + 2, "%.*s", r.w - 2, legend);
+	}
 	snprintf(legend, sizeof legend, "9 90%%:%zu  # 99%%:%zu  B break-even:%zu", r90, r99, be);
 	mvprintw(y0 + r.h - 1, r.x, "%.*s", r.w, legend);
 }

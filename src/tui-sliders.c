@@ -161,7 +161,15 @@ draw_rank_slider(tui *t, int y, int cols)
 	rs_plan_figures_for(l, &t->analyses[layer], &t->plan.entries[layer], &f);
 	rs_format_count(params, sizeof params, (double)f.params);
 	rs_format_count(dense, sizeof dense, (double)(l->rows * l->cols));
-	if (f.method == RS_METHOD_LOWRANK)
+	if (f.method == RS_METHOD_LOWRANK && t->output_norm) {
+		char out[16];
+		/* the truncation the entry holds: a rank set in the weight norm
+		 * (or loaded) may be the plain one */
+		tui_format_out_err(out, sizeof out, &f);
+		snprintf(info, sizeof info, " %zu/%zu err_out %s%s err_F %.4f params %s of %s",
+		         rank, k, out, t->plan.entries[layer].whitened ? "" : " (plain)",
+		         f.err_fro, params, dense);
+	} else if (f.method == RS_METHOD_LOWRANK)
 		snprintf(info, sizeof info, " %zu/%zu err_F %.4f err_2 %.4f params %s of %s",
 		         rank, k, f.err_fro, f.err_spec, params, dense);
 	else if (rank < k)
@@ -261,8 +269,8 @@ draw_global_slider(tui *t, int y, int cols)
 		if (t->global_mode == TUI_GLOBAL_KEEP)
 			snprintf(info, sizeof info, " keep %.0f%% of each rank", 100 * t->global_value);
 		else
-			snprintf(info, sizeof info, " keep %.3f%% of each layer's energy",
-			         100 * t->global_value);
+			snprintf(info, sizeof info, " keep %.3f%% of each layer's %senergy",
+			         100 * t->global_value, t->output_norm ? "output " : "");
 	}
 	slider_info(y, x, w, cols, info);
 }
@@ -276,11 +284,47 @@ tui_sliders_draw(tui *t)
 	draw_global_slider(t, t->global_slider.y, COLS);
 }
 
+/*
+ * The worst output error of the compressed layers, for the totals line in
+ * the output norm: into buf, with its layer; "-" and the layer when a
+ * compressed layer has none (no statistics, or a method without one).
+ */
+static void
+worst_output(const tui *t, char *buf, size_t len)
+{
+	rs_plan_figures f, worst;
+	size_t i, at = SIZE_MAX;
+	char name[96], shown[16];
+
+	worst.out_err = -1;
+	for (i = 0; i < t->nlayers; i++) {
+		rs_plan_figures_for(&t->layers[i], &t->analyses[i], &t->plan.entries[i], &f);
+		if (!f.known || f.method == RS_METHOD_DENSE)
+			continue;
+		if (isnan(f.out_err)) {
+			worst = f;
+			at = i;
+			break;
+		}
+		if (f.out_err > worst.out_err) {
+			worst = f;
+			at = i;
+		}
+	}
+	if (at == SIZE_MAX) {
+		snprintf(buf, len, "0.0000");
+		return;
+	}
+	tui_format_out_err(shown, sizeof shown, &worst);
+	snprintf(buf, len, "%s %s%s", shown, rs_printable(name, sizeof name, t->layers[at].name),
+	         isnan(worst.out_err) ? " has none" : "");
+}
+
 void
 tui_totals_draw(tui *t, int y, int w)
 {
 	rs_plan_totals tot;
-	char before[16], after[16], fb[16], fa[16], sb[16], sa[16], line[400];
+	char before[16], after[16], fb[16], fa[16], sb[16], sa[16], worst[160], line[400];
 
 	rs_plan_totals_compute(&t->plan, t->layers, t->analyses, &tot);
 	rs_format_count(before, sizeof before, (double)tot.params_before);
@@ -290,14 +334,26 @@ tui_totals_draw(tui *t, int y, int w)
 	rs_format_bytes(sb, sizeof sb, (tot.bits_before + 7) / 8);
 	rs_format_bytes(sa, sizeof sa, (tot.bits_after + 7) / 8);
 	/* [edited] first: on a narrow screen the end of the line is cut */
-	snprintf(line, sizeof line,
-	         "%sparams %s -> %s (%.2fx)  size %s -> %s (%.2fx)  flops %s -> %s  worst err_2 "
-	         "%.4f%s%s  network bound %.4f%s",
-	         tui_edit_dirty(t) ? "[edited] " : "",
-	         before, after, tot.ratio, sb, sa, tot.bits_ratio, fb, fa, tot.worst_err_spec,
-	         tot.worst_err_spec > 0 ? " " : "",
-	         tot.worst_err_spec > 0 ? t->layers[tot.worst_layer].name : "",
-	         tot.net_bound, tot.pending ? " (pending layers count dense)" : "");
+	if (t->output_norm) {
+		/* the norm's name and its figure first, so a narrow screen keeps
+		 * them; the flops and the network bound (a bound from err_2, a
+		 * weight figure) give way */
+		worst_output(t, worst, sizeof worst);
+		snprintf(line, sizeof line,
+		         "%sworst output error on the calibration inputs %s  params %s -> %s "
+		         "(%.2fx)  size %s -> %s (%.2fx)%s",
+		         tui_edit_dirty(t) ? "[edited] " : "", worst, before, after, tot.ratio, sb,
+		         sa, tot.bits_ratio, tot.pending ? " (pending layers count dense)" : "");
+	} else {
+		snprintf(line, sizeof line,
+		         "%sparams %s -> %s (%.2fx)  size %s -> %s (%.2fx)  flops %s -> %s  worst "
+		         "err_2 %.4f%s%s  network bound %.4f%s",
+		         tui_edit_dirty(t) ? "[edited] " : "",
+		         before, after, tot.ratio, sb, sa, tot.bits_ratio, fb, fa,
+		         tot.worst_err_spec, tot.worst_err_spec > 0 ? " " : "",
+		         tot.worst_err_spec > 0 ? t->layers[tot.worst_layer].name : "",
+		         tot.net_bound, tot.pending ? " (pending layers count dense)" : "");
+	}
 	attron(A_BOLD);
 	mvprintw(y, 0, "%.*s", w, line);
 	attroff(A_BOLD);

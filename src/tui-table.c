@@ -6,6 +6,7 @@
 
 #include <curses.h>
 #include <fnmatch.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,38 @@ filter_match(const char *filter, const char *name)
 	return strstr(name, filter) != NULL;
 }
 
-/* The sort key of a layer; pending layers sort after all others. */
+double
+tui_shown_error(const tui *t, const rs_plan_figures *f)
+{
+	return t->output_norm ? f->out_err : f->err_fro;
+}
+
+void
+tui_format_out_err(char *buf, size_t len, const rs_plan_figures *f)
+{
+	if (isnan(f->out_err))
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%s%.4f", f->out_is_estimate ? "~" : "", f->out_err);
+}
+
+const char *
+tui_no_output_reason(const tui *t, size_t layer)
+{
+	const char *why;
+
+	if (!t->calibrated || t->analyses[layer].whiten != NULL)
+		return NULL;
+	if ((why = rs_engine_calib_error(t->engine, layer)) != NULL)
+		return why;
+	/* the output figures arrive with the statistics, after the spectrum */
+	if (t->analyses[layer].magnitudes == NULL && rs_engine_error(t->engine, layer) == NULL)
+		return "its calibration statistics are not computed yet";
+	return "the calibration file has no statistics for it";
+}
+
+/* The sort key of a layer; pending layers sort after all others (in the
+ * output norm, so do layers without an output figure). */
 static double
 sort_key(const tui *t, size_t i, bool *known)
 {
@@ -58,8 +90,8 @@ sort_key(const tui *t, size_t i, bool *known)
 		return -(double)(l->rows * l->cols);
 	case TUI_SORT_ERROR:
 		rs_plan_figures_for(l, &t->analyses[i], &t->plan.entries[i], &f);
-		*known = f.known;
-		return -f.err_fro;
+		*known = f.known && !isnan(tui_shown_error(t, &f));
+		return *known ? -tui_shown_error(t, &f) : 0;
 	case TUI_SORT_COMPRESSIBLE:
 		*known = s != NULL && s->k > 0;
 		return *known ? (double)rs_spectrum_rank_for_energy(s, 0.99) / (double)s->k : 0;
@@ -141,6 +173,8 @@ tui_table_click(tui *t, int y)
  * when the terminal is narrow; the name keeps at least NAME_MIN cells.
  */
 enum { COL_MATRIX, COL_RANK, COL_ERR_F, COL_ERR_2, COL_PARAMS, COL_RATIO, NCOLS };
+/* In the output norm the two error columns show err_out and err_F: the
+ * error of the norm in use comes first in both. */
 static const struct { const char *title; int width; } columns[NCOLS] = {
 	{"matrix", 11}, {"choice", 12}, {"err_F", 7}, {"err_2", 7}, {"size", 9}, {"ratio", 6},
 };
@@ -212,9 +246,10 @@ draw_row(tui *t, int y, int x, int name_w, int ncols, size_t i, bool selected)
 		else
 			snprintf(cells[COL_ERR_F], 24, "queued");
 	} else {
-		/* a bare number is a rank; other methods say what they are */
+		/* a bare number is a rank (w: the whitened truncation); other
+		 * methods say what they are */
 		if (f.method == RS_METHOD_LOWRANK)
-			snprintf(cells[COL_RANK], 24, "%zu", f.rank);
+			snprintf(cells[COL_RANK], 24, "%zu%s", f.rank, e->whitened ? "w" : "");
 		else if (f.method == RS_METHOD_DENSE)
 			snprintf(cells[COL_RANK], 24, "dense");
 		else if (f.method == RS_METHOD_LOWRANK_SPARSE)
@@ -241,9 +276,15 @@ draw_row(tui *t, int y, int x, int name_w, int ncols, size_t i, bool selected)
 		else
 			snprintf(cells[COL_RANK], 24, "%s %.2f", f.method == RS_METHOD_PRUNE ? "prune" :
 			         f.method == RS_METHOD_PRUNE_ROWS ? "rows" : "cols", e->sparsity);
-		snprintf(cells[COL_ERR_F], 24, "%.4f", f.err_fro);
-		/* '<' marks a spectral error that is only a bound */
-		snprintf(cells[COL_ERR_2], 24, "%s%.4f", f.spec_is_bound ? "<" : "", f.err_spec);
+		if (t->output_norm) {
+			tui_format_out_err(cells[COL_ERR_F], 24, &f);
+			snprintf(cells[COL_ERR_2], 24, "%.4f", f.err_fro);
+		} else {
+			snprintf(cells[COL_ERR_F], 24, "%.4f", f.err_fro);
+			/* '<' marks a spectral error that is only a bound */
+			snprintf(cells[COL_ERR_2], 24, "%s%.4f", f.spec_is_bound ? "<" : "",
+			         f.err_spec);
+		}
 		snprintf(cells[COL_RATIO], 24, "%.2fx",
 		         (double)rs_layer_dense_bits(l) / (double)f.bits);
 	}
@@ -262,6 +303,10 @@ tui_table_draw(tui *t, tui_rect r)
 	t->table_rect = r;
 	for (c = 0; c < NCOLS; c++)
 		snprintf(titles[c], sizeof titles[c], "%s", columns[c].title);
+	if (t->output_norm) {
+		snprintf(titles[COL_ERR_F], sizeof titles[COL_ERR_F], "err_out");
+		snprintf(titles[COL_ERR_2], sizeof titles[COL_ERR_2], "err_F");
+	}
 	attron(A_BOLD);
 	print_cells(r.y, r.x, name_w, ncols, ' ', "layer", titles);
 	attroff(A_BOLD);

@@ -186,6 +186,20 @@ tui_start_prompt(tui *t, tui_prompt_kind kind, const char *initial)
 	snprintf(t->input, sizeof t->input, "%s", initial);
 }
 
+/* A layer's calibration statistics that are wrong for it leave it with
+ * weight figures only: said once, as an error (the commands stop on it). */
+static void
+show_calib_error(tui *t, size_t i)
+{
+	const char *why;
+
+	if (t->calibrated && !t->calib_error_shown &&
+	    (why = rs_engine_calib_error(t->engine, i)) != NULL) {
+		tui_message(t, true, "%s", why);
+		t->calib_error_shown = true;
+	}
+}
+
 /* Takes spectra that finished since the last look. */
 static void
 sync_spectra(tui *t)
@@ -196,9 +210,17 @@ sync_spectra(tui *t)
 	for (i = 0; i < t->nlayers; i++) {
 		rs_job_state s;
 		if (t->spectra[i] != NULL) {
-			/* statistics come after the spectrum */
-			if (t->analyses[i].magnitudes == NULL)
+			/* statistics (and the output figures) come after the spectrum */
+			if (t->analyses[i].magnitudes == NULL) {
+				bool had = t->analyses[i].whiten != NULL;
 				t->analyses[i] = rs_engine_analysis(t->engine, i);
+				/* in the output norm a global mode sets the whitened
+				 * truncation, which needs them: set the layer again */
+				if (!had && t->analyses[i].whiten != NULL && t->output_norm &&
+				    t->global_mode != TUI_GLOBAL_OFF)
+					tui_edit_set_rank(t, i, tui_edit_global_rank(t, i));
+				show_calib_error(t, i);
+			}
 			stats += t->analyses[i].magnitudes != NULL;
 			finished++;
 			continue;
@@ -209,12 +231,9 @@ sync_spectra(tui *t)
 			t->spectra[i] = t->analyses[i].spectrum;
 			arrived = true;
 			/* a global mode in force covers layers as they arrive */
-			if (t->global_mode != TUI_GLOBAL_OFF) {
-				rs_plan_entry e = t->global_mode == TUI_GLOBAL_KEEP ?
-				    rs_plan_entry_keep_ratio(t->spectra[i], t->global_value) :
-				    rs_plan_entry_energy(t->spectra[i], t->global_value);
-				tui_edit_set_rank(t, i, e.rank);
-			}
+			if (t->global_mode != TUI_GLOBAL_OFF)
+				tui_edit_set_rank(t, i, tui_edit_global_rank(t, i));
+			show_calib_error(t, i);
 		}
 		if (s == RS_JOB_FAILED || s == RS_JOB_CANCELLED) {
 			finished++;
@@ -247,19 +266,22 @@ draw_title(tui *t)
 {
 	static const char spinner[] = "|/-\\";
 	static unsigned tick;
-	char params[16], line[512];
+	char params[16], norm[32], line[512];
 	const char *dash = t->utf8 ? "\u2014" : "-";
 	size_t total = 0, i;
 
 	for (i = 0; i < t->nlayers; i++)
 		total += t->layers[i].rows * t->layers[i].cols;
 	rs_format_count(params, sizeof params, (double)total);
-	/* the path last: it is the part a narrow terminal can best lose */
+	/* with calibration, the norm the figures are in (n switches); the
+	 * path last: it is the part a narrow terminal can best lose */
+	snprintf(norm, sizeof norm, " %s %s norm", dash, t->output_norm ? "output" : "weight");
 	snprintf(line, sizeof line, " rankscope %c spectra %zu/%zu stats %zu/%zu %s %zu layers "
-	         "%s %s params %s %s",
+	         "%s %s params%s %s %s",
 	         t->finished < t->nlayers || t->with_statistics < t->nlayers ?
 	         spinner[tick++ % 4] : ' ', t->finished, t->nlayers, t->with_statistics,
-	         t->nlayers, dash, t->nlayers, dash, params, dash, t->path);
+	         t->nlayers, dash, t->nlayers, dash, params, t->calibrated ? norm : "", dash,
+	         t->path);
 	attron(tui_attr(t, TUI_PAIR_TITLE));
 	mvprintw(0, 0, "%-*.*s", COLS, COLS, line);
 	attroff(tui_attr(t, TUI_PAIR_TITLE));
@@ -595,6 +617,7 @@ tui_run(const char *path, rs_model *model, rs_layer *layers, size_t nlayers,
 	t.nlayers = nlayers;
 	t.nudge_layer = SIZE_MAX;
 	t.global_value = 0.5;
+	t.calibrated = engine_options->calib != NULL;
 	tui_solver_init(&t);
 	t.spectra = rs_xcalloc(nlayers ? nlayers : 1, sizeof *t.spectra);
 	t.analyses = rs_xcalloc(nlayers ? nlayers : 1, sizeof *t.analyses);

@@ -136,6 +136,15 @@ typedef struct tui {
 	tui_global_mode global_mode;
 	double global_value;           /* fraction in (0, 1] */
 
+	/* The norm errors are shown and ranks chosen in (the n key): the
+	 * weights' (Frobenius and spectral), or with calibration the layer
+	 * output's on the calibration inputs (whiten.h), where a rank edit
+	 * sets the whitened truncation, the optimum in that norm.  Which
+	 * figures are shown is not part of the plan: no undo step. */
+	bool calibrated;               /* opened with --calibration */
+	bool output_norm;              /* output figures (only when calibrated) */
+	bool calib_error_shown;        /* a layer's calibration error was said */
+
 	/* the table */
 	size_t *order;                 /* visible layers, in display order */
 	size_t nvisible;
@@ -237,6 +246,16 @@ void tui_table_refresh(tui *t);      /* re-sort and re-filter, keep selection */
 void tui_table_draw(tui *t, tui_rect r);
 void tui_table_move(tui *t, long delta);
 void tui_table_move_to(tui *t, size_t position);
+/* The error the table shows first and sorts by: err_F, or err_out in the
+ * output norm (NaN where the layer has none). */
+double tui_shown_error(const tui *t, const rs_plan_figures *f);
+/* An output error as the workbench prints it: "-" when unknown (NaN), a
+ * leading "~" when an estimate (diagonal statistics), 4 decimals. */
+void tui_format_out_err(char *buf, size_t len, const rs_plan_figures *f);
+/* Why a layer has no output figures in the output norm (its statistics
+ * pending, absent from the file, or wrong for it), NULL when it has them
+ * or there is no calibration. */
+const char *tui_no_output_reason(const tui *t, size_t layer);
 /* Selects the row shown at screen line y, if any; true when one was hit. */
 bool tui_table_click(tui *t, int y);
 /* The selected layer index, or (size_t)-1 when nothing is visible. */
@@ -292,6 +311,11 @@ void tui_edit_set_rank(tui *t, size_t layer, size_t rank);
 void tui_edit_set_dense(tui *t, size_t layer);
 void tui_edit_nudge_rank(tui *t, long delta); /* selected layer, coalesced */
 void tui_edit_apply_global(tui *t);           /* (re)applies the global mode */
+/* The global mode's rank for a layer with its spectrum (not OFF).  In the
+ * output norm the energy threshold is of the output energy the whitened
+ * truncation keeps, 1 - err_out^2 (the o90/o99 ranks of info), where the
+ * layer has its output figures. */
+size_t tui_edit_global_rank(const tui *t, size_t layer);
 void tui_edit_undo(tui *t);
 /* Forgets the last undo point when the plan has not changed since. */
 void tui_edit_drop_unchanged(tui *t);

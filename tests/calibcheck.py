@@ -25,6 +25,10 @@ samples/calibrate.py nor rankscope is trusted for it.
   calibcheck.py applied MODEL PLAN.json APPLIED.safetensors
       each low-rank layer's parts (B @ A) measured on X: the output error
       equals the plan's predicted out_err (float32 parts: 1e-5).
+  calibcheck.py rebuilt MODEL PLAN.json APPLIED.safetensors
+      every compressed layer rebuilt from its parts by samples/apply_plan.py
+      (any method) and measured on X: its output error equals the plan's
+      predicted out_err (float32 values: 1e-5).
   calibcheck.py info MODEL INFO.json
       out_rank_90/99/999 are the smallest whitened ranks reaching the output
       energy (checked against the spectra curves) and out_err_at_rank_99 is
@@ -110,7 +114,9 @@ def write_calib(model, calib, diag=None):
     for name, x in xs.items():
         prefix = name[:-len(".weight")]
         g = x.T @ x
-        if diag:
+        if diag == "meanabs":
+            out[prefix + ".mean_abs"] = np.abs(x).mean(axis=0)
+        elif diag:
             out[prefix + ".diag"] = np.diag(g).copy()
         else:
             out[prefix + ".gram"] = (g + g.T) / 2
@@ -147,6 +153,28 @@ def write_hostile(model, out):
     }
     for name, tensors in cases.items():
         write_safetensors(os.path.join(out, name + ".safetensors"), tensors)
+
+
+def check_diag_spectra(c, model, spectra, mode):
+    """out_err[r] of every layer in the norm of the diagonal statistics
+    (diag: sum x_j^2; meanabs: N mean|x_j|^2, ASVD's), numpy's truncation."""
+    w, xs = layer_inputs(model)
+    doc = json.load(open(spectra))
+    for layer in doc["layers"]:
+        name, cal = layer["name"], layer.get("calibration")
+        if name not in xs:
+            continue
+        c.check(cal is not None and cal["statistics"] == "diag", f"{name}: diagonal statistics")
+        if cal is None:
+            continue
+        x, wm = xs[name], matrix(w[name])
+        d = (x * x).sum(0) if mode == "diag" else x.shape[0] * np.abs(x).mean(0) ** 2
+        u, s, vt = np.linalg.svd(wm, full_matrices=False)
+        total = np.sum(wm * wm * d)
+        for r in ranks(len(s)):
+            e = wm - (u[:, :r] * s[:r]) @ vt[:r]
+            c.close(cal["out_err"][r], np.sqrt(np.sum(e * e * d) / total), 1e-9,
+                    f"{name}: {mode} out_err at rank {r}")
 
 
 def check_gram(c, model, calib):
@@ -221,6 +249,32 @@ def check_applied(c, model, plan_path, applied):
     c.check(done > 0, "some low-rank layer to measure")
 
 
+def check_rebuilt(c, model, plan_path, applied):
+    samples = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "samples")
+    sys.path.insert(0, samples)
+    import apply_plan  # noqa: E402  (torch)
+    import torch  # noqa: E402
+    w, xs = layer_inputs(model)
+    plan = json.load(open(plan_path))
+    st = SafeTensors(applied)
+    tensors = {n: torch.from_numpy(st.values(n).copy()) for n in st.entries}
+    state = apply_plan.rebuild(tensors, plan, {n: v.shape for n, v in w.items()})
+    done = 0
+    for layer in plan["layers"]:
+        name, pred = layer["name"], layer["predicted"].get("out_err")
+        if layer["method"] == "dense" or name not in xs:
+            continue
+        c.check(pred is not None, f"{name} ({layer['method']}): the plan predicts out_err")
+        wm, x = matrix(w[name]), xs[name]
+        wr = matrix(state[name].double().numpy())
+        got = out_err(wm - wr, x, np.linalg.norm(wm @ x.T))
+        if pred is not None:
+            c.close(got, pred, 1e-5, f"{name} ({layer['method']}): rebuilt output error vs "
+                    "predicted")
+        done += 1
+    c.check(done > 0, "some compressed layer to measure")
+
+
 def check_info(c, model, info_path, spectra):
     w, xs = layer_inputs(model)
     info = json.load(open(info_path))
@@ -259,6 +313,10 @@ def main():
         check_spectra(c, *args)
     elif cmd == "applied":
         check_applied(c, *args)
+    elif cmd == "diagspectra":
+        check_diag_spectra(c, *args)
+    elif cmd == "rebuilt":
+        check_rebuilt(c, *args)
     elif cmd == "info":
         check_info(c, *args)
     else:

@@ -39,6 +39,7 @@ done
 # a strategy in the output norm: whitened ranks, the plan records the
 # calibration, apply writes parts whose output error numpy measures on X
 mlp=$SAMPLES/digits-mlp.safetensors
+run 0 cc write "$mlp" "$d/diag.safetensors" diag
 run 0 "$RANKSCOPE" run budget-minimax -q --no-cache -p budget=0.3 -C "$d/mlp.safetensors" \
 	-o "$d/plan.json" "$mlp"
 contains "$out" "worst err_out" "run: optimises the output error with calibration"
@@ -58,7 +59,6 @@ run 0 "$RANKSCOPE" show --no-cache -C "$d/mlp.safetensors" "$d/plan.json" "$mlp"
 contains "$out" "worst layer output error" "show: the output total"
 run 1 "$RANKSCOPE" show --no-cache "$d/plan.json" "$mlp"
 contains "$err" "made in the output norm" "show without the calibration: refused"
-run 0 cc write "$mlp" "$d/diag.safetensors" diag
 run 1 "$RANKSCOPE" apply --no-cache -C "$d/diag.safetensors" -o "$d/x.safetensors" \
 	"$d/plan.json" "$mlp"
 contains "$err" "not on this one" "apply with another calibration: refused"
@@ -71,6 +71,122 @@ run 0 "$RANKSCOPE" run budget-minimax -q --no-cache -p budget=0.3 -p error=spec 
 contains "$out" "r=50" "error=spec: the weight-norm ranks"
 lacks "$out" "whitened" "error=spec: plain truncations"
 
+# pruning and quantisation in the output norm: a plan of every such method
+# (the scored mask among them), applied, each layer rebuilt by
+# samples/apply_plan.py and measured on X against the plan's prediction
+cat >"$d/mixed.lua" <<'EOF'
+return {
+	name = "mixed",
+	run = function(model, plan)
+		local fc1, fc2, fc3 = model:layer("fc1.weight"), model:layer("fc2.weight"),
+			model:layer("fc3.weight")
+		plan:set(fc1, { method = "prune", sparsity = 0.6, scored = true })
+		plan:set(fc2, { method = "quant", quantizer = "kmeans", bits = 3 })
+		plan:set(fc3, { method = "prune-cols", sparsity = 0.25 })
+		local a = fc1:out_prune_error(0.6, true)
+		local b = fc1:out_prune_error(0.6)
+		return string.format("scored %.6f magnitude %.6f", a, b)
+	end,
+}
+EOF
+run 0 "$RANKSCOPE" run -q --no-cache -C "$d/mlp.safetensors" -o "$d/mixed.json" "$d/mixed.lua" "$mlp"
+contains "$out" "p=0.60 scored" "mixed: the scored mask in the table"
+contains "$(cat "$d/mixed.json")" '"scored": true' "mixed: plan records the scored mask"
+run 0 "$RANKSCOPE" apply --no-cache -C "$d/mlp.safetensors" -o "$d/mixed.safetensors" \
+	"$d/mixed.json" "$mlp"
+if "$python" -c 'import torch' 2>/dev/null; then
+	py_checks "mixed rebuilt" calibcheck.py rebuilt "$mlp" "$d/mixed.json" "$d/mixed.safetensors"
+fi
+# with diagonal statistics the scored mask is the optimum of its size
+run 0 "$RANKSCOPE" run -q --no-cache -C "$d/diag.safetensors" "$d/mixed.lua" "$mlp"
+printf '%s\n' "$out" | awk '/^scored/ { exit !($2 <= $4 + 1e-12) }' ||
+	fail "diagonal G: the scored mask worse than magnitude: $out"
+
+# NN-BCD refinement: a weight-norm plan of every refinable method, refined
+# on the calibration (run refine --plan); no layer's output error rises,
+# apply writes the refined parts, measured on X
+cat >"$d/plain.lua" <<'EOF'
+return {
+	name = "plain",
+	run = function(model, plan)
+		plan:set(model:layer("fc1.weight"), { rank = 12 })
+		plan:set(model:layer("fc2.weight"), { method = "prune", sparsity = 0.8 })
+		plan:set(model:layer("fc3.weight"), { method = "quant", quantizer = "uniform-channel",
+			bits = 2 })
+		return "plain"
+	end,
+}
+EOF
+run 0 "$RANKSCOPE" run -q --no-cache -C "$d/mlp.safetensors" -o "$d/plain.json" "$d/plain.lua" "$mlp"
+run 0 "$RANKSCOPE" run refine -q --no-cache -C "$d/mlp.safetensors" --plan "$d/plain.json" \
+	-o "$d/refined.json" "$mlp"
+contains "$out" "3 layers refined" "refine: every layer"
+contains "$out" "r=12 refined" "refine: the table says so"
+run 0 "$python" - "$d/plain.json" "$d/refined.json" <<'EOF'
+import json, sys
+a, b = (json.load(open(p))["layers"] for p in sys.argv[1:3])
+for x, y in zip(a, b):
+    assert y["refined"]["sweeps"] >= 1, y
+    assert y["predicted"]["out_err"] <= x["predicted"]["out_err"] + 1e-12, (x, y)
+    assert y["method"] == x["method"], (x, y)
+EOF
+if "$python" -c 'import jsonschema' 2>/dev/null; then
+	run 0 "$python" -c 'import json, sys, jsonschema
+jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))' \
+		"$d/refined.json" "$TESTS_SRCDIR/../man/rankscope-plan.schema.json"
+fi
+run 0 "$RANKSCOPE" apply --no-cache -C "$d/mlp.safetensors" -o "$d/refined.safetensors" \
+	"$d/refined.json" "$mlp"
+if "$python" -c 'import torch' 2>/dev/null; then
+	py_checks "refined rebuilt" calibcheck.py rebuilt "$mlp" "$d/refined.json" \
+		"$d/refined.safetensors"
+fi
+run 0 "$RANKSCOPE" show --no-cache -C "$d/mlp.safetensors" "$d/refined.json" "$mlp"
+contains "$out" "p=0.80 refined" "show: the refined entry read back"
+run 1 "$RANKSCOPE" run refine -q --no-cache --plan "$d/plain.json" "$mlp"
+contains "$err" "made in the output norm" "refine without the plan's calibration: refused"
+run 0 "$RANKSCOPE" run -q --no-cache -o "$d/nocal.json" "$d/plain.lua" "$mlp"
+run 1 "$RANKSCOPE" run refine -q --no-cache --plan "$d/nocal.json" "$mlp"
+contains "$err" "needs calibration statistics" "refine without calibration: refused"
+
+# the whitened tables are cached (keyed by W and G); a damaged table is
+# recomputed, never served
+run 0 "$RANKSCOPE" spectra --format json -C "$d/mlp.safetensors" "$mlp"
+first=$out
+ntables=$(find "$XDG_CACHE_HOME" -name '*.table' | wc -l)
+equals "$ntables" 3 "cache: one whitened table per layer"
+run 0 "$RANKSCOPE" spectra --format json -C "$d/mlp.safetensors" "$mlp"
+equals "$out" "$first" "cache: a hit gives the same figures"
+for t in $(find "$XDG_CACHE_HOME" -name '*.table'); do
+	printf 'XXXXXXXX' | dd of="$t" bs=1 seek=200 conv=notrunc 2>/dev/null
+done
+run 0 "$RANKSCOPE" spectra --format json -C "$d/mlp.safetensors" "$mlp"
+equals "$out" "$first" "cache: damaged tables are recomputed"
+run 0 "$RANKSCOPE" spectra --format json -C "$d/diag.safetensors" "$mlp"
+[ "$out" != "$first" ] || fail "cache: other statistics served the same tables"
+
+# the solved methods: their output error measured on the parts at plan:set,
+# equal to apply's measurement and to numpy's on X
+cat >"$d/solved.lua" <<'EOF'
+return {
+	name = "solved",
+	run = function(model, plan)
+		local a = plan:set(model:layer("fc1.weight"),
+			{ method = "lowrank+sparse", rank = 4, sparsity = 0.99 })
+		local b = plan:set(model:layer("fc2.weight"), { method = "tt", d = 2, ranks = { 16 } })
+		assert(a.out_err and b.out_err, "solved methods carry out_err")
+		return "solved"
+	end,
+}
+EOF
+run 0 "$RANKSCOPE" run -q --no-cache -C "$d/mlp.safetensors" -o "$d/solved.json" "$d/solved.lua" "$mlp"
+run 0 "$RANKSCOPE" apply --no-cache -C "$d/mlp.safetensors" -o "$d/solved.safetensors" \
+	"$d/solved.json" "$mlp"
+contains "$out" "largest |measured - predicted|" "solved: applied"
+if "$python" -c 'import torch' 2>/dev/null; then
+	py_checks "solved rebuilt" calibcheck.py rebuilt "$mlp" "$d/solved.json" "$d/solved.safetensors"
+fi
+
 # the table: which norm, and the output columns
 run 0 "$RANKSCOPE" info --no-cache -C "$d/mlp.safetensors" "$SAMPLES/digits-mlp.safetensors"
 contains "$out" "o99" "table: output-rank column"
@@ -79,7 +195,15 @@ contains "$out" "calibration $d/mlp.safetensors" "table names the calibration fi
 run 0 "$RANKSCOPE" spectra --no-cache -C "$d/mlp.safetensors" "$SAMPLES/digits-mlp.safetensors"
 contains "$out" "whitened_out_err" "csv: whitened columns"
 
-# diagonal statistics: marked as an estimate
+# diagonal statistics: marked as an estimate; out_err in their norm
+run 0 "$RANKSCOPE" spectra --format json --no-cache -C "$d/diag.safetensors" "$mlp"
+printf '%s\n' "$out" >"$d/diag-spectra.json"
+py_checks "diag spectra" calibcheck.py diagspectra "$mlp" "$d/diag-spectra.json" diag
+# ASVD's mean |x|: the diagonal N mean|x_j|^2
+run 0 cc write "$mlp" "$d/meanabs.safetensors" meanabs
+run 0 "$RANKSCOPE" spectra --format json --no-cache -C "$d/meanabs.safetensors" "$mlp"
+printf '%s\n' "$out" >"$d/meanabs-spectra.json"
+py_checks "mean_abs spectra" calibcheck.py diagspectra "$mlp" "$d/meanabs-spectra.json" meanabs
 run 0 "$RANKSCOPE" info --no-cache -C "$d/diag.safetensors" "$SAMPLES/digits-mlp.safetensors"
 contains "$out" "~" "diag: estimate marked"
 contains "$out" "diagonal statistics, an estimate" "diag: legend"

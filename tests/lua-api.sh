@@ -427,7 +427,7 @@ contains "$err" "parameter 'energy' = 1.01 is out of range 0..1" "shipped: energ
 run 0 "$RANKSCOPE" strategies
 equals "$err" "" "strategies: nothing on stderr"
 names=$(printf '%s\n' "$out" | grep -v '^searched:' | sed -n 's/^\([a-z-]*\): .*/\1/p' | tr '\n' ' ')
-equals "$names" "alds budget-greedy budget-minimax energy global-prune lc-combination lc-rankselect lorita threshold tucker-search uniform " \
+equals "$names" "alds budget-greedy budget-minimax energy global-prune lc-combination lc-rankselect lorita refine threshold tucker-search uniform " \
 	"every shipped strategy, sorted by name"
 for s in alds budget-greedy budget-minimax energy global-prune lc-combination lc-rankselect lorita threshold tucker-search uniform; do
 	contains "$out" "

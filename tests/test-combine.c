@@ -64,17 +64,6 @@ measured(const double *w, const double *approx, size_t count)
 	return sqrt(d / fro2(w, count));
 }
 
-static double *
-gaussian_matrix(size_t m, size_t n)
-{
-	double *a = rs_xmalloc(m * n * sizeof *a);
-	size_t i;
-
-	for (i = 0; i < m * n; i++)
-		a[i] = test_gaussian();
-	return a;
-}
-
 /* A layer-like matrix: decaying spectrum, a few outliers, a little noise. */
 static double *
 layer_like(size_t m, size_t n)
@@ -371,7 +360,7 @@ check_storage(void)
 
 	/* the quantised part's rule is the quantiser's own */
 	{
-		double *w = gaussian_matrix(30, 20), *out = rs_xmalloc(600 * sizeof *out);
+		double *w = test_gaussian_matrix(30, 20), *out = rs_xmalloc(600 * sizeof *out);
 		for (q = 0; q < RS_QUANT_COUNT; q++) {
 			rs_quant_result qr;
 			rs_error err;
@@ -655,7 +644,7 @@ static void
 check_widest_quantiser(void)
 {
 	size_t m = 20, n = 12;
-	double *w = gaussian_matrix(m, n);
+	double *w = test_gaussian_matrix(m, n);
 	rs_combine_spec spec = spec_of(4, 0, true, RS_QUANT_UNIFORM_TENSOR, 1);
 	rs_combine_result res;
 
@@ -741,7 +730,7 @@ static void
 check_rejects(void)
 {
 	size_t m = 20, n = 12;
-	double *w = gaussian_matrix(m, n);
+	double *w = test_gaussian_matrix(m, n);
 	rs_combine_spec spec;
 
 	spec = spec_of(13, 0, false, RS_QUANT_UNIFORM_TENSOR, 0);
@@ -785,7 +774,7 @@ check_rejects(void)
 	free(w);
 
 	/* binary and ternary ignore bits */
-	w = gaussian_matrix(m, n);
+	w = test_gaussian_matrix(m, n);
 	spec = spec_of(1, 0, true, RS_QUANT_BINARY, 0);
 	{
 		rs_combine_result res;
@@ -923,7 +912,7 @@ main(void)
 	check_exact_recovery(60, 60, 12);
 	check_exact_recovery(80, 50, 15);
 	check_exact_recovery(45, 90, 12);
-	w = gaussian_matrix(50, 40);
+	w = test_gaussian_matrix(50, 40);
 	check_specs_on(w, 50, 40, "gaussian");
 	free(w);
 	w = layer_like(60, 45);

@@ -19,22 +19,11 @@
 #include "rankscope/whiten.h"
 #include "testlib.h"
 
-static double *
-random_matrix(size_t m, size_t n)
-{
-	double *a = rs_xmalloc(m * n * sizeof *a);
-	size_t i;
-
-	for (i = 0; i < m * n; i++)
-		a[i] = test_gaussian();
-	return a;
-}
-
 /* Inputs with correlated, unevenly scaled features: X = Z M (N x n). */
 static double *
 correlated_inputs(size_t count, size_t n)
 {
-	double *z = random_matrix(count, n), *mix = random_matrix(n, n);
+	double *z = test_gaussian_matrix(count, n), *mix = test_gaussian_matrix(n, n);
 	double *x = rs_xmalloc(count * n * sizeof *x);
 	size_t i, j;
 
@@ -142,7 +131,7 @@ plain_residual(const double *w, size_t m, size_t n, size_t r)
 static void
 check_layer(const char *what, size_t m, size_t n, size_t count, bool diagonal)
 {
-	double *w = random_matrix(m, n), *x = correlated_inputs(count, n), *g = gram_of(x, count, n);
+	double *w = test_gaussian_matrix(m, n), *x = correlated_inputs(count, n), *g = gram_of(x, count, n);
 	size_t k = m < n ? m : n, r, i, j;
 	double wx = output_norm(w, m, n, x, count), wf = fro(w, m * n);
 	rs_error err = {0};
@@ -228,7 +217,7 @@ out:
 static void
 check_optimal(size_t m, size_t n, size_t count, size_t r, int trials)
 {
-	double *w = random_matrix(m, n), *x = correlated_inputs(count, n), *g = gram_of(x, count, n);
+	double *w = test_gaussian_matrix(m, n), *x = correlated_inputs(count, n), *g = gram_of(x, count, n);
 	double *left = rs_xmalloc(m * r * sizeof *left), *right = rs_xmalloc(r * n * sizeof *right);
 	double wx = output_norm(w, m, n, x, count), best, *e;
 	rs_error err = {0};
@@ -262,7 +251,7 @@ check_optimal(size_t m, size_t n, size_t count, size_t r, int trials)
 	}
 	for (t = 0; t < trials; t++) {
 		/* W' = W G Q (Q^T G Q)^-1 Q^T for a random n x r Q */
-		double *q = random_matrix(n, r), *gq = rs_xmalloc(n * r * sizeof *gq);
+		double *q = test_gaussian_matrix(n, r), *gq = rs_xmalloc(n * r * sizeof *gq);
 		double *qgq = rs_xmalloc(r * r * sizeof *qgq), *wgq = rs_xmalloc(m * r * sizeof *wgq);
 		double *qt = rs_xmalloc(r * n * sizeof *qt), cand;
 		lapack_int *piv = rs_xmalloc(r * sizeof *piv);
@@ -304,7 +293,7 @@ out:
 static void
 check_rank_for(void)
 {
-	double *w = random_matrix(12, 20), *x = correlated_inputs(50, 20), *g = gram_of(x, 50, 20);
+	double *w = test_gaussian_matrix(12, 20), *x = correlated_inputs(50, 20), *g = gram_of(x, 50, 20);
 	rs_error err = {0};
 	rs_whiten *wh = rs_whiten_new(w, 12, 20, 12, g, 20, &err);
 	double eps;
@@ -319,6 +308,45 @@ check_rank_for(void)
 			      eps);
 	}
 	rs_whiten_free(wh);
+	free(w);
+	free(x);
+	free(g);
+}
+
+/* The cache's packing: a round trip keeps every figure; damage is refused. */
+static void
+check_pack(void)
+{
+	double *w = test_gaussian_matrix(7, 11), *x = correlated_inputs(30, 11), *g = gram_of(x, 30, 11);
+	rs_error err = {0};
+	rs_whiten *wh = rs_whiten_new(w, 7, 11, 7, g, 11, &err), *back;
+	size_t len = rs_whiten_packed_len(7, 11), r;
+	double *v = rs_xmalloc(len * sizeof *v);
+
+	CHECK(wh != NULL, "pack: %s", err.msg);
+	if (wh == NULL)
+		goto out;
+	rs_whiten_pack(wh, v);
+	back = rs_whiten_unpack(7, 11, v);
+	CHECK(back != NULL, "unpack of a packed table refused");
+	for (r = 0; back && r <= wh->k; r++) {
+		CHECK(rs_whiten_out_err(back, r) == rs_whiten_out_err(wh, r), "round trip: out_err");
+		CHECK(rs_whiten_fro_err(back, r) == rs_whiten_fro_err(wh, r), "round trip: fro_err");
+		CHECK(rs_whiten_plain_out_err(back, r) == rs_whiten_plain_out_err(wh, r),
+		      "round trip: plain");
+	}
+	rs_whiten_free(back);
+	v[4] = v[3] * 2;   /* sigma no longer descending */
+	CHECK(rs_whiten_unpack(7, 11, v) == NULL, "unpack accepted rising values");
+	rs_whiten_pack(wh, v);
+	v[3 + wh->k + 2] = v[3 + wh->k] * 2;   /* a tail that rises */
+	CHECK(rs_whiten_unpack(7, 11, v) == NULL, "unpack accepted a rising tail");
+	rs_whiten_pack(wh, v);
+	v[1] = 0;
+	CHECK(rs_whiten_unpack(7, 11, v) == NULL, "unpack accepted a zero output");
+out:
+	rs_whiten_free(wh);
+	free(v);
 	free(w);
 	free(x);
 	free(g);
@@ -362,6 +390,7 @@ main(void)
 	check_optimal(10, 16, 80, 3, 40);
 	check_optimal(16, 10, 40, 5, 40);
 	check_rank_for();
+	check_pack();
 	check_refusals();
 	return test_done("test-whiten");
 }

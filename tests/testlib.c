@@ -80,6 +80,17 @@ test_gaussian(void)
 }
 
 double *
+test_gaussian_matrix(size_t m, size_t n)
+{
+	double *a = rs_xmalloc((m * n + 1) * sizeof *a);
+	size_t i;
+
+	for (i = 0; i < m * n; i++)
+		a[i] = test_gaussian();
+	return a;
+}
+
+double *
 test_orthogonal(size_t n)
 {
 	double *q = rs_xmalloc(n * n * sizeof *q), *tau = rs_xmalloc(n * sizeof *tau);

@@ -37,6 +37,8 @@ int test_done(const char *name);
 void test_seed(uint64_t seed);
 double test_uniform(void);     /* [0, 1) */
 double test_gaussian(void);
+/* An m x n matrix of independent standard normal values (rs_xmalloc'd). */
+double *test_gaussian_matrix(size_t m, size_t n);
 
 /* A random orthogonal n x n matrix (QR of a Gaussian), column-major. */
 double *test_orthogonal(size_t n);

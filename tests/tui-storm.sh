@@ -3,7 +3,8 @@
 # key table (src/tui-keys.c, read at run time, so new bindings join the
 # storm), Enter, Esc, arrows, digits, letters, Backspace, console lines,
 # mouse presses, drags, releases and wheel turns, and terminal resizes down
-# to 20x5 and back, on the MLP and CNN samples.  The program must never die:
+# to 20x5 and back, on the MLP and CNN samples, and on the MLP with its
+# calibration (mlp-calib: the output-norm view and whitened edits).  The program must never die:
 # an exit must be a clean one (status 0, e.g. q then y), after which it is
 # started again and the storm goes on; a sanitizer build must leave no
 # report.  At the end each session must still quit when asked.
@@ -11,13 +12,13 @@
 #   STORM_SEED    the storm (default 1); a failure prints the command that
 #                 replays it
 #   STORM_KEYS    keys per model (default 3000)
-#   STORM_MODELS  which samples (default "mlp cnn")
+#   STORM_MODELS  which samples (default "mlp cnn mlp-calib")
 . "$TESTS_SRCDIR/lib.sh"
 . "$TESTS_SRCDIR/tui-lib.sh"
 
 seed=${STORM_SEED:-1}
 nkeys=${STORM_KEYS:-3000}
-models=${STORM_MODELS:-mlp cnn}
+models=${STORM_MODELS:-mlp cnn mlp-calib}
 case "$seed$nkeys" in *[!0-9]*) echo "STORM_SEED and STORM_KEYS are whole numbers" >&2; exit 99 ;; esac
 
 RANKSCOPE_LUA_DIR="$TESTS_SRCDIR/../lua"
@@ -199,7 +200,8 @@ resize() {
 }
 
 start() {
-	tui_start "$w" "$h" "$RANKSCOPE" "$path"
+	# shellcheck disable=SC2086
+	tui_start "$w" "$h" "$RANKSCOPE" $extra "$path"
 	n=0
 	while [ "$n" -lt 50 ]; do
 		pid=$(tui_pid)
@@ -223,7 +225,12 @@ exited() {
 t0=$(date +%s)
 part=0
 for model in $models; do
-	path=$SAMPLES/digits-$model.safetensors
+	path=$SAMPLES/digits-$model.safetensors extra=
+	case "$model" in
+	*-calib)
+		path=$SAMPLES/digits-${model%-calib}.safetensors
+		extra="--calibration $SAMPLES/digits-${model%-calib}.calib.safetensors" ;;
+	esac
 	part=$((part + 1))
 	storm "$seed" "$nkeys" "$part" >"$scratch/storm.$model"
 	w=130 h=40 starts=0 clean_exits=0 line_no=0

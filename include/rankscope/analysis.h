@@ -47,6 +47,9 @@ typedef struct rs_layer_analysis {
 	 * NULL without statistics for the layer or while pending; `diagonal`
 	 * when only G's diagonal was given (figures are then estimates). */
 	const rs_whiten *whiten;
+	/* and, with the statistics too, pruning and quantisation in the
+	 * output norm (outcurve.h); NULL otherwise */
+	const struct rs_out_curves *out;
 	bool diagonal;
 	const struct rs_calib *calib;     /* the session's calibration, or NULL */
 } rs_layer_analysis;

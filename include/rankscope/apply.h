@@ -51,6 +51,17 @@ typedef struct rs_apply_report {
 
 typedef void (*rs_apply_progress)(void *userdata, const rs_apply_report *report);
 
+/*
+ * What apply would write for one layer, measured and not written: the
+ * parts are computed as rs_apply computes them and *report receives the
+ * measured errors (measured_out with calibration).  For the methods whose
+ * figures are solved (the combinations, the decompositions) this is how
+ * their output error becomes known before apply.
+ */
+rs_status rs_apply_measure(const rs_model *model, const rs_layer *layer,
+                           const rs_layer_analysis *analysis, const rs_plan_entry *entry,
+                           rs_apply_report *report, rs_error *err);
+
 /* plan_json is stored in the output's metadata (may be NULL). */
 rs_status rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
                    const rs_layer_analysis *analyses, const rs_plan *plan,

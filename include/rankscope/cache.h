@@ -47,6 +47,13 @@ rs_status rs_cache_store(const char *dir, const rs_cache_key *key, size_t rows,
                          size_t cols, const double *sigma, rs_error *err);
 
 /* The entry's file name (for tests that damage it); caller frees. */
+/* Tables of n finite doubles for a rows x cols layer under a key of the
+ * caller's making (the whitened truncation's, keyed by W and G): as
+ * spectra, a damaged entry is a miss. */
+bool rs_cache_load_table(const char *dir, const rs_cache_key *key, size_t rows, size_t cols,
+                         size_t n, double **out);
+rs_status rs_cache_store_table(const char *dir, const rs_cache_key *key, size_t rows,
+                               size_t cols, const double *v, size_t n, rs_error *err);
 char *rs_cache_entry_path(const char *dir, const rs_cache_key *key);
 
 #endif

@@ -90,6 +90,13 @@ typedef struct rs_plan_entry {
 	bool whitened;           /* LOWRANK: the truncation of W L, L L^T = G (SVD-LLM,
 	                            whiten.h), optimal in the output norm; needs
 	                            calibration */
+	bool scored;             /* PRUNE: the mask drops the smallest w_ij^2 G_jj (outcurve.h),
+	                            not the smallest |w_ij|; needs calibration */
+	bool refined;            /* LOWRANK, PRUNE, QUANT: refined against the dense layer on
+	                            the calibration (planrefine.h, NN-BCD): its figures
+	                            are the refinement's, NaN until it has run */
+	size_t refined_sweeps;   /* the sweeps it took */
+	double refined_out, refined_fro;  /* its relative output and weight errors */
 	double sparsity;         /* PRUNE*, the combinations: fraction dropped / of nonzeros */
 	rs_quantizer quantizer;  /* QUANT, QUANT_SPARSE, LOWRANK_SPARSE_QUANT */
 	unsigned bits;           /* the same: 1..RS_QUANT_CURVE_BITS */
@@ -101,6 +108,9 @@ typedef struct rs_plan_entry {
 	                            (HOSVD, TT-SVD); NaN for the others */
 	double solved_alds;      /* GROUPED: ALDS's measure max_g sigma_{g,r+1} / ||W||_2,
 	                            a lower bound on the relative spectral error */
+	double solved_out;       /* a solved method's output error on the calibration,
+	                            measured on the parts apply writes (rs_apply_measure);
+	                            NaN without calibration or until measured */
 } rs_plan_entry;
 
 typedef struct rs_plan {
@@ -119,9 +129,11 @@ typedef struct rs_plan_figures {
 	bool spec_is_bound;
 	double energy;           /* 1 - err_fro^2 */
 	/* relative output error ||(W - W') X^T||_F / ||W X^T||_F on the
-	 * calibration inputs (whiten.h): exact for dense and low rank (an
-	 * estimate when only G's diagonal is known: out_is_estimate); NaN
-	 * without calibration or where it is not yet computed */
+	 * calibration inputs (whiten.h, outcurve.h): exact for dense, low
+	 * rank, pruning and quantisation (an estimate when only G's diagonal
+	 * is known: out_is_estimate); for the solved methods measured on the
+	 * parts apply writes (solved_out); NaN without calibration or until
+	 * known */
 	double out_err;
 	bool out_is_estimate;
 	size_t params;           /* values stored */

@@ -60,6 +60,13 @@ rs_whiten *rs_whiten_new(const double *w, size_t rows, size_t cols, size_t ldw,
                          const double *g, size_t ldg, rs_error *err);
 void rs_whiten_free(rs_whiten *wh);
 
+/* The tables as one array for the cache (cache.h): rs_whiten_packed_len
+ * doubles; rs_whiten_unpack checks them (signs, descending values,
+ * non-increasing tails) and returns NULL on anything off. */
+size_t rs_whiten_packed_len(size_t rows, size_t cols);
+void rs_whiten_pack(const rs_whiten *wh, double *out);
+rs_whiten *rs_whiten_unpack(size_t rows, size_t cols, const double *v);
+
 /* Relative output error of the whitened rank-r truncation (exact). */
 double rs_whiten_out_err(const rs_whiten *wh, size_t rank);
 /* Its relative Frobenius (weight) error (exact). */

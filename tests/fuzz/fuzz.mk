@@ -59,7 +59,7 @@ tests_fuzz_fuzz_lua_args_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
 fuzz-readers: $(noinst_PROGRAMS)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  case $$t in \
-	  safetensors) len=4096 ;; plan) len=8192 ;; cache) len=2048 ;; npz|onnx|gguf) len=8192 ;; sharded) len=1024 ;; \
+	  safetensors) len=4096 ;; plan) len=8192 ;; cache) len=2048 ;; npz|onnx|gguf|imatrix) len=8192 ;; sharded) len=1024 ;; \
 	  torch) len=16384 ;; *) len=512 ;; \
 	  esac; \
 	  mkdir -p tests/fuzz/work/$$t tests/fuzz/artifacts; \

@@ -12,7 +12,7 @@ export TMPDIR
 
 # every corpus directory is a target's (tests/fuzz/README); the readers
 # listed here must have one
-for need in safetensors plan cache lua-args npz sharded; do
+for need in safetensors plan cache lua-args npz sharded imatrix; do
 	checks=$((checks + 1))
 	[ -d "$corpora/$need" ] || fail "no corpus $corpora/$need"
 done

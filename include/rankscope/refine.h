@@ -1,0 +1,68 @@
+/*
+ * refine.h — NN-BCD's closed-form block-coordinate refinement of a
+ * compressed layer against its dense self on the calibration statistics
+ * (la-refine.c).
+ *
+ * The objective is the squared output error f(W') = tr((W - W') G (W - W')^T)
+ * (whiten.h) for the layer's compressed form W', and each block is solved
+ * exactly with the others fixed, so f never increases:
+ *   low rank W' = B A:   B = argmin f (least squares of B (A S) ~ W S, with
+ *                        G = S S^T its symmetric square root), then
+ *                        A = argmin f = B^+ W (any A with A S = B^+ W S is a
+ *                        minimiser; B^+ W is one whatever G's rank);
+ *                        repeated for `sweeps` sweeps or until f stops
+ *                        falling by more than 1e-12 of its value;
+ *   sparse, fixed support: per row, the kept values v_K minimising f solve
+ *                        G_KK (w_K - v_K) = -G_KP w_P (P the dropped
+ *                        columns): one sweep is the exact optimum (rows are
+ *                        independent) — the OBS/SparseGPT compensation;
+ *   quantised, fixed codes: the codebook c minimising f solves H c = b with
+ *                        H_kl = sum over rows of sum_{j: code k, j': code l}
+ *                        G_jj' and b_k = sum_{code k} (W G)_ij — one system
+ *                        for a shared codebook, one per row for per-channel
+ *                        codebooks; one sweep is the exact optimum.
+ * Least squares go through dgelsd (minimum norm), so a singular G or a
+ * rank-deficient factor is no special case.
+ */
+#ifndef RANKSCOPE_REFINE_H
+#define RANKSCOPE_REFINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rankscope/error.h"
+
+#define RS_REFINE_MAX_SWEEPS 50
+#define RS_REFINE_DEFAULT_SWEEPS 10
+
+typedef struct rs_refine_result {
+	size_t sweeps;                                /* done */
+	double history[RS_REFINE_MAX_SWEEPS + 1];    /* relative output error before
+	                                                the first sweep and after each */
+	double out_err;                               /* after the last, = history[sweeps] */
+	double fro_err;                               /* its relative Frobenius error */
+} rs_refine_result;
+
+/* w: column-major rows x cols (ld rows); g: cols x cols column-major.
+ * b (rows x rank) and a (rank x cols), column-major, are the starting
+ * factors and receive the refined ones. */
+rs_status rs_refine_lowrank(const double *w, size_t rows, size_t cols, const double *g,
+                            size_t rank, double *b, double *a, size_t sweeps,
+                            rs_refine_result *res, rs_error *err);
+
+/* keep (W's column-major order, 1 = kept); out receives W' (rows x cols),
+ * zero off the support. */
+rs_status rs_refine_sparse(const double *w, size_t rows, size_t cols, const double *g,
+                           const unsigned char *keep, double *out, rs_refine_result *res,
+                           rs_error *err);
+
+/* codes (W's column-major order) index codebook (levels values, or rows x
+ * levels with per_row: row i's at i * levels), which receives the refined
+ * values; out (may be NULL) receives W'. */
+rs_status rs_refine_codebook(const double *w, size_t rows, size_t cols, const double *g,
+                             const uint16_t *codes, size_t levels, bool per_row,
+                             double *codebook, double *out, rs_refine_result *res,
+                             rs_error *err);
+
+#endif
