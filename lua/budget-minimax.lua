@@ -11,6 +11,8 @@
 -- error is each layer's relative output error on the calibration inputs,
 -- and the ranks are those of the whitened truncation (SVD-LLM), optimal in
 -- that norm; every layer must then have statistics.
+local outnorm = require "outnorm"
+
 local M = {
 	name = "budget-minimax",
 	description = "minimise the worst layer error under a params or FLOPs budget (ALDS)",
@@ -61,17 +63,7 @@ end
 
 function M.run(model, plan, params)
 	local layers = model:layers{ allows = "lowrank" }
-	if params.error == "auto" then
-		params.error = model:calibrated() and "out" or "spec"
-	end
-	if params.error == "out" then
-		for _, layer in ipairs(layers) do
-			if not layer:calibrated() then
-				error(string.format("error=out: layer '%s' has no calibration statistics",
-					layer.name), 0)
-			end
-		end
-	end
+	outnorm.resolve(model, layers, params, "spec")
 	local before = 0
 	for _, layer in ipairs(layers) do before = before + cost(layer, nil, params.metric) end
 	local limit = params.budget * before

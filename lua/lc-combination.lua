@@ -16,6 +16,7 @@
 -- options include the whitened truncations and the output-aware (scored)
 -- pruning masks; low rank + sparse, whose output error is not predicted,
 -- is then left out.
+local outnorm = require "outnorm"
 local tradeoff = require "tradeoff"
 
 local M = {
@@ -72,17 +73,7 @@ end
 
 function M.run(model, plan, params)
 	local layers = model:layers()
-	if params.error == "auto" then
-		params.error = model:calibrated() and "out" or "fro"
-	end
-	if params.error == "out" then
-		for _, layer in ipairs(layers) do
-			if not layer:calibrated() then
-				error(string.format("error=out: layer '%s' has no calibration statistics",
-					layer.name), 0)
-			end
-		end
-	end
+	outnorm.resolve(model, layers, params, "fro")
 	local all, before = {}, 0
 	for i, layer in ipairs(layers) do
 		all[i] = { opts = M.options(layer, plan, params),

@@ -1,0 +1,24 @@
+-- outnorm: which error a budget strategy minimises when the model may have
+-- calibration statistics (rankscope(1), CALIBRATION).  Not a strategy (it
+-- has no run).  A strategy's "error" parameter "auto" becomes "out" when
+-- some layer has statistics and `weight` (the strategy's weight-norm error)
+-- otherwise; "out" needs statistics on every layer the strategy plans, and
+-- says which one lacks them.
+local M = {}
+
+function M.resolve(model, layers, params, weight)
+	if params.error == "auto" then
+		params.error = model:calibrated() and "out" or weight
+	end
+	if params.error == "out" then
+		for _, layer in ipairs(layers) do
+			if not layer:calibrated() then
+				error(string.format("error=out: layer '%s' has no calibration statistics",
+					layer.name), 0)
+			end
+		end
+	end
+	return params.error
+end
+
+return M
