@@ -10,6 +10,14 @@
 -- each layer also weighs going dense (no error, dense cost) against its best
 -- rank at that lambda.  The result is optimal among all plans costing no
 -- more than it does (it minimises error + lambda * cost).
+--
+-- With calibration (error = "out", the default when the model has it) the
+-- squared errors are the layers' output errors of the whitened truncation
+-- (SVD-LLM); its gains sigma'_{r+1}^2 / tr(W G W^T) fall with r when G is
+-- non-singular, and the ranks are found by bisection on them (with a
+-- shifted G they fall all but within rounding of the shift).
+local outnorm = require "outnorm"
+
 local M = {
 	name = "budget-greedy",
 	description = "minimise the sum of squared Frobenius errors under a budget, by gain per cost",
@@ -20,6 +28,9 @@ local M = {
 		  default = "params", help = "what the budget counts" },
 		{ name = "weighted", type = "boolean", default = false,
 		  help = "weight each layer's squared error by its dense size" },
+		{ name = "error", type = "choice", choices = { "auto", "fro", "out" },
+		  default = "auto", help = "relative Frobenius or output error "
+		  .. "(auto: out with --calibration)" },
 	},
 }
 
@@ -36,9 +47,30 @@ function M.weight(layer, params)
 end
 
 -- The objective of one layer at a rank (nil = dense).
+function M.error(layer, rank, params)
+	if params.error == "out" then return layer:whitened_out_err(rank) end
+	return layer:err_fro(rank)
+end
+
 function M.objective(layer, rank, params)
 	if rank == nil then return 0 end
-	return M.weight(layer, params) * layer:err_fro(rank) ^ 2
+	return M.weight(layer, params) * M.error(layer, rank, params) ^ 2
+end
+
+-- The largest rank in 1..be whose step gain w (e(r-1)^2 - e(r)^2) is at
+-- least `price` (gains fall with r), or 1.
+local function rank_by_gain(layer, price, be, params)
+	local w = M.weight(layer, params)
+	local lo, hi = 1, be
+	local function gain(r)
+		return w * (M.error(layer, r - 1, params) ^ 2 - M.error(layer, r, params) ^ 2)
+	end
+	if be < 1 or gain(1) < price then return 1 end
+	while lo < hi do
+		local mid = (lo + hi + 1) // 2
+		if gain(mid) >= price then lo = mid else hi = mid - 1 end
+	end
+	return lo
 end
 
 -- Best choice for a layer at multiplier lambda: rank or nil (dense).
@@ -46,14 +78,16 @@ function M.choose(layer, lambda, params)
 	local w = M.weight(layer, params)
 	local norm2 = layer:fro_norm() ^ 2
 	local r = 1
-	if norm2 > 0 and w > 0 then
+	local be = layer:breakeven()
+	if not layer:pays(be) then be = be - 1 end
+	if params.error == "out" then
+		r = rank_by_gain(layer, lambda * unit_cost(layer, params.metric), be, params)
+	elseif norm2 > 0 and w > 0 then
 		-- steps with w sigma^2 / norm2 >= lambda * unit, i.e. sigma above
 		-- sqrt(lambda * unit * norm2 / w)
 		local cut = math.sqrt(lambda * unit_cost(layer, params.metric) * norm2 / w)
 		r = math.max(1, layer:rank_for_err_spec(cut / layer:spec_norm()))
 	end
-	local be = layer:breakeven()
-	if not layer:pays(be) then be = be - 1 end
 	if r > be then r = be end
 	if r < 1 then return nil end
 	local lowrank = M.objective(layer, r, params) + lambda * r * unit_cost(layer, params.metric)
@@ -77,6 +111,7 @@ end
 
 function M.run(model, plan, params)
 	local layers = model:layers{ allows = "lowrank" }
+	outnorm.resolve(model, layers, params, "fro")
 	local before, minimum = 0, 0
 	for _, layer in ipairs(layers) do
 		before = before + dense_cost(layer, params.metric)
@@ -99,13 +134,18 @@ function M.run(model, plan, params)
 	local used, objective = 0, 0
 	for _, layer in ipairs(layers) do
 		local r = M.choose(layer, hi, params)
-		if r then plan:set(layer, { rank = r }) else plan:set(layer, { method = "dense" }) end
+		if r then
+			plan:set(layer, { rank = r, whitened = params.error == "out" })
+		else
+			plan:set(layer, { method = "dense" })
+		end
 		used = used + cost_of(layer, r, params.metric)
 		objective = objective + M.objective(layer, r, params)
 	end
 	assert(used <= limit, "budget exceeded")
-	return string.format("budget-greedy: sum of %ssquared err_F %.6g with %d of %d %s "
-		.. "(%.2f%%, budget %.2f%%)", params.weighted and "weighted " or "", objective,
+	return string.format("budget-greedy: sum of %ssquared err_%s %.6g with %d of %d %s "
+		.. "(%.2f%%, budget %.2f%%)", params.weighted and "weighted " or "",
+		params.error == "out" and "out" or "F", objective,
 		used, before, params.metric, 100 * used / before, 100 * params.budget)
 end
 

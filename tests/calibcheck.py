@@ -13,6 +13,11 @@ samples/calibrate.py nor rankscope is trusted for it.
   calibcheck.py hostile MODEL DIR
       DIR/NAME.safetensors: calibration files for the MLP that are wrong in
       one way each (NAME says how), for their error messages.
+  calibcheck.py greedy SPECTRA.json PLAN.json
+      the plan of budget-greedy error=out (params metric, unweighted) is
+      optimal among all plans costing no more: every combination of each
+      layer's options (dense, or a whitened rank that pays) enumerated from
+      the spectra's whitened_out_err curves.
   calibcheck.py gram MODEL CALIB
       every PREFIX.gram (or .diag) in CALIB equals X^T X of that layer's
       inputs (1e-5 relative: activations in float32 there), counts too.
@@ -177,6 +182,37 @@ def check_diag_spectra(c, model, spectra, mode):
                     f"{name}: {mode} out_err at rank {r}")
 
 
+def check_greedy(c, spectra, plan_path):
+    curves = {l["name"]: l for l in json.load(open(spectra))["layers"]}
+    plan = json.load(open(plan_path))
+    opts, used, objective = [], 0, 0.0
+    for layer in plan["layers"]:
+        sp = curves[layer["name"]]
+        m, n = sp["rows"], sp["cols"]
+        e = sp["calibration"]["whitened_out_err"]
+        o = [(m * n, 0.0)] + [(r * (m + n), e[r] ** 2) for r in range(1, len(e) - 1)
+                              if r * (m + n) < m * n]
+        opts.append(o)
+        if layer["method"] == "dense":
+            used += m * n
+        else:
+            c.check(layer.get("whitened") is True, f"{layer['name']}: whitened")
+            used += layer["rank"] * (m + n)
+            objective += e[layer["rank"]] ** 2
+    # best objective over every combination costing <= used: the last layer
+    # takes its best option that fits (errors fall with cost)
+    best = float("inf")
+    import itertools
+    for combo in itertools.product(*opts[:-1]):
+        cost = sum(x[0] for x in combo)
+        err = sum(x[1] for x in combo)
+        fits = [x[1] for x in opts[-1] if cost + x[0] <= used]
+        if fits:
+            best = min(best, err + min(fits))
+    c.check(objective <= best + 1e-12, f"greedy objective {objective:.12g} above the best "
+            f"{best:.12g} at its cost {used}")
+
+
 def check_gram(c, model, calib):
     _, xs = layer_inputs(model)
     st = SafeTensors(calib)
@@ -313,6 +349,8 @@ def main():
         check_spectra(c, *args)
     elif cmd == "applied":
         check_applied(c, *args)
+    elif cmd == "greedy":
+        check_greedy(c, *args)
     elif cmd == "diagspectra":
         check_diag_spectra(c, *args)
     elif cmd == "rebuilt":

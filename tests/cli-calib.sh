@@ -187,6 +187,17 @@ if "$python" -c 'import torch' 2>/dev/null; then
 	py_checks "solved rebuilt" calibcheck.py rebuilt "$mlp" "$d/solved.json" "$d/solved.safetensors"
 fi
 
+# budget-greedy in the output norm: optimal among the plans costing no more
+# (every combination of whitened ranks enumerated from the spectra)
+run 0 "$RANKSCOPE" spectra --format json --no-cache -C "$d/mlp.safetensors" "$mlp"
+printf '%s\n' "$out" >"$d/greedy-spectra.json"
+for b in 0.05 0.2; do
+	run 0 "$RANKSCOPE" run budget-greedy -q --no-cache -p budget=$b -C "$d/mlp.safetensors" \
+		-o "$d/greedy.json" "$mlp"
+	contains "$out" "squared err_out" "greedy $b: in the output norm"
+	py_checks "greedy $b" calibcheck.py greedy "$d/greedy-spectra.json" "$d/greedy.json"
+done
+
 # the table: which norm, and the output columns
 run 0 "$RANKSCOPE" info --no-cache -C "$d/mlp.safetensors" "$SAMPLES/digits-mlp.safetensors"
 contains "$out" "o99" "table: output-rank column"

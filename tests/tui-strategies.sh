@@ -61,7 +61,7 @@ keys s
 see "strategies (Enter" "menu again"
 keys Up Enter
 see "budget-greedy: Enter edits" "budget-greedy form"
-keys Up Up Up Enter BSpace BSpace BSpace 0 . 0 0 0 1 Enter r
+keys Up Up Up Up Enter BSpace BSpace BSpace 0 . 0 0 0 1 Enter r
 see "is unreachable" "the strategy's error in the message line"
 contains "$(row fc2.weight)" " 40 " "a failed strategy leaves the plan as it was"
 keys Escape Escape
