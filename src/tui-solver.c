@@ -21,6 +21,7 @@
 
 #include "rankscope/combine.h"
 #include "rankscope/plansolve.h"
+#include "rankscope/apply.h"
 #include "tui.h"
 
 static void
@@ -35,6 +36,22 @@ on_iteration(void *userdata, size_t iteration, double rel_error)
 	pthread_mutex_unlock(&t->solver.lock);
 	n = write(t->wake_fd[1], "s", 1);   /* redraw */
 	(void)n;
+}
+
+/* With calibration, the output error of what apply would write for the
+ * solved entry (in the solver thread: it solves again), else NaN. */
+static double
+measure_out(tui *t, size_t layer, const rs_plan_entry *solved)
+{
+	rs_layer_analysis a = rs_engine_analysis(t->engine, layer);
+	rs_apply_report rep;
+	rs_error err;
+
+	if (a.calib == NULL || a.whiten == NULL || !rs_method_is_solved(solved->method))
+		return NAN;
+	if (rs_apply_measure(t->model, &t->layers[layer], &a, solved, &rep, &err) != RS_OK)
+		return NAN;
+	return rep.measured_out;
 }
 
 static void *
@@ -66,6 +83,8 @@ solve_main(void *arg)
 			st = tui_decomp_view_compute(l, &solved, t->path, &view, &err);
 		else
 			memset(&view, 0, sizeof view);
+		if (st == RS_OK && !sv->view_only)
+			solved.solved_out = measure_out(t, sv->layer, &solved);
 		view.layer = sv->layer;
 		pthread_mutex_lock(&sv->lock);
 		sv->status = st;
@@ -87,6 +106,13 @@ solve_main(void *arg)
 		st = rs_combine(w, m, n, m, &spec, &sv->cancel, on_iteration, t, NULL, NULL,
 		                &res, &err);
 	free(w);
+	sv->measured_out = NAN;
+	if (st == RS_OK) {
+		rs_plan_entry taken = sv->entry;
+
+		rs_plan_entry_take_solve(l, &taken, &res);
+		sv->measured_out = measure_out(t, sv->layer, &taken);
+	}
 	pthread_mutex_lock(&sv->lock);
 	sv->status = st;
 	if (st != RS_OK)
@@ -176,6 +202,8 @@ collect(tui *t)
 	/* The kernel never returns a combination worse than a single part at
 	 * the same storage: when a part wins, the entry becomes that part. */
 	rs_plan_entry_take_solve(l, e, &sv->result);
+	if (rs_method_is_solved(e->method))
+		e->solved_out = sv->measured_out;
 	if (e->method == sv->entry.method)
 		tui_message(t, false, "%s: %s solved in %zu iterations, err_F %.4f", l->name,
 		            sv->entry.method == RS_METHOD_LOWRANK_SPARSE ? "low rank + sparse" :

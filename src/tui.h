@@ -103,6 +103,9 @@ typedef struct tui_solver {
 	rs_combine_result result;      /* of a combination's solve */
 	bool view_only;                /* computing a view, no solve */
 	rs_plan_entry solved;          /* a decomposition entry with its figures */
+	double measured_out;           /* with calibration: the output error of the
+	                                  solved entry's parts (rs_apply_measure), NaN
+	                                  otherwise */
 	tui_decomp_view view;          /* and its view */
 } tui_solver;
 

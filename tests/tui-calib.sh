@@ -207,6 +207,21 @@ contains "$(screen)" " err_F   err_2 " "no calibration: still the weight columns
 keys q
 wait_exit
 
+# ---- a combination solved by the workbench gets its output error ----
+tui_start 130 40 "$RANKSCOPE" --no-cache --calibration "$d/calib.safetensors" "$mlp"
+see "stats 3/3" "solver: started"
+keys Down M
+see "method for fc2.weight" "solver: the method menu"
+keys Down Down Down Down Down Down Enter
+see "fc2.weight: lowrank+sparse" "solver: lowrank+sparse chosen"
+checks=$((checks + 1))
+wait_for "low rank + sparse solved in" 600 || wait_for "beats the combination" 10 ||
+	fail "solver: the solve finishes: $(screen | tail -3)"
+keys : 'string.format("out=%s", tostring(plan:get("fc2.weight").out_err ~= nil))' Enter
+see "out=true" "solver: the solved entry carries its output error"
+keys q y
+wait_exit
+
 # ---- the toggle walked through every menu and prompt ----
 tui_start 130 40 "$RANKSCOPE" --no-cache --calibration "$d/calib.safetensors" "$mlp"
 see "stats 3/3" "walk: started"
