@@ -299,7 +299,7 @@ walk() {
 	closed "$base: tucker-search after a run of energy" "$MENU"
 	# a failing run (an unreachable budget) leaves the form open
 	open_form budget-greedy
-	keys k k k Enter BSpace BSpace BSpace BSpace 0 . 0 0 0 0 1 Enter r
+	keys k k k k Enter BSpace BSpace BSpace BSpace 0 . 0 0 0 0 1 Enter r
 	step "$base: an unreachable budget" "is unreachable"
 	contains "$(screen)" "budget-greedy: Enter edits a value" "$base: the form stays after a failed run"
 	keys Escape
