@@ -1,8 +1,8 @@
 -- refine: NN-BCD's closed-form refinement of every low-rank, pruned and
 -- quantised layer of a plan against its dense self on the calibration
 -- inputs (rankscope(1), CALIBRATION): alternating least squares of the two
--- factors, the kept values of a fixed sparsity pattern, the codebook of
--- fixed codes.  Each block is solved exactly, so no layer's output error
+-- factors, the kept values of a fixed sparsity pattern, a quantiser's codes
+-- by error feedback (GPTQ, kept where they win) and then its codebook.  Each block is solved exactly, so no layer's output error
 -- rises; apply writes the refined parts.  Start from a plan:
 --
 --   rankscope run refine --plan plan.json -C calib.safetensors -o refined.json MODEL

@@ -255,10 +255,87 @@ solve_codebook(const double *wg, size_t rows, size_t cols, const double *g,
 	return RS_OK;
 }
 
+/* The level of `book` (n values) nearest to v. */
+static uint16_t
+nearest_level(const double *book, size_t n, double v)
+{
+	size_t k, best = 0;
+
+	for (k = 1; k < n; k++)
+		if (fabs(book[k] - v) < fabs(book[best] - v))
+			best = k;
+	return (uint16_t)best;
+}
+
+/* GPTQ's codes for a fixed codebook: column by column, nearest levels of
+ * the weights as updated by the rounding errors of the columns before. */
+static rs_status
+feedback_codes(const double *w, size_t m, size_t n, const double *g, size_t levels,
+               bool per_row, const double *book, uint16_t *codes, rs_error *err)
+{
+	double *h = malloc(n * n * sizeof *h), *work = malloc(m * n * sizeof *work), damp = 0;
+	size_t i, j, c;
+	rs_status st = RS_OK;
+
+	if (!h || !work) {
+		st = oom(err, m, n);
+		goto done;
+	}
+	for (j = 0; j < n; j++)
+		damp += g[j + j * n];
+	damp = damp > 0 ? 0.01 * damp / (double)n : 1.0;
+	memcpy(h, g, n * n * sizeof *h);
+	for (j = 0; j < n; j++)
+		h[j + j * n] += damp;
+	/* H^-1, then its upper Cholesky factor U (H^-1 = U^T U) */
+	if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', (lapack_int)n, h, (lapack_int)n) != 0 ||
+	    LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', (lapack_int)n, h, (lapack_int)n) != 0) {
+		st = rs_error_set(err, RS_ENUMERIC, "the damped Gram matrix does not invert");
+		goto done;
+	}
+	for (j = 0; j < n; j++)
+		for (i = j + 1; i < n; i++)
+			h[j + i * n] = h[i + j * n];
+	if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', (lapack_int)n, h, (lapack_int)n) != 0) {
+		st = rs_error_set(err, RS_ENUMERIC, "the inverse Gram matrix does not factor");
+		goto done;
+	}
+	memcpy(work, w, m * n * sizeof *work);
+	for (j = 0; j < n; j++)
+		for (i = 0; i < m; i++) {
+			const double *row = book + (per_row ? i * levels : 0);
+			double v = work[i + j * m], e;
+			uint16_t k = nearest_level(row, levels, v);
+
+			codes[i + j * m] = k;
+			e = (v - row[k]) / h[j + j * n];
+			for (c = j + 1; c < n; c++)
+				work[i + c * m] -= e * h[j + c * n];
+		}
+done:
+	free(h);
+	free(work);
+	return st;
+}
+
+/* The output error of codes looked up in book. */
+static void
+measure_codes(const double *w, size_t m, size_t n, const double *g, const uint16_t *codes,
+              size_t levels, bool per_row, const double *book, double *wp, double *out_err,
+              double *fro_err)
+{
+	size_t i, j;
+
+	for (j = 0; j < n; j++)
+		for (i = 0; i < m; i++)
+			wp[i + j * m] = book[(per_row ? i * levels : 0) + codes[i + j * m]];
+	measure(w, wp, m, n, g, out_err, fro_err);
+}
+
 rs_status
 rs_refine_codebook(const double *w, size_t rows, size_t cols, const double *g,
-                   const uint16_t *codes, size_t levels, bool per_row, double *codebook,
-                   double *out, rs_refine_result *res, rs_error *err)
+                   uint16_t *codes, size_t levels, bool per_row, bool choose_codes,
+                   double *codebook, double *out, rs_refine_result *res, rs_error *err)
 {
 	size_t m = rows, n = cols, i, j, cap = per_row ? (levels < n ? levels : n) : levels;
 	double *wg = malloc(m * n * sizeof *wg), *wp = calloc(m * n + 1, sizeof *wp);
@@ -275,10 +352,32 @@ rs_refine_codebook(const double *w, size_t rows, size_t cols, const double *g,
 		st = rs_error_set(err, RS_EINVAL, "%zu codebook entries: too many to refine", levels);
 		goto done;
 	}
-	for (j = 0; j < n; j++)
-		for (i = 0; i < m; i++)
-			wp[i + j * m] = codebook[(per_row ? i * levels : 0) + codes[i + j * m]];
-	measure(w, wp, m, n, g, &res->history[0], &res->fro_err);
+	measure_codes(w, m, n, g, codes, levels, per_row, codebook, wp, &res->history[0],
+	              &res->fro_err);
+	if (choose_codes) {
+		uint16_t *chosen = malloc(m * n * sizeof *chosen + 1);
+		double e_chosen, f_chosen;
+
+		if (!chosen) {
+			st = oom(err, m, n);
+			goto done;
+		}
+		st = feedback_codes(w, m, n, g, levels, per_row, codebook, chosen, err);
+		if (st == RS_OK) {
+			measure_codes(w, m, n, g, chosen, levels, per_row, codebook, wp, &e_chosen,
+			              &f_chosen);
+			/* a greedy choice: kept only where it wins */
+			res->history[1] = res->history[0];
+			if (e_chosen < res->history[0]) {
+				memcpy(codes, chosen, m * n * sizeof *codes);
+				res->history[1] = e_chosen;
+			}
+			res->sweeps = 1;
+		}
+		free(chosen);
+		if (st != RS_OK)
+			goto done;
+	}
 	cblas_dsymm(CblasColMajor, CblasRight, CblasLower, (int)m, (int)n, 1.0, g, (int)n, w,
 	            (int)m, 0.0, wg, (int)m);
 	if (per_row) {
@@ -293,9 +392,9 @@ rs_refine_codebook(const double *w, size_t rows, size_t cols, const double *g,
 	for (j = 0; j < n; j++)
 		for (i = 0; i < m; i++)
 			wp[i + j * m] = codebook[(per_row ? i * levels : 0) + codes[i + j * m]];
-	res->sweeps = 1;
-	measure(w, wp, m, n, g, &res->history[1], &res->fro_err);
-	res->out_err = res->history[1];
+	res->sweeps++;
+	measure(w, wp, m, n, g, &res->history[res->sweeps], &res->fro_err);
+	res->out_err = res->history[res->sweeps];
 	if (out)
 		memcpy(out, wp, m * n * sizeof *out);
 done:

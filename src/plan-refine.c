@@ -161,7 +161,7 @@ rs_plan_entry_refine(const rs_layer *layer, const rs_layer_analysis *a, const rs
 		st = rs_quantize(w, m, n, m, e->quantizer, e->bits, NULL, parts->codes, parts->book,
 		                 &qr, err);
 		if (st == RS_OK)
-			st = rs_refine_codebook(w, m, n, g, parts->codes, parts->levels, per_row,
+			st = rs_refine_codebook(w, m, n, g, parts->codes, parts->levels, per_row, true,
 			                        parts->book, parts->wp, &parts->result, err);
 		break;
 	}

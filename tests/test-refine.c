@@ -165,7 +165,7 @@ check_sparse(size_t m, size_t n, size_t count, double sparsity)
 }
 
 static void
-check_codebook(size_t m, size_t n, size_t count, rs_quantizer q, unsigned bits)
+check_codebook(size_t m, size_t n, size_t count, rs_quantizer q, unsigned bits, bool choose)
 {
 	double *w = test_gaussian_matrix(m, n), *g, *x = inputs(count, n, &g);
 	bool per_row = q == RS_QUANT_UNIFORM_CHANNEL;
@@ -183,7 +183,7 @@ check_codebook(size_t m, size_t n, size_t count, rs_quantizer q, unsigned bits)
 		abort();
 	memcpy(orig, book, nbook * sizeof *book);
 	snprintf(what, sizeof what, "codebook %s/%u %zux%zu", rs_quantizer_name(q), bits, m, n);
-	CHECK(rs_refine_codebook(w, m, n, g, codes, levels, per_row, book, out, &res, &err) ==
+	CHECK(rs_refine_codebook(w, m, n, g, codes, levels, per_row, choose, book, out, &res, &err) ==
 	      RS_OK, "%s: %s", what, err.msg);
 	check_history(&res, what);
 	best = out_err_on_x(w, out, m, n, x, count);
@@ -215,9 +215,13 @@ main(void)
 	check_lowrank(10, 10, 6, 2);     /* singular G */
 	check_sparse(9, 12, 50, 0.5);
 	check_sparse(7, 8, 5, 0.3);      /* singular G */
-	check_codebook(10, 12, 50, RS_QUANT_KMEANS, 2);
-	check_codebook(6, 9, 40, RS_QUANT_UNIFORM_CHANNEL, 3);
-	check_codebook(8, 8, 30, RS_QUANT_UNIFORM_TENSOR, 2);
-	check_codebook(9, 7, 30, RS_QUANT_TERNARY, 1);
+	check_codebook(10, 12, 50, RS_QUANT_KMEANS, 2, false);
+	check_codebook(6, 9, 40, RS_QUANT_UNIFORM_CHANNEL, 3, false);
+	check_codebook(8, 8, 30, RS_QUANT_UNIFORM_TENSOR, 2, false);
+	check_codebook(9, 7, 30, RS_QUANT_TERNARY, 1, false);
+	check_codebook(10, 12, 50, RS_QUANT_KMEANS, 2, true);
+	check_codebook(12, 16, 60, RS_QUANT_UNIFORM_CHANNEL, 3, true);
+	check_codebook(16, 10, 40, RS_QUANT_UNIFORM_TENSOR, 2, true);
+	check_codebook(8, 8, 6, RS_QUANT_UNIFORM_TENSOR, 3, true);   /* singular G */
 	return test_done("test-refine");
 }

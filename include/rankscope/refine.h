@@ -16,7 +16,14 @@
  *                        G_KK (w_K - v_K) = -G_KP w_P (P the dropped
  *                        columns): one sweep is the exact optimum (rows are
  *                        independent) — the OBS/SparseGPT compensation;
- *   quantised, fixed codes: the codebook c minimising f solves H c = b with
+ *   quantised: first the codes, by GPTQ's error feedback — columns in
+ *                        order, each weight rounded to its nearest level
+ *                        after the rounding errors of the columns before
+ *                        it were spread over the columns after it through
+ *                        the Cholesky factor of (G + 0.01 mean(diag G) I)^-1
+ *                        (a greedy choice, kept only when f is lower than
+ *                        with nearest-level codes) — then, codes fixed,
+ *                        the codebook c minimising f solves H c = b with
  *                        H_kl = sum over rows of sum_{j: code k, j': code l}
  *                        G_jj' and b_k = sum_{code k} (W G)_ij — one system
  *                        for a shared codebook, one per row for per-channel
@@ -59,9 +66,11 @@ rs_status rs_refine_sparse(const double *w, size_t rows, size_t cols, const doub
 
 /* codes (W's column-major order) index codebook (levels values, or rows x
  * levels with per_row: row i's at i * levels), which receives the refined
- * values; out (may be NULL) receives W'. */
+ * values; out (may be NULL) receives W'.  With choose_codes the codes are
+ * first chosen by error feedback (above) and rewritten; history then has
+ * the nearest codes, the chosen codes and the refitted codebook. */
 rs_status rs_refine_codebook(const double *w, size_t rows, size_t cols, const double *g,
-                             const uint16_t *codes, size_t levels, bool per_row,
+                             uint16_t *codes, size_t levels, bool per_row, bool choose_codes,
                              double *codebook, double *out, rs_refine_result *res,
                              rs_error *err);
 
