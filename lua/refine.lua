@@ -1,5 +1,5 @@
--- refine: NN-BCD's closed-form refinement of every low-rank, pruned and
--- quantised layer of a plan against its dense self on the calibration
+-- refine: NN-BCD's closed-form refinement of every low-rank, pruned,
+-- quantised and low rank + sparse layer of a plan against its dense self on the calibration
 -- inputs (rankscope(1), CALIBRATION): alternating least squares of the two
 -- factors, the kept values of a fixed sparsity pattern, a quantiser's codes
 -- by error feedback (GPTQ, kept where they win) and then its codebook.  Each block is solved exactly, so no layer's output error
@@ -29,6 +29,8 @@ function M.run(model, plan, params)
 			spec = { method = "prune", sparsity = f.sparsity, scored = f.scored }
 		elseif f.method == "quant" then
 			spec = { method = "quant", quantizer = f.quantizer, bits = f.quant_bits }
+		elseif f.method == "lowrank+sparse" then
+			spec = { method = "lowrank+sparse", rank = f.rank, sparsity = f.sparsity }
 		end
 		if spec and layer:calibrated() and f.out_err then
 			before = math.max(before, f.out_err)

@@ -481,6 +481,23 @@ refined_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 		write_codes(l, e->quantizer, e->bits, rp.codes, rp.book, &p->data[0], &p->data[1],
 		            approx);
 		break;
+	case RS_METHOD_LOWRANK_SPARSE: {
+		/* file order: lowrank.A, lowrank.B, sparse.values, sparse.indices */
+		float *fa = p->data[0] = rs_xmalloc(r * n * sizeof(float) + 1);
+		float *fb = p->data[1] = rs_xmalloc(m * r * sizeof(float) + 1);
+
+		for (i = 0; i < m; i++)
+			for (t = 0; t < r; t++)
+				fb[i * r + t] = (float)rp.b[i + t * m];
+		for (t = 0; t < r; t++)
+			for (j = 0; j < n; j++)
+				fa[t * n + j] = (float)rp.a[t + j * r];
+		add_float_product(fb, fa, m, n, r, approx);
+		p->data[2] = rs_xmalloc(f->nonzeros * sizeof(float) + 1);
+		p->data[3] = rs_xmalloc(f->nonzeros * sizeof(int64_t) + 1);
+		write_sparse(l, rp.wp, rp.keep, f->nonzeros, p->data[2], p->data[3], approx);
+		break;
+	}
 	default:
 		break;
 	}

@@ -1349,22 +1349,6 @@ plan_set(lua_State *L)
 		e.scored = false;
 	if (e.method != RS_METHOD_LOWRANK)
 		e.whitened = false;
-	if (e.refined) {
-		rs_refine_result res;
-		rs_error err;
-
-		if (!rs_method_refinable(e.method))
-			return luaL_argerror(L, 3, "refined = true needs method lowrank, prune or quant");
-		if (e.refined_sweeps == 0)
-			e.refined_sweeps = RS_REFINE_DEFAULT_SWEEPS;
-		if (rs_plan_entry_refine(&s->host.layers[i], &s->host.analyses[i], &e,
-		                         s->host.model->path, e.refined_sweeps, NULL, &res,
-		                         &err) != RS_OK)
-			return luaL_error(L, "%s", err.msg);
-		e.refined_sweeps = res.sweeps;
-		e.refined_out = res.out_err;
-		e.refined_fro = res.fro_err;
-	}
 	if (lua_type(L, 3) == LUA_TTABLE)
 		read_decomposition(L, 3, &s->host.layers[i], &e);
 	if (e.method == RS_METHOD_LOWRANK_SPARSE_QUANT)
@@ -1383,6 +1367,24 @@ plan_set(lua_State *L)
 		                     &rep, &err) != RS_OK)
 			return luaL_error(L, "%s", err.msg);
 		e.solved_out = rep.measured_out;
+	}
+	if (e.refined) {
+		rs_refine_result res;
+		rs_error err;
+
+		/* after the solve: a combination may have become a single part */
+		if (!rs_method_refinable(e.method))
+			return luaL_argerror(L, 3, "refined = true needs method lowrank, prune, quant "
+			                     "or lowrank+sparse");
+		if (e.refined_sweeps == 0)
+			e.refined_sweeps = RS_REFINE_DEFAULT_SWEEPS;
+		if (rs_plan_entry_refine(&s->host.layers[i], &s->host.analyses[i], &e,
+		                         s->host.model->path, e.refined_sweeps, NULL, &res,
+		                         &err) != RS_OK)
+			return luaL_error(L, "%s", err.msg);
+		e.refined_sweeps = res.sweeps;
+		e.refined_out = res.out_err;
+		e.refined_fro = res.fro_err;
 	}
 	s->host.plan->entries[i] = e;
 	push_figures(L, i);

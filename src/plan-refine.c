@@ -2,12 +2,14 @@
  * rankscope/planrefine.h. */
 #include "config.h"
 
+#include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rankscope/calib.h"
+#include "rankscope/combine.h"
 #include "rankscope/outcurve.h"
 #include "rankscope/planrefine.h"
 #include "rankscope/util.h"
@@ -17,7 +19,7 @@ bool
 rs_method_refinable(rs_method method)
 {
 	return method == RS_METHOD_LOWRANK || method == RS_METHOD_PRUNE ||
-	       method == RS_METHOD_QUANT;
+	       method == RS_METHOD_QUANT || method == RS_METHOD_LOWRANK_SPARSE;
 }
 
 void
@@ -30,6 +32,28 @@ rs_refined_parts_free(rs_refined_parts *p)
 	free(p->keep);
 	free(p->codes);
 	memset(p, 0, sizeof *p);
+}
+
+/* The relative output and weight errors of wp against w. */
+static void
+measure(const double *w, const double *wp, size_t m, size_t n, const double *g,
+        double *out_err, double *fro_err)
+{
+	double *e = calloc(m * n + 1, sizeof *e), ef = 0, wf = 0;
+	size_t i;
+
+	if (!e) {
+		*out_err = *fro_err = NAN;
+		return;
+	}
+	for (i = 0; i < m * n; i++) {
+		e[i] = w[i] - wp[i];
+		ef += e[i] * e[i];
+		wf += w[i] * w[i];
+	}
+	*out_err = rs_gram_relative_error(w, e, m, n, g, n);
+	*fro_err = wf > 0 ? sqrt(ef / wf) : 0;
+	free(e);
 }
 
 /* The plain rank-r truncation's factors: b = U_r S_r, a = V_r^T. */
@@ -63,6 +87,90 @@ done:
 	free(s);
 	free(u);
 	free(vt);
+	return st;
+}
+
+/*
+ * Low rank + sparse: the combination's solve, then alternating blocks on
+ * the same objective, each an exact minimiser: the factors with S fixed
+ * (one sweep of the low-rank refinement on W - S) and the sparse values on
+ * their support with L fixed (the sparse refinement of W - B A).
+ */
+static rs_status
+refine_lowrank_sparse(const rs_layer *layer, const rs_plan_entry *e, const double *w,
+                      const double *g, size_t sweeps, rs_refined_parts *p, rs_error *err)
+{
+	size_t m = layer->rows, n = layer->cols, count = m * n, i, nnz = 0, s;
+	rs_combine_spec spec;
+	rs_combine_result cr;
+	rs_combine_parts cp = {0};
+	double *t = malloc(count * sizeof *t), *ba = malloc(count * sizeof *ba);
+	double *lr = calloc(count + 1, sizeof *lr);
+	rs_refine_result step;
+	rs_status st;
+
+	rs_plan_entry_combine_spec(layer, e, &spec);
+	memset(&cr, 0, sizeof cr);
+	p->wp = calloc(count + 1, sizeof *p->wp);   /* S */
+	p->keep = rs_xcalloc(count + 1, 1);
+	p->b = rs_xmalloc(m * e->rank * sizeof *p->b);
+	p->a = rs_xmalloc(e->rank * n * sizeof *p->a);
+	cp.lowrank = lr;
+	if (!t || !ba || !lr || !p->wp) {
+		st = rs_error_set(err, RS_ENOMEM, "out of memory");
+		goto done;
+	}
+	st = rs_combine_with_parts(w, m, n, m, &spec, NULL, NULL, NULL, NULL, p->wp, &cp, &cr, err);
+	rs_combine_result_free(&cr);
+	if (st == RS_OK && cr.fallback != RS_COMBINE_NONE)
+		st = rs_error_set(err, RS_EINVAL, "the combination falls back to a single part; "
+		                  "refine that part instead");
+	if (st != RS_OK)
+		goto done;
+	for (i = 0; i < count; i++) {
+		p->keep[i] = p->wp[i] != 0;
+		nnz += p->keep[i];
+	}
+	/* an S with exact zeros keeps its budgeted support (as apply pads it) */
+	for (i = 0; nnz < spec.nonzeros && i < count; i++)
+		if (!p->keep[i]) {
+			p->keep[i] = 1;
+			nnz++;
+		}
+	if ((st = plain_factors(lr, m, n, e->rank, p->b, p->a, err)) != RS_OK)
+		goto done;
+	memset(&p->result, 0, sizeof p->result);
+	for (s = 0; s <= sweeps; s++) {
+		double out_err, fro_err;
+
+		/* the error of B A + S against W */
+		cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n,
+		            (int)e->rank, 1.0, p->b, (int)m, p->a, (int)e->rank, 0.0, ba, (int)m);
+		for (i = 0; i < count; i++)
+			t[i] = ba[i] + p->wp[i];
+		measure(w, t, m, n, g, &out_err, &fro_err);
+		p->result.history[s] = out_err;
+		p->result.sweeps = s;
+		p->result.out_err = out_err;
+		p->result.fro_err = fro_err;
+		if (s == sweeps || (s > 0 && p->result.history[s - 1] * p->result.history[s - 1] -
+		                     out_err * out_err <= 1e-12 * out_err * out_err))
+			break;
+		for (i = 0; i < count; i++)
+			t[i] = w[i] - p->wp[i];
+		if ((st = rs_refine_lowrank(t, m, n, g, e->rank, p->b, p->a, 1, &step, err)) != RS_OK)
+			goto done;
+		cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n,
+		            (int)e->rank, 1.0, p->b, (int)m, p->a, (int)e->rank, 0.0, ba, (int)m);
+		for (i = 0; i < count; i++)
+			t[i] = w[i] - ba[i];
+		if ((st = rs_refine_sparse(t, m, n, g, p->keep, p->wp, &step, err)) != RS_OK)
+			goto done;
+	}
+done:
+	free(t);
+	free(ba);
+	free(lr);
 	return st;
 }
 
@@ -165,6 +273,9 @@ rs_plan_entry_refine(const rs_layer *layer, const rs_layer_analysis *a, const rs
 			                        parts->book, parts->wp, &parts->result, err);
 		break;
 	}
+	case RS_METHOD_LOWRANK_SPARSE:
+		st = refine_lowrank_sparse(layer, e, w, g, sweeps, parts, err);
+		break;
 	default:
 		break;
 	}

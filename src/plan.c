@@ -490,6 +490,10 @@ figures_for(const rs_layer *layer, const rs_layer_analysis *a,
 			f.bits = rs_combine_storage_bits(m, n, &spec);
 			finish_compressed(&f, a, entry->solved_error);
 			f.out_err = entry->solved_out;
+			if (!take_refinement(&f, a, entry)) {
+				out->known = false;   /* the refinement has not run yet */
+				return;
+			}
 		}
 		break;
 	case RS_METHOD_GROUPED:

@@ -186,6 +186,22 @@ contains "$out" "largest |measured - predicted|" "solved: applied"
 if "$python" -c 'import torch' 2>/dev/null; then
 	py_checks "solved rebuilt" calibcheck.py rebuilt "$mlp" "$d/solved.json" "$d/solved.safetensors"
 fi
+# low rank + sparse refined (both blocks alternating), the TT left as it is
+run 0 "$RANKSCOPE" run refine -q --no-cache -C "$d/mlp.safetensors" --plan "$d/solved.json" \
+	-o "$d/solved-refined.json" "$mlp"
+contains "$out" "1 layers refined" "refine: the combination refined, the TT not"
+contains "$(cat "$d/solved-refined.json")" '"method": "lowrank+sparse"' "refine: still low rank + sparse"
+run 0 "$RANKSCOPE" apply --no-cache -C "$d/mlp.safetensors" -o "$d/solved-refined.safetensors" \
+	"$d/solved-refined.json" "$mlp"
+if "$python" -c 'import torch' 2>/dev/null; then
+	py_checks "refined L+S rebuilt" calibcheck.py rebuilt "$mlp" "$d/solved-refined.json" \
+		"$d/solved-refined.safetensors"
+fi
+run 0 "$python" - "$d/solved.json" "$d/solved-refined.json" <<'EOF'
+import json, sys
+a, b = (json.load(open(p))["layers"][0] for p in sys.argv[1:3])
+assert b["predicted"]["out_err"] <= a["predicted"]["out_err"] + 1e-12, (a, b)
+EOF
 
 # budget-greedy in the output norm: optimal among the plans costing no more
 # (every combination of whitened ranks enumerated from the spectra)
