@@ -443,6 +443,25 @@ whitened_factorise(const rs_model *model, const rs_layer *l, const double *w,
 	return st;
 }
 
+/* The refined factors as lowrank.A (data[0], r x n) and lowrank.B (data[1],
+ * m x r), row-major float32; approx += B A as written. */
+static void
+write_factors(const rs_refined_parts *rp, size_t m, size_t n, size_t r, void **data,
+              double *approx)
+{
+	float *fa = data[0] = rs_xmalloc(r * n * sizeof(float) + 1);
+	float *fb = data[1] = rs_xmalloc(m * r * sizeof(float) + 1);
+	size_t i, j, t;
+
+	for (i = 0; i < m; i++)
+		for (t = 0; t < r; t++)
+			fb[i * r + t] = (float)rp->b[i + t * m];
+	for (t = 0; t < r; t++)
+		for (j = 0; j < n; j++)
+			fa[t * n + j] = (float)rp->a[t + j * r];
+	add_float_product(fb, fa, m, n, r, approx);
+}
+
 /* A refined entry's parts (planrefine.h), refined again as the plan did
  * (deterministic, the recorded sweeps at most), written as the unrefined
  * method's parts are. */
@@ -451,7 +470,7 @@ refined_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
               const rs_plan_figures *f, const rs_layer_analysis *a, layer_parts *p,
               double *approx, rs_error *err)
 {
-	size_t m = l->rows, n = l->cols, r = f->rank, i, j, t;
+	size_t m = l->rows, n = l->cols, r = f->rank;
 	rs_refined_parts rp;
 	rs_status st;
 
@@ -459,19 +478,9 @@ refined_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 	if (st != RS_OK)
 		return st;
 	switch (f->method) {
-	case RS_METHOD_LOWRANK: {
-		float *fa = p->data[0] = rs_xmalloc(r * n * sizeof(float) + 1);
-		float *fb = p->data[1] = rs_xmalloc(m * r * sizeof(float) + 1);
-
-		for (i = 0; i < m; i++)
-			for (t = 0; t < r; t++)
-				fb[i * r + t] = (float)rp.b[i + t * m];
-		for (t = 0; t < r; t++)
-			for (j = 0; j < n; j++)
-				fa[t * n + j] = (float)rp.a[t + j * r];
-		add_float_product(fb, fa, m, n, r, approx);
+	case RS_METHOD_LOWRANK:
+		write_factors(&rp, m, n, r, p->data, approx);
 		break;
-	}
 	case RS_METHOD_PRUNE:
 		p->data[0] = rs_xmalloc(f->nonzeros * sizeof(float) + 1);
 		p->data[1] = rs_xmalloc(f->nonzeros * sizeof(int64_t) + 1);
@@ -483,16 +492,7 @@ refined_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 		break;
 	case RS_METHOD_LOWRANK_SPARSE: {
 		/* file order: lowrank.A, lowrank.B, sparse.values, sparse.indices */
-		float *fa = p->data[0] = rs_xmalloc(r * n * sizeof(float) + 1);
-		float *fb = p->data[1] = rs_xmalloc(m * r * sizeof(float) + 1);
-
-		for (i = 0; i < m; i++)
-			for (t = 0; t < r; t++)
-				fb[i * r + t] = (float)rp.b[i + t * m];
-		for (t = 0; t < r; t++)
-			for (j = 0; j < n; j++)
-				fa[t * n + j] = (float)rp.a[t + j * r];
-		add_float_product(fb, fa, m, n, r, approx);
+		write_factors(&rp, m, n, r, p->data, approx);
 		p->data[2] = rs_xmalloc(f->nonzeros * sizeof(float) + 1);
 		p->data[3] = rs_xmalloc(f->nonzeros * sizeof(int64_t) + 1);
 		write_sparse(l, rp.wp, rp.keep, f->nonzeros, p->data[2], p->data[3], approx);
