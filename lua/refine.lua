@@ -1,17 +1,19 @@
 -- refine: NN-BCD's closed-form refinement of every low-rank, pruned,
--- quantised and low rank + sparse layer of a plan against its dense self on the calibration
--- inputs (rankscope(1), CALIBRATION): alternating least squares of the two
--- factors, the kept values of a fixed sparsity pattern, a quantiser's codes
--- by error feedback (GPTQ, kept where they win) and then its codebook.  Each block is solved exactly, so no layer's output error
--- rises; apply writes the refined parts.  Start from a plan:
+-- quantised, low rank + sparse and TT layer of a plan against its dense
+-- self on the calibration inputs (rankscope(1), CALIBRATION): alternating
+-- least squares of the two factors, the kept values of a fixed sparsity
+-- pattern, a quantiser's codes by error feedback (GPTQ, kept where they
+-- win) and then its codebook, a TT-matrix's cores one at a time.  Each
+-- block is solved exactly, so no layer's output error rises; apply writes
+-- the refined parts.  Start from a plan:
 --
 --   rankscope run refine --plan plan.json -C calib.safetensors -o refined.json MODEL
 local M = {
 	name = "refine",
-	description = "refine a plan's low-rank, pruned and quantised layers on the calibration (NN-BCD)",
+	description = "refine a plan's low-rank, pruned, quantised, L+S and TT layers on the calibration (NN-BCD)",
 	params = {
 		{ name = "sweeps", type = "integer", default = 10, min = 1, max = 50,
-		  help = "alternating sweeps of a low-rank layer at most" },
+		  help = "alternating sweeps of a low-rank, L+S or TT layer at most" },
 	},
 }
 
@@ -31,6 +33,11 @@ function M.run(model, plan, params)
 			spec = { method = "quant", quantizer = f.quantizer, bits = f.quant_bits }
 		elseif f.method == "lowrank+sparse" then
 			spec = { method = "lowrank+sparse", rank = f.rank, sparsity = f.sparsity }
+		elseif f.method == "tt" then
+			-- the ranks it reached, as caps: the same TT-SVD to start from
+			local caps = {}
+			for k = 2, #f.ranks - 1 do caps[#caps + 1] = f.ranks[k] end
+			spec = { method = "tt", rows = f.rows, cols = f.cols, ranks = caps }
 		end
 		if spec and layer:calibrated() and f.out_err then
 			before = math.max(before, f.out_err)

@@ -15,6 +15,7 @@
 
 #include "apply-internal.h"
 #include "rankscope/cp.h"
+#include "rankscope/planrefine.h"
 #include "rankscope/tt.h"
 #include "rankscope/tucker.h"
 #include "rankscope/util.h"
@@ -213,24 +214,36 @@ cp_parts(const rs_plan_entry *e, size_t nmodes, const size_t dims[4],
 	return RS_OK;
 }
 
+/* The cores as the plan made them: TT-SVD, or its refinement on the
+ * calibration statistics when the entry is refined (planrefine.h). */
 static rs_status
-tt_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e, const double *w,
-         void **data, double *approx, rs_error *err)
+tt_parts(const rs_model *model, const rs_layer *l, const rs_layer_analysis *a,
+         const rs_plan_entry *e, const double *w, void **data, double *approx, rs_error *err)
 {
 	size_t caps[RS_PLAN_TT_MAX_D], k;
+	rs_refined_parts rp = {0};
 	rs_tt *tt;
 	rs_status st = RS_OK;
 
-	memcpy(caps, e->tt_ranks + 1, sizeof caps);
-	tt = rs_tt_svd(w, l->rows, l->cols, l->rows, e->tt_d, e->tt_rows, e->tt_cols, caps,
-	               -1.0, err);
-	if (tt == NULL) {
-		rs_error_prefix(err, "%s: layer '%s': ", model->path, l->name);
-		return err->code;
+	if (e->refined) {
+		if ((st = rs_plan_entry_refine(l, a, e, model->path, e->refined_sweeps, &rp, NULL,
+		                               err)) != RS_OK)
+			return st;
+		tt = rp.tt;
+		rp.tt = NULL;
+		rs_refined_parts_free(&rp);
+	} else {
+		memcpy(caps, e->tt_ranks + 1, sizeof caps);
+		tt = rs_tt_svd(w, l->rows, l->cols, l->rows, e->tt_d, e->tt_rows, e->tt_cols, caps,
+		               -1.0, err);
+		if (tt == NULL) {
+			rs_error_prefix(err, "%s: layer '%s': ", model->path, l->name);
+			return err->code;
+		}
+		if (memcmp(tt->ranks, e->tt_ranks, (e->tt_d + 1) * sizeof *tt->ranks) != 0)
+			st = rs_error_set(err, RS_EINVAL, "%s: layer '%s': TT-SVD reaches other ranks "
+			                  "than the plan's; solve the plan again", model->path, l->name);
 	}
-	if (memcmp(tt->ranks, e->tt_ranks, (e->tt_d + 1) * sizeof *tt->ranks) != 0)
-		st = rs_error_set(err, RS_EINVAL, "%s: layer '%s': TT-SVD reaches other ranks "
-		                  "than the plan's; solve the plan again", model->path, l->name);
 	for (k = 0; st == RS_OK && k < e->tt_d; k++)
 		data[k] = to_float(tt->cores[k], tt->ranks[k] * tt->row_modes[k] *
 		                   tt->col_modes[k] * tt->ranks[k + 1]);
@@ -241,8 +254,9 @@ tt_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e, const
 }
 
 rs_status
-apply_decomposition(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
-                    void **data, rs_layer *view, double *w, double *approx, rs_error *err)
+apply_decomposition(const rs_model *model, const rs_layer *l, const rs_layer_analysis *a,
+                    const rs_plan_entry *e, void **data, rs_layer *view, double *w,
+                    double *approx, rs_error *err)
 {
 	size_t dims[4], nmodes, count = l->rows * l->cols;
 	double *t = NULL, *rebuilt = NULL;
@@ -263,7 +277,7 @@ apply_decomposition(const rs_model *model, const rs_layer *l, const rs_plan_entr
 	if ((st = rs_layer_load(l, w, l->rows, model->path, err)) != RS_OK)
 		return st;
 	if (e->method == RS_METHOD_TT)
-		st = tt_parts(model, l, e, w, data, approx, err);
+		st = tt_parts(model, l, a, e, w, data, approx, err);
 	else {
 		nmodes = rs_layer_kernel_dims(l, dims);
 		t = malloc(count * sizeof *t);

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "rankscope/analysis.h"
 #include "rankscope/error.h"
 #include "rankscope/layer.h"
 #include "rankscope/model.h"
@@ -37,8 +38,9 @@ size_t apply_decomposition_shapes(const rs_layer *l, const rs_plan_entry *e,
  * view->cols (the caller's buffers of rows x cols doubles).
  */
 rs_status apply_decomposition(const rs_model *model, const rs_layer *l,
-                              const rs_plan_entry *e, void **data, rs_layer *view,
-                              double *w, double *approx, rs_error *err);
+                              const rs_layer_analysis *a, const rs_plan_entry *e,
+                              void **data, rs_layer *view, double *w, double *approx,
+                              rs_error *err);
 
 /* apply.c's rank-r factorisation of the m x n matrix x (destroyed), used
  * per group: a (r x n) and b (m x r) row-major float32, approx += b a. */

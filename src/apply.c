@@ -319,18 +319,14 @@ apply_factorise(const rs_model *model, const rs_layer *l, double *x, size_t r, f
 	double *u = malloc(m * k * sizeof *u), *vt = malloc(k * n * sizeof *vt);
 	double *s = malloc(k * sizeof *s);
 	rs_status st = RS_OK;
-	lapack_int info;
 
 	if (!u || !vt || !s) {
 		st = rs_error_set(err, RS_ENOMEM, "%s: layer '%s': out of memory", model->path,
 		                  l->name);
 		goto out;
 	}
-	info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', (lapack_int)m, (lapack_int)n, x,
-	                      (lapack_int)m, s, u, (lapack_int)m, vt, (lapack_int)k);
-	if (info != 0) {
-		st = rs_error_set(err, RS_ENUMERIC, "%s: layer '%s': dgesdd did not converge "
-		                  "(info %d)", model->path, l->name, (int)info);
+	if ((st = rs_svd_vectors(x, m, n, m, s, u, vt, err)) != RS_OK) {
+		rs_error_prefix(err, "%s: layer '%s': ", model->path, l->name);
 		goto out;
 	}
 	for (i = 0; i < m; i++)
@@ -538,7 +534,7 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 		/* the decompositions: parts, and the matrix measured (a grouped
 		 * SVD's own fold) */
 		rs_layer view;
-		st = apply_decomposition(model, l, e, p->data, &view, w, approx, err);
+		st = apply_decomposition(model, l, a, e, p->data, &view, w, approx, err);
 		/* G's columns are the layer's own (fold 0 for a kernel): only a
 		 * view in the same fold is measured on it */
 		if (st == RS_OK && gram != NULL && view.fold == l->fold) {

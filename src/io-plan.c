@@ -766,7 +766,7 @@ read_layer(const char *path, const char *model_path, size_t index, json_t *o,
 		if (!json_is_object(v) || !rs_method_refinable(e->method) || !json_is_integer(sw) ||
 		    json_integer_value(sw) < 1 || json_integer_value(sw) > RS_REFINE_MAX_SWEEPS)
 			return rs_error_set(err, RS_EINVAL, "%s: refined must be {\"sweeps\": 1..%d} on "
-			                    "a lowrank, prune or quant layer", where,
+			                    "a " RS_REFINABLE_METHODS " layer", where,
 			                    RS_REFINE_MAX_SWEEPS);
 		if (!json_is_number(po) || json_number_value(po) < 0 || !json_is_number(pf) ||
 		    json_number_value(pf) < 0)

@@ -102,6 +102,7 @@
 
 #include "rankscope/combine.h"
 #include "rankscope/prune.h"
+#include "rankscope/svd.h"
 #include "rankscope/util.h"
 
 #define MAX_QUANT_BITS 16u
@@ -312,7 +313,6 @@ distance2(const double *x, const double *y, size_t count)
 static rs_status
 truncate_svd(combine *c, size_t rank, double *out, rs_error *err)
 {
-	lapack_int info;
 	size_t i, t;
 	rs_status st;
 
@@ -320,10 +320,7 @@ truncate_svd(combine *c, size_t rank, double *out, rs_error *err)
 		if (!isfinite(c->r[i]))
 			return rs_error_set(err, RS_ENUMERIC,
 			    "the residual of a %zux%zu matrix is not finite", c->m, c->n);
-	info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', (lapack_int)c->m, (lapack_int)c->n,
-	                      c->r, (lapack_int)c->m, c->sigma, c->u, (lapack_int)c->m,
-	                      c->vt, (lapack_int)c->k);
-	if ((st = lapack_outcome(info, "dgesdd", err)) != RS_OK)
+	if ((st = rs_svd_vectors(c->r, c->m, c->n, c->m, c->sigma, c->u, c->vt, err)) != RS_OK)
 		return st;
 	for (t = 0; t < rank; t++)
 		for (i = 0; i < c->m; i++)

@@ -18,10 +18,9 @@ oom(rs_error *err, size_t rows, size_t cols)
 	                    cols);
 }
 
-/* Minimum-norm least squares: a (m x n, lda m) x ~ b (m x nrhs, ldb >=
- * max(m, n)); the solution is in b's first n rows.  a and b destroyed. */
-static rs_status
-lstsq(double *a, size_t m, size_t n, double *b, size_t ldb, size_t nrhs, rs_error *err)
+rs_status
+rs_refine_lstsq(double *a, size_t m, size_t n, double *b, size_t ldb, size_t nrhs,
+                rs_error *err)
 {
 	size_t k = m < n ? m : n;
 	double *s = malloc((k ? k : 1) * sizeof *s);
@@ -39,10 +38,20 @@ lstsq(double *a, size_t m, size_t n, double *b, size_t ldb, size_t nrhs, rs_erro
 	return RS_OK;
 }
 
-/* The relative output and weight errors of wp. */
-static void
-measure(const double *w, const double *wp, size_t rows, size_t cols, const double *g,
-        double *out_err, double *fro_err)
+bool
+rs_refine_record_sweep(rs_refine_result *res, double after)
+{
+	double before = res->history[res->sweeps];
+
+	res->sweeps++;
+	res->history[res->sweeps] = after;
+	res->out_err = after;
+	return before * before - after * after <= 1e-12 * before * before;
+}
+
+void
+rs_refine_measure(const double *w, const double *wp, size_t rows, size_t cols,
+                  const double *g, double *out_err, double *fro_err)
 {
 	double *e = calloc(rows * cols + 1, sizeof *e), ef = 0, wf = 0;
 	size_t i;
@@ -112,9 +121,9 @@ rs_refine_lowrank(const double *w, size_t rows, size_t cols, const double *g, si
 	            (int)m, s, (int)n, 0.0, ws, (int)m);
 	cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)r, 1.0, b,
 	            (int)m, a, (int)r, 0.0, wp, (int)m);
-	measure(w, wp, m, n, g, &res->history[0], &res->fro_err);
+	rs_refine_measure(w, wp, m, n, g, &res->history[0], &res->fro_err);
 	while (res->sweeps < sweeps) {
-		double before = res->history[res->sweeps], after;
+		double after;
 		size_t t;
 
 		/* B: (A S)^T B^T ~ (W S)^T */
@@ -126,7 +135,7 @@ rs_refine_lowrank(const double *w, size_t rows, size_t cols, const double *g, si
 		for (i = 0; i < m; i++)
 			for (j = 0; j < n; j++)
 				rhs[j + i * ld_b] = ws[i + j * m];
-		if ((st = lstsq(mt, n, r, rhs, ld_b, m, err)) != RS_OK)
+		if ((st = rs_refine_lstsq(mt, n, r, rhs, ld_b, m, err)) != RS_OK)
 			goto done;
 		for (i = 0; i < m; i++)
 			for (t = 0; t < r; t++)
@@ -136,18 +145,15 @@ rs_refine_lowrank(const double *w, size_t rows, size_t cols, const double *g, si
 		for (j = 0; j < n; j++)
 			for (i = 0; i < m; i++)
 				wc[i + j * ld_a] = w[i + j * m];
-		if ((st = lstsq(bc, m, r, wc, ld_a, n, err)) != RS_OK)
+		if ((st = rs_refine_lstsq(bc, m, r, wc, ld_a, n, err)) != RS_OK)
 			goto done;
 		for (j = 0; j < n; j++)
 			for (t = 0; t < r; t++)
 				a[t + j * r] = wc[t + j * ld_a];
 		cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)r, 1.0,
 		            b, (int)m, a, (int)r, 0.0, wp, (int)m);
-		res->sweeps++;
-		measure(w, wp, m, n, g, &after, &res->fro_err);
-		res->history[res->sweeps] = after;
-		/* f = after^2 total: stop once a sweep gains under 1e-12 of f */
-		if (before * before - after * after <= 1e-12 * before * before)
+		rs_refine_measure(w, wp, m, n, g, &after, &res->fro_err);
+		if (rs_refine_record_sweep(res, after))
 			break;
 	}
 	res->out_err = res->history[res->sweeps];
@@ -179,7 +185,7 @@ rs_refine_sparse(const double *w, size_t rows, size_t cols, const double *g,
 	}
 	for (i = 0; i < m * n; i++)
 		out[i] = keep[i] ? w[i] : 0;
-	measure(w, out, m, n, g, &res->history[0], &res->fro_err);
+	rs_refine_measure(w, out, m, n, g, &res->history[0], &res->fro_err);
 	for (i = 0; i < m; i++) {
 		size_t nk = 0, np = 0;
 
@@ -201,13 +207,13 @@ rs_refine_sparse(const double *w, size_t rows, size_t cols, const double *g,
 				v += g[kept[u] + dropped[t] * n] * w[i + dropped[t] * m];
 			rhs[u] = -v;
 		}
-		if ((st = lstsq(gkk, nk, nk, rhs, nk, 1, err)) != RS_OK)
+		if ((st = rs_refine_lstsq(gkk, nk, nk, rhs, nk, 1, err)) != RS_OK)
 			goto done;
 		for (u = 0; u < nk; u++)
 			out[i + kept[u] * m] = w[i + kept[u] * m] - rhs[u];
 	}
 	res->sweeps = 1;
-	measure(w, out, m, n, g, &res->history[1], &res->fro_err);
+	rs_refine_measure(w, out, m, n, g, &res->history[1], &res->fro_err);
 	res->out_err = res->history[1];
 done:
 	free(kept);
@@ -247,7 +253,7 @@ solve_codebook(const double *wg, size_t rows, size_t cols, const double *g,
 			for (jj = 0; jj < cols; jj++)
 				h[kj + map[codes[i + jj * rows]] * used] += g[j + jj * cols];
 		}
-	if ((st = lstsq(h, used, used, b, used, 1, err)) != RS_OK)
+	if ((st = rs_refine_lstsq(h, used, used, b, used, 1, err)) != RS_OK)
 		return st;
 	for (k = 0; k < levels; k++)
 		if (map[k] != (size_t)-1)
@@ -329,7 +335,7 @@ measure_codes(const double *w, size_t m, size_t n, const double *g, const uint16
 	for (j = 0; j < n; j++)
 		for (i = 0; i < m; i++)
 			wp[i + j * m] = book[(per_row ? i * levels : 0) + codes[i + j * m]];
-	measure(w, wp, m, n, g, out_err, fro_err);
+	rs_refine_measure(w, wp, m, n, g, out_err, fro_err);
 }
 
 rs_status
@@ -393,7 +399,7 @@ rs_refine_codebook(const double *w, size_t rows, size_t cols, const double *g,
 		for (i = 0; i < m; i++)
 			wp[i + j * m] = codebook[(per_row ? i * levels : 0) + codes[i + j * m]];
 	res->sweeps++;
-	measure(w, wp, m, n, g, &res->history[res->sweeps], &res->fro_err);
+	rs_refine_measure(w, wp, m, n, g, &res->history[res->sweeps], &res->fro_err);
 	res->out_err = res->history[res->sweeps];
 	if (out)
 		memcpy(out, wp, m * n * sizeof *out);

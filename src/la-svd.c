@@ -86,6 +86,32 @@ svd_gesdd(double *a, size_t rows, size_t cols, size_t lda, double *sigma,
 	return lapack_outcome(info, "dgesdd", err);
 }
 
+rs_status
+rs_svd_vectors(double *a, size_t rows, size_t cols, size_t lda, double *sigma, double *u,
+               double *vt, rs_error *err)
+{
+	size_t k = rows < cols ? rows : cols;
+
+	return lapack_outcome(LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', (lapack_int)rows,
+	                                     (lapack_int)cols, a, (lapack_int)lda, sigma, u,
+	                                     (lapack_int)rows, vt, (lapack_int)(k ? k : 1)),
+	                      "dgesdd", err);
+}
+
+void
+rs_svd_factors(const double *u, const double *sigma, const double *vt, size_t rows,
+               size_t cols, size_t k, size_t r, double *left, double *right)
+{
+	size_t i, j;
+
+	for (j = 0; j < r; j++)
+		for (i = 0; i < rows; i++)
+			left[i + j * rows] = u[i + j * rows] * sigma[j];
+	for (j = 0; j < cols; j++)
+		for (i = 0; i < r; i++)
+			right[i + j * r] = vt[i + j * k];
+}
+
 static rs_status
 svd_gram(double *a, size_t rows, size_t cols, size_t lda, double *sigma,
          rs_error *err)

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rankscope/svd.h"
 #include "rankscope/tt.h"
 #include "rankscope/util.h"
 
@@ -238,7 +239,6 @@ tt_step(rs_tt *tt, size_t k, double *c, size_t nrows, size_t ncols, double delta
 {
 	size_t p = nrows < ncols ? nrows : ncols, r, i, t;
 	double *sigma, *u = NULL, *vt = NULL, *core, tail;
-	lapack_int info;
 	rs_status st = RS_OK;
 
 	sigma = malloc(p * sizeof *sigma);
@@ -253,16 +253,8 @@ tt_step(rs_tt *tt, size_t k, double *c, size_t nrows, size_t ncols, double delta
 	tt->step_k[k] = p;
 	/* A = C^T (ncols x nrows, column-major) = U_A S V_A^T: our left
 	 * vectors are V_A (the rows of vt), our right ones U_A. */
-	info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', (lapack_int)ncols,
-	                      (lapack_int)nrows, c, (lapack_int)ncols, sigma, u,
-	                      (lapack_int)ncols, vt, (lapack_int)p);
-	/* info < 0 means we passed a bad argument: a bug, not a user error. */
-	if (info < 0)
-		abort();
-	if (info > 0) {
-		st = rs_error_set(err, RS_ENUMERIC,
-		    "dgesdd did not converge (info %d) at step %zu of the TT-SVD",
-		    (int)info, k + 1);
+	if ((st = rs_svd_vectors(c, ncols, nrows, ncols, sigma, u, vt, err)) != RS_OK) {
+		rs_error_prefix(err, "step %zu of the TT-SVD: ", k + 1);
 		goto fail;
 	}
 

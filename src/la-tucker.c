@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rankscope/svd.h"
 #include "rankscope/tucker.h"
 #include "rankscope/util.h"
 
@@ -117,29 +118,6 @@ unfold2(const double *x, size_t m, size_t c, size_t s, double *a)
 
 /* ---- singular vectors ------------------------------------------------------- */
 
-static rs_status
-gesdd_status(lapack_int info, rs_error *err)
-{
-	/* info < 0 means we passed a bad argument: a bug, not a user error. */
-	if (info < 0)
-		abort();
-	if (info > 0)
-		return rs_error_set(err, RS_ENUMERIC,
-		    "dgesdd did not converge (info %d)", (int)info);
-	return RS_OK;
-}
-
-/* Singular values only of the m x n column-major a (destroyed). */
-static rs_status
-values(double *a, size_t m, size_t n, double *sigma, rs_error *err)
-{
-	double dummy = 0;
-
-	return gesdd_status(LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'N', (lapack_int)m,
-	                                   (lapack_int)n, a, (lapack_int)m, sigma,
-	                                   &dummy, 1, &dummy, 1), err);
-}
-
 /* Each column of the m x r u gets its largest-magnitude component (the
  * first on a tie) positive: singular vectors are defined up to sign, and
  * which sign LAPACK returns is not something to expose. */
@@ -215,9 +193,7 @@ leading_left(double *a, size_t m, size_t n, size_t r, double *u, rs_error *err)
 		    "out of memory for the singular vectors of a %zux%zu unfolding", m, n);
 		goto out;
 	}
-	st = gesdd_status(LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', (lapack_int)m,
-	                                 (lapack_int)n, a, (lapack_int)m, sigma, uu,
-	                                 (lapack_int)m, vt, (lapack_int)k), err);
+	st = rs_svd_vectors(a, m, n, m, sigma, uu, vt, err);
 	if (st != RS_OK)
 		goto out;
 	memcpy(u, uu, m * keep * sizeof *u);
@@ -286,12 +262,12 @@ rs_tucker_modes_new(const double *w, size_t f, size_t c, size_t kh, size_t kw,
 		goto fail;
 	}
 	unfold1(w, f, c * s, a);
-	if (values(a, f, c * s, m->sigma_out, err) != RS_OK) {
+	if (rs_svd_values(a, f, c * s, f, RS_SVD_GESDD, m->sigma_out, err) != RS_OK) {
 		rs_error_prefix(err, "Tucker-2, mode-1 unfolding (%zux%zu): ", f, c * s);
 		goto fail;
 	}
 	unfold2(w, f, c, s, a);
-	if (values(a, c, f * s, m->sigma_in, err) != RS_OK) {
+	if (rs_svd_values(a, c, f * s, c, RS_SVD_GESDD, m->sigma_in, err) != RS_OK) {
 		rs_error_prefix(err, "Tucker-2, mode-2 unfolding (%zux%zu): ", c, f * s);
 		goto fail;
 	}

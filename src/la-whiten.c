@@ -12,30 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rankscope/svd.h"
 #include "rankscope/util.h"
 #include "rankscope/whiten.h"
 
 /* The shifts tried, as multiples of tr(G)/n: exact first. */
 static const double shift_steps[] = {0, 1e-12, 1e-11, 1e-10, 1e-9, 1e-8,
                                      1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2};
-
-static rs_status
-gesdd_vectors(double *a, size_t rows, size_t cols, double *s, double *u,
-              double *vt, rs_error *err)
-{
-	size_t k = rows < cols ? rows : cols;
-	lapack_int info;
-
-	info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', (lapack_int)rows, (lapack_int)cols,
-	                      a, (lapack_int)rows, s, u, (lapack_int)rows, vt,
-	                      (lapack_int)k);
-	if (info < 0)
-		abort();
-	if (info > 0)
-		return rs_error_set(err, RS_ENUMERIC,
-		    "dgesdd did not converge (info %d)", (int)info);
-	return RS_OK;
-}
 
 /* L L^T = G + shift I, the smallest listed shift that factors.  l is n x n. */
 static rs_status
@@ -92,7 +75,7 @@ whitened_svd(const double *w, size_t rows, size_t cols, size_t ldw, const double
 		memcpy(a + j * rows, w + j * ldw, rows * sizeof *a);
 	cblas_dtrmm(CblasColMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit,
 	            (int)rows, (int)cols, 1.0, l, (int)cols, a, (int)rows);
-	st = gesdd_vectors(a, rows, cols, sigma, u, xt, err);
+	st = rs_svd_vectors(a, rows, cols, rows, sigma, u, xt, err);
 	if (st == RS_OK)
 		cblas_dtrsm(CblasColMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit,
 		            (int)k, (int)cols, 1.0, l, (int)cols, xt, (int)k);
@@ -218,7 +201,7 @@ rs_whiten_new(const double *w, size_t rows, size_t cols, size_t ldw, const doubl
 	}
 	for (j = 0; j < cols; j++)
 		memcpy(a + j * rows, w + j * ldw, rows * sizeof *a);
-	st = gesdd_vectors(a, rows, cols, s, u, xt, err);
+	st = rs_svd_vectors(a, rows, cols, rows, s, u, xt, err);
 	if (st != RS_OK)
 		goto fail;
 	/* scratch (k x n) = V^T G */
@@ -393,7 +376,7 @@ rs_status
 rs_whiten_factors(const double *w, size_t rows, size_t cols, size_t ldw, const double *g,
                   size_t ldg, size_t rank, double *left, double *right, rs_error *err)
 {
-	size_t k = rows < cols ? rows : cols, i, j;
+	size_t k = rows < cols ? rows : cols;
 	double *l = malloc(cols * cols * sizeof *l), *sigma = malloc(k * sizeof *sigma);
 	double *u = malloc(rows * k * sizeof *u), *xt = malloc(k * cols * sizeof *xt);
 	double shift;
@@ -411,14 +394,8 @@ rs_whiten_factors(const double *w, size_t rows, size_t cols, size_t ldw, const d
 	st = cholesky_shifted(g, ldg, cols, l, &shift, err);
 	if (st == RS_OK)
 		st = whitened_svd(w, rows, cols, ldw, l, sigma, u, xt, err);
-	if (st == RS_OK) {
-		for (j = 0; j < rank; j++)
-			for (i = 0; i < rows; i++)
-				left[i + j * rows] = u[i + j * rows] * sigma[j];
-		for (j = 0; j < cols; j++)
-			for (i = 0; i < rank; i++)
-				right[i + j * rank] = xt[i + j * k];
-	}
+	if (st == RS_OK)
+		rs_svd_factors(u, sigma, xt, rows, cols, k, rank, left, right);
 done:
 	free(l);
 	free(sigma);

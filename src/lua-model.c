@@ -1374,8 +1374,7 @@ plan_set(lua_State *L)
 
 		/* after the solve: a combination may have become a single part */
 		if (!rs_method_refinable(e.method))
-			return luaL_argerror(L, 3, "refined = true needs method lowrank, prune, quant "
-			                     "or lowrank+sparse");
+			return luaL_argerror(L, 3, "refined = true needs method " RS_REFINABLE_METHODS);
 		if (e.refined_sweeps == 0)
 			e.refined_sweeps = RS_REFINE_DEFAULT_SWEEPS;
 		if (rs_plan_entry_refine(&s->host.layers[i], &s->host.analyses[i], &e,

@@ -12,6 +12,7 @@
 #include "rankscope/combine.h"
 #include "rankscope/outcurve.h"
 #include "rankscope/planrefine.h"
+#include "rankscope/svd.h"
 #include "rankscope/util.h"
 #include "rankscope/whiten.h"
 
@@ -19,7 +20,8 @@ bool
 rs_method_refinable(rs_method method)
 {
 	return method == RS_METHOD_LOWRANK || method == RS_METHOD_PRUNE ||
-	       method == RS_METHOD_QUANT || method == RS_METHOD_LOWRANK_SPARSE;
+	       method == RS_METHOD_QUANT || method == RS_METHOD_LOWRANK_SPARSE ||
+	       method == RS_METHOD_TT;
 }
 
 void
@@ -31,29 +33,8 @@ rs_refined_parts_free(rs_refined_parts *p)
 	free(p->book);
 	free(p->keep);
 	free(p->codes);
+	rs_tt_free(p->tt);
 	memset(p, 0, sizeof *p);
-}
-
-/* The relative output and weight errors of wp against w. */
-static void
-measure(const double *w, const double *wp, size_t m, size_t n, const double *g,
-        double *out_err, double *fro_err)
-{
-	double *e = calloc(m * n + 1, sizeof *e), ef = 0, wf = 0;
-	size_t i;
-
-	if (!e) {
-		*out_err = *fro_err = NAN;
-		return;
-	}
-	for (i = 0; i < m * n; i++) {
-		e[i] = w[i] - wp[i];
-		ef += e[i] * e[i];
-		wf += w[i] * w[i];
-	}
-	*out_err = rs_gram_relative_error(w, e, m, n, g, n);
-	*fro_err = wf > 0 ? sqrt(ef / wf) : 0;
-	free(e);
 }
 
 /* The plain rank-r truncation's factors: b = U_r S_r, a = V_r^T. */
@@ -61,7 +42,7 @@ static rs_status
 plain_factors(const double *w, size_t m, size_t n, size_t r, double *b, double *a,
               rs_error *err)
 {
-	size_t k = m < n ? m : n, i, j, t;
+	size_t k = m < n ? m : n;
 	double *c = malloc(m * n * sizeof *c), *s = malloc(k * sizeof *s);
 	double *u = malloc(m * k * sizeof *u), *vt = malloc(k * n * sizeof *vt);
 	rs_status st = RS_OK;
@@ -71,17 +52,8 @@ plain_factors(const double *w, size_t m, size_t n, size_t r, double *b, double *
 		goto done;
 	}
 	memcpy(c, w, m * n * sizeof *c);
-	if (LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', (lapack_int)m, (lapack_int)n, c, (lapack_int)m,
-	                   s, u, (lapack_int)m, vt, (lapack_int)k) != 0) {
-		st = rs_error_set(err, RS_ENUMERIC, "dgesdd did not converge");
-		goto done;
-	}
-	for (t = 0; t < r; t++) {
-		for (i = 0; i < m; i++)
-			b[i + t * m] = u[i + t * m] * s[t];
-		for (j = 0; j < n; j++)
-			a[t + j * r] = vt[t + j * k];
-	}
+	if ((st = rs_svd_vectors(c, m, n, m, s, u, vt, err)) == RS_OK)
+		rs_svd_factors(u, s, vt, m, n, k, r, b, a);
 done:
 	free(c);
 	free(s);
@@ -148,7 +120,7 @@ refine_lowrank_sparse(const rs_layer *layer, const rs_plan_entry *e, const doubl
 		            (int)e->rank, 1.0, p->b, (int)m, p->a, (int)e->rank, 0.0, ba, (int)m);
 		for (i = 0; i < count; i++)
 			t[i] = ba[i] + p->wp[i];
-		measure(w, t, m, n, g, &out_err, &fro_err);
+		rs_refine_measure(w, t, m, n, g, &out_err, &fro_err);
 		p->result.history[s] = out_err;
 		p->result.sweeps = s;
 		p->result.out_err = out_err;
@@ -172,6 +144,25 @@ done:
 	free(ba);
 	free(lr);
 	return st;
+}
+
+/* TT: the plan's TT-SVD (the ranks it reached as caps), then the cores. */
+static rs_status
+refine_tt(const rs_plan_entry *e, const double *w, size_t m, size_t n, const double *g,
+          size_t sweeps, rs_refined_parts *p, rs_error *err)
+{
+	rs_error local;
+
+	if (err == NULL)
+		err = &local;   /* the kernel's code is read back from it */
+	p->tt = rs_tt_svd(w, m, n, m, e->tt_d, e->tt_rows, e->tt_cols, e->tt_ranks + 1, -1.0,
+	                  err);
+	if (p->tt == NULL)
+		return err->code;
+	if (memcmp(p->tt->ranks, e->tt_ranks, (e->tt_d + 1) * sizeof *e->tt_ranks) != 0)
+		return rs_error_set(err, RS_EINVAL, "TT-SVD reaches other ranks than the plan's; "
+		                    "solve the plan again");
+	return rs_refine_tt(w, m, n, g, p->tt, sweeps, &p->result, err);
 }
 
 /* The weight figures' magnitude mask in W's order. */
@@ -207,7 +198,7 @@ rs_plan_entry_refine(const rs_layer *layer, const rs_layer_analysis *a, const rs
 	memset(parts, 0, sizeof *parts);
 	if (!rs_method_refinable(e->method))
 		return rs_error_set(err, RS_EINVAL, "layer '%s': method %s cannot be refined "
-		                    "(lowrank, prune and quant can)", name, rs_method_name(e->method));
+		                    "(" RS_REFINABLE_METHODS " can)", name, rs_method_name(e->method));
 	if (a->calib == NULL)
 		return rs_error_set(err, RS_EINVAL, "layer '%s': refinement needs calibration "
 		                    "statistics (--calibration)", name);
@@ -275,6 +266,9 @@ rs_plan_entry_refine(const rs_layer *layer, const rs_layer_analysis *a, const rs
 	}
 	case RS_METHOD_LOWRANK_SPARSE:
 		st = refine_lowrank_sparse(layer, e, w, g, sweeps, parts, err);
+		break;
+	case RS_METHOD_TT:
+		st = refine_tt(e, w, m, n, g, sweeps, parts, err);
 		break;
 	default:
 		break;

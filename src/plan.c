@@ -201,7 +201,7 @@ rs_plan_entry_equal(const rs_plan_entry *a, const rs_plan_entry *b)
 	case RS_METHOD_QUANT:
 		return a->quantizer == b->quantizer && a->bits == b->bits && a->refined == b->refined;
 	case RS_METHOD_LOWRANK_SPARSE:
-		return a->rank == b->rank && a->sparsity == b->sparsity;
+		return a->rank == b->rank && a->sparsity == b->sparsity && a->refined == b->refined;
 	case RS_METHOD_QUANT_SPARSE:
 		return a->sparsity == b->sparsity && a->quantizer == b->quantizer &&
 		       a->bits == b->bits;
@@ -218,7 +218,8 @@ rs_plan_entry_equal(const rs_plan_entry *a, const rs_plan_entry *b)
 		return a->tt_d == b->tt_d &&
 		       memcmp(a->tt_rows, b->tt_rows, sizeof a->tt_rows) == 0 &&
 		       memcmp(a->tt_cols, b->tt_cols, sizeof a->tt_cols) == 0 &&
-		       memcmp(a->tt_ranks, b->tt_ranks, sizeof a->tt_ranks) == 0;
+		       memcmp(a->tt_ranks, b->tt_ranks, sizeof a->tt_ranks) == 0 &&
+		       a->refined == b->refined;
 	default:
 		return true;
 	}
@@ -512,6 +513,10 @@ figures_for(const rs_layer *layer, const rs_layer_analysis *a,
 		f.err_spec = entry->solved_spec;
 		f.spec_is_bound = true;
 		f.out_err = entry->solved_out;
+		if (!take_refinement(&f, a, entry)) {
+			out->known = false;   /* the refinement has not run yet */
+			return;
+		}
 		break;
 	default:
 		break;

@@ -186,11 +186,12 @@ contains "$out" "largest |measured - predicted|" "solved: applied"
 if "$python" -c 'import torch' 2>/dev/null; then
 	py_checks "solved rebuilt" calibcheck.py rebuilt "$mlp" "$d/solved.json" "$d/solved.safetensors"
 fi
-# low rank + sparse refined (both blocks alternating), the TT left as it is
+# low rank + sparse refined (both blocks alternating), the TT core by core
 run 0 "$RANKSCOPE" run refine -q --no-cache -C "$d/mlp.safetensors" --plan "$d/solved.json" \
 	-o "$d/solved-refined.json" "$mlp"
-contains "$out" "1 layers refined" "refine: the combination refined, the TT not"
+contains "$out" "2 layers refined" "refine: the combination and the TT refined"
 contains "$(cat "$d/solved-refined.json")" '"method": "lowrank+sparse"' "refine: still low rank + sparse"
+contains "$(cat "$d/solved-refined.json")" '"method": "tt"' "refine: still a TT"
 run 0 "$RANKSCOPE" apply --no-cache -C "$d/mlp.safetensors" -o "$d/solved-refined.safetensors" \
 	"$d/solved-refined.json" "$mlp"
 if "$python" -c 'import torch' 2>/dev/null; then
@@ -199,8 +200,12 @@ if "$python" -c 'import torch' 2>/dev/null; then
 fi
 run 0 "$python" - "$d/solved.json" "$d/solved-refined.json" <<'EOF'
 import json, sys
-a, b = (json.load(open(p))["layers"][0] for p in sys.argv[1:3])
-assert b["predicted"]["out_err"] <= a["predicted"]["out_err"] + 1e-12, (a, b)
+plans = [json.load(open(p))["layers"] for p in sys.argv[1:3]]
+for a, b in zip(*plans):
+    if a["method"] == "dense":
+        continue
+    assert b["refined"]["sweeps"] >= 1, b
+    assert b["predicted"]["out_err"] < a["predicted"]["out_err"], (a, b)
 EOF
 
 # budget-greedy in the output norm: optimal among the plans costing no more

@@ -19,6 +19,7 @@
 #include "rankscope/prune.h"
 #include "rankscope/quant.h"
 #include "rankscope/refine.h"
+#include "rankscope/tt.h"
 #include "rankscope/util.h"
 #include "rankscope/whiten.h"
 #include "testlib.h"
@@ -206,6 +207,110 @@ check_codebook(size_t m, size_t n, size_t count, rs_quantizer q, unsigned bits, 
 	free(w); free(g); free(x); free(codes); free(book); free(orig); free(out); free(p);
 }
 
+/* Core k of tt solved by brute force: the linear map from the core's
+ * values to W' built column by column from unit cores, and the least
+ * squares on X itself (count x n) — nothing of the kernel's structure. */
+static void
+brute_core(const double *w, const double *x, size_t count, rs_tt *tt, size_t k)
+{
+	size_t m = tt->rows, n = tt->cols, p = tt->ranks[k] * tt->row_modes[k] *
+	       tt->col_modes[k] * tt->ranks[k + 1], rows = count * m, u, c;
+	double *save = tt->cores[k], *unit = rs_xcalloc(p, sizeof *unit);
+	double *a = rs_xmalloc(rows * p * sizeof *a), *rhs = rs_xmalloc(rows * sizeof *rhs);
+	double *wp = rs_xmalloc(m * n * sizeof *wp);
+	rs_error err = {0};
+
+	tt->cores[k] = unit;
+	for (u = 0; u < p; u++) {
+		unit[u] = 1;
+		if (rs_tt_reconstruct(tt, wp, m, &err) != RS_OK)
+			abort();
+		unit[u] = 0;
+		/* X W'^T: count x m */
+		cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)count, (int)m, (int)n, 1.0,
+		            x, (int)count, wp, (int)m, 0.0, a + u * rows, (int)count);
+	}
+	cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)count, (int)m, (int)n, 1.0, x,
+	            (int)count, w, (int)m, 0.0, rhs, (int)count);
+	{
+		double *sv = rs_xmalloc(p * sizeof *sv);
+		lapack_int rank;
+		if (LAPACKE_dgelsd(LAPACK_COL_MAJOR, (int)rows, (int)p, 1, a, (int)rows, rhs,
+		                   (int)rows, sv, -1.0, &rank) != 0)
+			abort();
+		free(sv);
+	}
+	for (c = 0; c < p; c++)
+		save[c] = rhs[c];
+	tt->cores[k] = save;
+	free(unit); free(a); free(rhs); free(wp);
+}
+
+static void
+check_tt(size_t d, const size_t *rm, const size_t *cm, const size_t *caps, size_t count)
+{
+	size_t m = 1, n = 1, k, s;
+	double *w, *g, *x, *wp;
+	rs_tt *tt, *ref;
+	rs_refine_result res, one;
+	rs_error err = {0};
+	char what[96];
+
+	for (k = 0; k < d; k++) {
+		m *= rm[k];
+		n *= cm[k];
+	}
+	w = test_gaussian_matrix(m, n);
+	x = inputs(count, n, &g);
+	wp = rs_xmalloc(m * n * sizeof *wp);
+	snprintf(what, sizeof what, "tt %zux%zu d=%zu", m, n, d);
+	/* one sweep against the same sweep done by brute force */
+	tt = rs_tt_svd(w, m, n, m, d, rm, cm, caps, -1.0, &err);
+	ref = rs_tt_svd(w, m, n, m, d, rm, cm, caps, -1.0, &err);
+	CHECK(tt && ref, "%s: TT-SVD: %s", what, err.msg);
+	if (!tt || !ref)
+		return;
+	CHECK(rs_refine_tt(w, m, n, g, tt, 1, &one, &err) == RS_OK, "%s: %s", what, err.msg);
+	for (k = 0; k < d; k++)
+		brute_core(w, x, count, ref, k);
+	if (rs_tt_reconstruct(ref, wp, m, &err) != RS_OK)
+		abort();
+	CHECK(fabs(one.out_err - out_err_on_x(w, wp, m, n, x, count)) <= 1e-8,
+	      "%s: one sweep = the sweep solved by brute force on X", what);
+	if (rs_tt_reconstruct(tt, wp, m, &err) != RS_OK)
+		abort();
+	CHECK(fabs(one.out_err - out_err_on_x(w, wp, m, n, x, count)) <= 1e-9,
+	      "%s: reported error of the refined cores on X", what);
+	rs_tt_free(tt);
+	/* many sweeps: monotone, below TT-SVD, each core optimal at the end */
+	tt = rs_tt_svd(w, m, n, m, d, rm, cm, caps, -1.0, &err);
+	CHECK(rs_refine_tt(w, m, n, g, tt, 40, &res, &err) == RS_OK, "%s: %s", what, err.msg);
+	check_history(&res, what);
+	CHECK(res.out_err < res.history[0], "%s: no gain", what);
+	if (rs_tt_reconstruct(tt, wp, m, &err) != RS_OK)
+		abort();
+	CHECK(fabs(res.out_err - out_err_on_x(w, wp, m, n, x, count)) <= 1e-9, "%s: on X", what);
+	CHECK(tt->err == res.fro_err, "%s: tt->err is the refined weight error", what);
+	for (s = 0; s < d; s++) {
+		rs_tt *copy = rs_tt_svd(w, m, n, m, d, rm, cm, caps, -1.0, &err);
+		size_t c, sz;
+		for (k = 0; k < d; k++) {
+			sz = tt->ranks[k] * rm[k] * cm[k] * tt->ranks[k + 1];
+			for (c = 0; c < sz; c++)
+				copy->cores[k][c] = tt->cores[k][c];
+		}
+		brute_core(w, x, count, copy, s);
+		if (rs_tt_reconstruct(copy, wp, m, &err) != RS_OK)
+			abort();
+		CHECK(out_err_on_x(w, wp, m, n, x, count) >= res.out_err - 1e-6 * res.out_err,
+		      "%s: core %zu can still gain after the sweeps", what, s + 1);
+		rs_tt_free(copy);
+	}
+	rs_tt_free(tt);
+	rs_tt_free(ref);
+	free(w); free(g); free(x); free(wp);
+}
+
 int
 main(void)
 {
@@ -223,5 +328,13 @@ main(void)
 	check_codebook(12, 16, 60, RS_QUANT_UNIFORM_CHANNEL, 3, true);
 	check_codebook(16, 10, 40, RS_QUANT_UNIFORM_TENSOR, 2, true);
 	check_codebook(8, 8, 6, RS_QUANT_UNIFORM_TENSOR, 3, true);   /* singular G */
+	{
+		size_t rm[3] = {2, 2, 2}, cm[3] = {3, 2, 2}, caps[2] = {2, 3};
+		size_t rm2[2] = {3, 4}, cm2[2] = {4, 2}, caps2[1] = {3};
+		size_t rm4[4] = {2, 1, 2, 2}, cm4[4] = {2, 3, 1, 2}, caps4[3] = {2, 3, 2};
+		check_tt(3, rm, cm, caps, 60);
+		check_tt(2, rm2, cm2, caps2, 40);
+		check_tt(4, rm4, cm4, caps4, 50);
+	}
 	return test_done("test-refine");
 }

@@ -16,14 +16,8 @@ if ! find_python numpy sklearn; then
 	exit 77
 fi
 . "$TESTS_SRCDIR/tui-lib.sh"
+tui_sandbox
 
-RANKSCOPE_LUA_DIR="$TESTS_SRCDIR/../lua"
-XDG_CONFIG_HOME=$scratch/config
-mkdir -p "$scratch/work" "$scratch/san"
-TUI_CWD=$scratch/work
-ASAN_OPTIONS=log_path=$scratch/san/asan:detect_leaks=1:abort_on_error=0
-UBSAN_OPTIONS=log_path=$scratch/san/ubsan:print_stacktrace=1:halt_on_error=1
-export RANKSCOPE_LUA_DIR XDG_CONFIG_HOME ASAN_OPTIONS UBSAN_OPTIONS
 
 mlp=$SAMPLES/digits-mlp.safetensors
 d=$scratch/calib
@@ -293,8 +287,8 @@ keys q y
 checks=$((checks + 1))
 wait_exit || fail "walk: q y quits"
 equals "$(pane_state)" "1 0" "walk: exit status 0"
-for f in "$scratch"/san/*; do
-	[ -f "$f" ] && fail "sanitizer report $f: $(head -40 "$f")"
-done
+reports=$(sanitizer_reports)
+[ -z "$reports" ] || fail "sanitizer reports:
+$reports"
 
 finish

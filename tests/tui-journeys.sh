@@ -10,16 +10,8 @@
 # program ends the test with the screen and any sanitizer report.
 . "$TESTS_SRCDIR/lib.sh"
 . "$TESTS_SRCDIR/tui-lib.sh"
+tui_sandbox
 
-RANKSCOPE_LUA_DIR="$TESTS_SRCDIR/../lua"
-XDG_CONFIG_HOME=$scratch/config        # no strategies of the user's
-mkdir -p "$scratch/work" "$scratch/san"
-TUI_CWD=$scratch/work                  # saves land here
-# A sanitizer build reports into files (a clean run leaves none); errors
-# abort rather than scroll past in the pane.  A plain build ignores these.
-ASAN_OPTIONS=log_path=$scratch/san/asan:detect_leaks=1:abort_on_error=0
-UBSAN_OPTIONS=log_path=$scratch/san/ubsan:print_stacktrace=1:halt_on_error=1
-export RANKSCOPE_LUA_DIR XDG_CONFIG_HOME ASAN_OPTIONS UBSAN_OPTIONS
 
 # name, parameter count and last parameter of every strategy, in the
 # menu's order (by name)
@@ -31,12 +23,6 @@ export RANKSCOPE_LUA_DIR XDG_CONFIG_HOME ASAN_OPTIONS UBSAN_OPTIONS
 	LC_ALL=C sort >"$scratch/strategies"
 nstrategies=$(wc -l <"$scratch/strategies")
 [ "$nstrategies" -ge 10 ] || { fail "rankscope strategies lists $nstrategies"; finish; exit; }
-
-sanitizer_reports() {
-	for f in "$scratch"/san/*; do
-		[ -f "$f" ] && { echo "--- $f"; head -60 "$f"; }
-	done
-}
 
 # died WHAT: the program is gone: report everything and stop here.
 died() {

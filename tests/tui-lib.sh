@@ -7,6 +7,28 @@ nsession=0
 sock=$scratch/tmux.0
 trap 'for s in "$scratch"/tmux.[0-9]*; do tmux -S "$s" kill-server 2>/dev/null; done; rm -rf "$scratch"' EXIT
 
+# tui_sandbox: the sessions' surroundings for the long walks: the bundled
+# strategies only (no user's), saves in $scratch/work, and a sanitizer
+# build reporting into files under $scratch/san (a clean run leaves none)
+# with errors aborting rather than scrolling past in the pane.  A plain
+# build ignores the sanitizer options.
+tui_sandbox() {
+	RANKSCOPE_LUA_DIR="$TESTS_SRCDIR/../lua"
+	XDG_CONFIG_HOME=$scratch/config
+	mkdir -p "$scratch/work" "$scratch/san"
+	TUI_CWD=$scratch/work
+	ASAN_OPTIONS=log_path=$scratch/san/asan:detect_leaks=1:abort_on_error=0
+	UBSAN_OPTIONS=log_path=$scratch/san/ubsan:print_stacktrace=1:halt_on_error=1
+	export RANKSCOPE_LUA_DIR XDG_CONFIG_HOME ASAN_OPTIONS UBSAN_OPTIONS
+}
+
+# sanitizer_reports: the head of every report written so far (none: empty).
+sanitizer_reports() {
+	for f in "$scratch"/san/*; do
+		[ -f "$f" ] && { echo "--- $f"; head -80 "$f"; }
+	done
+}
+
 # tui_start COLS LINES CMD... : a fresh server (its own socket, so a server
 # still shutting down cannot interfere) running CMD in a UTF-8 locale.
 # CMD runs as the child of a shell, as from a user's prompt; the shell

@@ -15,19 +15,13 @@
 #   STORM_MODELS  which samples (default "mlp cnn mlp-calib")
 . "$TESTS_SRCDIR/lib.sh"
 . "$TESTS_SRCDIR/tui-lib.sh"
+tui_sandbox
 
 seed=${STORM_SEED:-1}
 nkeys=${STORM_KEYS:-3000}
 models=${STORM_MODELS:-mlp cnn mlp-calib}
 case "$seed$nkeys" in *[!0-9]*) echo "STORM_SEED and STORM_KEYS are whole numbers" >&2; exit 99 ;; esac
 
-RANKSCOPE_LUA_DIR="$TESTS_SRCDIR/../lua"
-XDG_CONFIG_HOME=$scratch/config
-mkdir -p "$scratch/work" "$scratch/san"
-TUI_CWD=$scratch/work
-ASAN_OPTIONS=log_path=$scratch/san/asan:detect_leaks=1:abort_on_error=0
-UBSAN_OPTIONS=log_path=$scratch/san/ubsan:print_stacktrace=1:halt_on_error=1
-export RANKSCOPE_LUA_DIR XDG_CONFIG_HOME ASAN_OPTIONS UBSAN_OPTIONS
 
 replay="STORM_SEED=$seed STORM_KEYS=$nkeys STORM_MODELS='$models' make check TESTS=tests/tui-storm.sh"
 
@@ -146,12 +140,6 @@ storm() {
 		}
 		print "R", 130, 40
 	}'
-}
-
-sanitizer_reports() {
-	for f in "$scratch"/san/*; do
-		[ -f "$f" ] && { echo "--- $f"; head -80 "$f"; }
-	done
 }
 
 # stop WHY: the storm found something: say how to replay it, and end.

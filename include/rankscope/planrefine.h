@@ -17,20 +17,25 @@
 #include "rankscope/layer.h"
 #include "rankscope/plan.h"
 #include "rankscope/refine.h"
+#include "rankscope/tt.h"
 
 /* The refined layer's parts, all column-major in W's coordinates and
  * malloc'd: LOWRANK b (m x r) and a (r x n); PRUNE keep (m n) and wp (m n,
  * zero off the support); QUANT codes (m n), book (levels, or m x levels
- * for per-channel) and wp. */
+ * for per-channel) and wp; LOWRANK_SPARSE b, a, keep and wp (the sparse
+ * part); TT the refined cores (tt). */
 typedef struct rs_refined_parts {
 	double *b, *a, *wp, *book;
 	unsigned char *keep;
 	uint16_t *codes;
 	size_t levels;
+	rs_tt *tt;
 	rs_refine_result result;
 } rs_refined_parts;
 
-/* Whether a method can be refined: LOWRANK, PRUNE and QUANT. */
+/* Whether a method can be refined: LOWRANK, PRUNE, QUANT, LOWRANK_SPARSE
+ * and TT (RS_REFINABLE_METHODS names them for messages). */
+#define RS_REFINABLE_METHODS "lowrank, prune, quant, lowrank+sparse or tt"
 bool rs_method_refinable(rs_method method);
 
 /*

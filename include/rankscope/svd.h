@@ -47,6 +47,20 @@ double rs_svd_flops(size_t rows, size_t cols, rs_svd_method method);
 rs_status rs_svd_values(double *a, size_t rows, size_t cols, size_t lda,
                         rs_svd_method method, double *sigma, rs_error *err);
 
+/* The thin SVD A = U diag(sigma) V^T of the column-major rows x cols a
+ * (leading dimension lda, destroyed) with dgesdd: sigma the k = min(rows,
+ * cols) values descending, u rows x k (leading dimension rows) and vt
+ * k x cols (leading dimension k).  RS_ENUMERIC if LAPACK does not
+ * converge. */
+rs_status rs_svd_vectors(double *a, size_t rows, size_t cols, size_t lda, double *sigma,
+                         double *u, double *vt, rs_error *err);
+
+/* The rank-r factors of a thin SVD from rs_svd_vectors (k values):
+ * left = U_r diag(sigma_r), rows x r, and right = V_r^T, r x cols, both
+ * column-major with leading dimensions rows and r. */
+void rs_svd_factors(const double *u, const double *sigma, const double *vt, size_t rows,
+                    size_t cols, size_t k, size_t r, double *left, double *right);
+
 /* ||A||_2, the largest singular value (dgesdd on a private copy; `a` is
  * kept), for a matrix whose spectrum is not at hand, e.g. a kernel under
  * another fold scheme than the session's.  0 for an empty matrix. */
