@@ -5,15 +5,22 @@
 -- (found by bisection on the threshold, one O(log N) count per layer).
 -- A layer whose pruned form would not be smaller than dense (values plus
 -- index) stays dense; the summary reports the sparsity actually reached.
+-- With calibration (error = "out") each layer keeps that sparsity but drops
+-- the weights of least output score |w_ij|^2 G_jj instead of least |w_ij|
+-- (the scored mask: exact for diagonal G, greedy with full G).
+local outnorm = require "outnorm"
+
 return {
 	name = "global-prune",
 	description = "one magnitude threshold across all layers (global unstructured pruning)",
 	params = {
 		{ name = "sparsity", type = "number", default = 0.8, min = 0, max = 0.99,
 		  help = "fraction of all layer weights to drop" },
+		outnorm.param("the same sparsities with the output-scored masks"),
 	},
 	run = function(model, plan, params)
 		local layers = model:layers()
+		local out = outnorm.resolve(model, layers, params, "weight") == "out"
 		local total, hi = 0, 0
 		for _, layer in ipairs(layers) do
 			total = total + layer:params()
@@ -39,16 +46,18 @@ return {
 			-- half an element over, so floor(p N) gives back the same count
 			local n = layer:count_below(hi)
 			local p = n == 0 and 0 or (n + 0.5) / layer:params()
-			local f = plan:set(layer, { method = "prune", sparsity = math.min(p, 0.999999) })
+			local f = plan:set(layer, { method = "prune", sparsity = math.min(p, 0.999999),
+				scored = out })
 			if f.method == "prune" then
 				removed = removed + (layer:params() - f.nonzeros)
 				pruned = pruned + 1
 			end
 		end
 		local t = plan:totals()
-		return string.format("global-prune: threshold %.4g, %d of %d layers pruned, "
+		return string.format("global-prune: threshold %.4g, %d of %d layers pruned%s, "
 			.. "%.2f%% of the weights dropped (asked %.2f%%), size %.2fx smaller, worst "
-			.. "err_F %.4f", hi, pruned, model.nlayers, 100 * removed / total,
-			100 * params.sparsity, t.bits_ratio, t.worst_err_fro)
+			.. "err_F %.4f%s", hi, pruned, model.nlayers, out and " (scored masks)" or "",
+			100 * removed / total, 100 * params.sparsity, t.bits_ratio, t.worst_err_fro,
+			out and string.format(", worst err_out %.4f", t.worst_out_err) or "")
 	end,
 }

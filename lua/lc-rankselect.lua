@@ -8,6 +8,13 @@
 -- The discarded energy falls by sigma_{r+1}^2 per step while the cost rises
 -- by a constant, so the minimum keeps exactly the sigma_i with
 -- sigma_i^2 > alpha * step cost (times ||W||_F^2 when relative).
+--
+-- With calibration (error = "out") the discarded energy is the output's,
+-- relative to ||W X^T||_F^2: whitened_out_err(r)^2 of the whitened
+-- truncation (SVD-LLM), minimised over every rank that pays (alpha is then
+-- a price in relative output energy, as with relative = true).
+local outnorm = require "outnorm"
+
 local M = {
 	name = "lc-rankselect",
 	description = "per layer, the rank minimising alpha * cost + discarded energy (LC)",
@@ -18,6 +25,7 @@ local M = {
 		  default = "params", help = "what cost counts" },
 		{ name = "relative", type = "boolean", default = false,
 		  help = "measure discarded energy relative to the layer's ||W||_F^2" },
+		outnorm.param("the relative output energy of the whitened truncation"),
 	},
 }
 
@@ -35,7 +43,22 @@ function M.objective(layer, r, params)
 	return params.alpha * r * step_cost(layer, params.metric) + scale * layer:err_fro(r) ^ 2
 end
 
+-- error = "out": the rank (nil = dense) minimising alpha cost(r) +
+-- whitened_out_err(r)^2 over the ranks that pay, against dense.
+local function choose_out(layer, params)
+	local step = step_cost(layer, params.metric)
+	local best, best_r = params.alpha * (params.metric == "flops" and layer:flops()
+		or layer:params()), nil
+	for r = 1, layer.k - 1 do
+		if not layer:pays(r) then break end
+		local f = params.alpha * r * step + layer:whitened_out_err(r) ^ 2
+		if f < best then best, best_r = f, r end
+	end
+	return best_r
+end
+
 function M.choose(layer, params)
+	if params.error == "out" then return choose_out(layer, params) end
 	local scale = params.relative and layer:fro_norm() ^ 2 or 1
 	local s1 = layer:spec_norm()
 	local r = 1
@@ -50,18 +73,20 @@ end
 
 function M.run(model, plan, params)
 	local compressed = 0
-	for _, layer in ipairs(model:layers{ allows = "lowrank" }) do
+	local layers = model:layers{ allows = "lowrank" }
+	local out = outnorm.resolve(model, layers, params, "weight") == "out"
+	for _, layer in ipairs(layers) do
 		local r = M.choose(layer, params)
 		if r then
-			plan:set(layer, { rank = r })
+			plan:set(layer, { rank = r, whitened = out })
 			compressed = compressed + 1
 		else
 			plan:set(layer, { method = "dense" })
 		end
 	end
 	local t = plan:totals()
-	return string.format("lc-rankselect alpha=%g: %d of %d layers factorised, params %d -> "
-		.. "%d (%.2fx)", params.alpha, compressed, model.nlayers, t.params_before,
+	return string.format("lc-rankselect alpha=%g%s: %d of %d layers factorised, params %d -> "
+		.. "%d (%.2fx)", params.alpha, out and " (output energy)" or "", compressed, model.nlayers, t.params_before,
 		t.params_after, t.ratio)
 end
 

@@ -21,4 +21,12 @@ function M.resolve(model, layers, params, weight)
 	return params.error
 end
 
+-- The "error" parameter of a rule that is defined in the weight norm and
+-- has an output-norm reading (`out` says what that reading is).
+function M.param(out)
+	return { name = "error", type = "choice", choices = { "auto", "weight", "out" },
+	         default = "auto", help = "weight norm, or " .. out
+	         .. " (auto: out with --calibration)" }
+end
+
 return M

@@ -213,6 +213,58 @@ def check_greedy(c, spectra, plan_path):
             f"{best:.12g} at its cost {used}")
 
 
+def check_rule(c, spectra, strategy, value, out_path, weight_path):
+    """A weight-norm rule run in the output norm (error=out) against the same
+    rule in the weight norm (error=weight), from the exact whitened curves."""
+    curves = {l["name"]: l for l in json.load(open(spectra))["layers"]}
+    out = {l["name"]: l for l in json.load(open(out_path))["layers"]}
+    weight = {l["name"]: l for l in json.load(open(weight_path))["layers"]}
+    value = float(value)
+    changed = 0
+    for name, lo in out.items():
+        lw, sp = weight[name], curves[name]
+        m, n = sp["rows"], sp["cols"]
+        e = sp["calibration"]["whitened_out_err"]
+        what = f"{strategy} {name}"
+        if strategy == "global-prune":
+            c.check(lo["method"] == lw["method"] and lo["sparsity"] == lw["sparsity"],
+                    f"{what}: the same sparsity as the weight-norm plan")
+            if lo["method"] == "prune":
+                c.check(lo.get("scored") is True, f"{what}: the scored mask")
+                changed += 1
+            continue
+        if lo["method"] == "lowrank":
+            r = lo["rank"]
+            c.check(lo.get("whitened") is True, f"{what}: whitened")
+            c.close(lo["predicted"]["out_err"], e[r], 1e-9, f"{what}: out_err is the curve's")
+            changed += 1
+        if strategy in ("uniform", "threshold"):
+            c.check((lo["method"], lo["rank"]) == (lw["method"], lw["rank"]),
+                    f"{what}: the ranks of the weight-norm rule")
+            if lo["method"] == "lowrank":
+                c.check(lo["predicted"]["out_err"] <= lw["predicted"]["out_err"] + 1e-12,
+                        f"{what}: whitened no worse in the output norm")
+        elif strategy == "energy":
+            eps = (1 - value) ** 0.5
+            if lo["method"] == "lowrank":
+                r = lo["rank"]
+                c.check(e[r] <= eps + 1e-12, f"{what}: output energy kept")
+                c.check(r == 1 or e[r - 1] > eps, f"{what}: the smallest such rank")
+            else:
+                first = next((r for r in range(1, len(e)) if e[r] <= eps), len(e) - 1)
+                c.check(first * (m + n) >= m * n, f"{what}: dense only where the rank "
+                        "does not pay")
+        elif strategy == "lc-rankselect":
+            def objective(r):
+                return value * m * n if r is None else value * r * (m + n) + e[r] ** 2
+            best = min([None] + [r for r in range(1, len(e) - 1) if r * (m + n) < m * n],
+                       key=lambda r: (objective(r), r is not None))
+            got = lo["rank"] if lo["method"] == "lowrank" else None
+            c.check(objective(got) <= objective(best) + 1e-15,
+                    f"{what}: rank {got} minimises alpha cost + output energy (best {best})")
+    c.check(changed > 0, f"{strategy}: some layer compressed in the output norm")
+
+
 def check_gram(c, model, calib):
     _, xs = layer_inputs(model)
     st = SafeTensors(calib)
@@ -349,6 +401,8 @@ def main():
         check_spectra(c, *args)
     elif cmd == "applied":
         check_applied(c, *args)
+    elif cmd == "rule":
+        check_rule(c, *args)
     elif cmd == "greedy":
         check_greedy(c, *args)
     elif cmd == "diagspectra":

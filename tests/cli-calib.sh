@@ -208,6 +208,29 @@ for a, b in zip(*plans):
     assert b["predicted"]["out_err"] < a["predicted"]["out_err"], (a, b)
 EOF
 
+# the weight-norm rules in the output norm: the same rule read in the
+# output (energy of the output, LC's objective on the whitened curve) or
+# the same choices made output-aware (whitened truncations, scored masks),
+# against the rule in the weight norm
+run 0 "$RANKSCOPE" spectra --format json --no-cache -C "$d/mlp.safetensors" "$mlp"
+printf '%s\n' "$out" >"$d/rule-spectra.json"
+for rule in energy:energy:0.9 uniform:keep:0.2 threshold:threshold:0.1 \
+	lc-rankselect:alpha:1e-4 global-prune:sparsity:0.8; do
+	s=${rule%%:*} p=${rule#*:} v=${p#*:} p=${p%%:*}
+	for e in out weight; do
+		run 0 "$RANKSCOPE" run "$s" -q --no-cache -p "$p=$v" -p error=$e \
+			-C "$d/mlp.safetensors" -o "$d/rule-$e.json" "$mlp"
+	done
+	py_checks "$s in the output norm" calibcheck.py rule "$d/rule-spectra.json" "$s" "$v" \
+		"$d/rule-out.json" "$d/rule-weight.json"
+done
+run 0 "$RANKSCOPE" run energy -q --no-cache -C "$d/mlp.safetensors" "$mlp"
+contains "$out" "of the output" "energy: auto is the output norm with calibration"
+run 0 "$RANKSCOPE" run energy -q --no-cache "$mlp"
+contains "$out" "worst err_F" "energy: auto is the weight norm without"
+run 1 "$RANKSCOPE" run uniform -q --no-cache -p error=out "$mlp"
+contains "$err" "has no calibration statistics" "uniform error=out without calibration: refused"
+
 # budget-greedy in the output norm: optimal among the plans costing no more
 # (every combination of whitened ranks enumerated from the spectra)
 run 0 "$RANKSCOPE" spectra --format json --no-cache -C "$d/mlp.safetensors" "$mlp"

@@ -418,7 +418,7 @@ run 1 "$RANKSCOPE" run lc-rankselect "$model" --param relative=maybe
 contains "$err" "parameter 'relative' is a boolean (true or false), not 'maybe'" \
 	"shipped: bad boolean"
 run 1 "$RANKSCOPE" run uniform "$model" --param ratio=0.5
-contains "$err" "strategy 'uniform' has no parameter 'ratio' (it has: keep, metric)" \
+contains "$err" "strategy 'uniform' has no parameter 'ratio' (it has: keep, metric, error)" \
 	"shipped: unknown parameter lists the valid ones"
 run 1 "$RANKSCOPE" run energy "$model" --param energy=1.01
 contains "$err" "parameter 'energy' = 1.01 is out of range 0..1" "shipped: energy range"
