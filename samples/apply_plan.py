@@ -5,7 +5,8 @@
 APPLIED is the output of `rankscope apply PLAN MODEL -o APPLIED` for one of
 the sample models (digits-mlp, digits-cnn, digits-lorita).  Its metadata
 names the model class ("model") and holds the plan ("rankscope_plan").
-Each compressed layer is rebuilt from its parts as rankscope-plan(5)
+Written with --dense ("rankscope_dense") it is loaded as it is: every
+layer is already a whole tensor.  Otherwise each compressed layer is rebuilt from its parts as rankscope-plan(5)
 describes: B @ A for low rank (unfolded by the plan's fold scheme for a
 convolution kernel), scattered sparse values, kept channels, codes looked up
 in their codebook, low rank plus sparse, and the decompositions: a grouped
@@ -231,7 +232,10 @@ def main():
     try:
         model = dm.MODELS[metadata["model"]]()
         shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        state = rebuild(tensors, plan, shapes)
+        if metadata.get("rankscope_dense") == "true":
+            state = {k: v.float() for k, v in tensors.items()}
+        else:
+            state = rebuild(tensors, plan, shapes)
         model.load_state_dict(state, strict=True)
     except (KeyError, ValueError, RuntimeError) as e:
         print(f"{args.applied}: {e}", file=sys.stderr)

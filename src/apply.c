@@ -33,11 +33,16 @@
 typedef struct out_tensor {
 	char *name;
 	const rs_tensor *source;     /* copied through when non-NULL */
+	const rs_tensor *tensor;     /* --dense: the layer's tensor rebuilt */
 	size_t layer;                /* else: a part of this layer ... */
 	int part;                    /* ... this one (0 = first) */
 	rs_dtype dtype;
 	size_t shape[4], ndim;
 	size_t nbytes;
+	/* --dense: the views of one whole written back as it (join_views) */
+	const rs_tensor_whole *whole;  /* the first view: the header's entry */
+	size_t span;                   /* ... and the bytes of all its views */
+	bool segment;                  /* a later view: data only */
 } out_tensor;
 
 /* The parts of one compressed layer, computed together. */
@@ -108,10 +113,24 @@ source_nbytes(const rs_tensor *t)
 	return rs_dtype_get(t->dtype)->block ? t->count * sizeof(float) : t->nbytes;
 }
 
-/* The output tensors of one input tensor under the plan. */
+/* The dtype a dense reconstruction is written in: the tensor's own where
+ * it is F16, BF16, F32 or F64, else F32 (block and 8-bit float types). */
+static rs_dtype
+dense_dtype(const rs_tensor *t)
+{
+	switch (t->dtype) {
+	case RS_DTYPE_F16: case RS_DTYPE_BF16: case RS_DTYPE_F32: case RS_DTYPE_F64:
+		return t->dtype;
+	default:
+		return RS_DTYPE_F32;
+	}
+}
+
+/* The output tensors of one input tensor under the plan: with dense, a
+ * compressed layer is one tensor of its own name, shape and dtype. */
 static void
 plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
-             const rs_layer_analysis *analyses, const rs_plan *plan,
+             const rs_layer_analysis *analyses, const rs_plan *plan, bool dense,
              out_tensor *outs, size_t *n)
 {
 	size_t i = 0, k;
@@ -129,6 +148,7 @@ plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
 		memset(o, 0, sizeof *o);
 		o->name = rs_xstrdup(t->name);
 		o->source = t;
+		o->dtype = source_dtype(t);
 		o->nbytes = source_nbytes(t);
 		return;
 	}
@@ -140,6 +160,18 @@ plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
 				return;
 	}
 	name = l->name;
+	if (dense) {
+		out_tensor *o = &outs[*n];
+		add_part(outs, n, name, "", i, 0, dense_dtype(t), 1, 1);
+		free(o->name);
+		o->name = rs_xstrdup(t->name);
+		o->tensor = t;
+		o->ndim = t->ndim;
+		for (k = 0; k < t->ndim; k++)
+			o->shape[k] = t->shape[k];
+		o->nbytes = rs_dtype_nbytes(o->dtype, t->count);
+		return;
+	}
 	switch (f.method) {
 	case RS_METHOD_LOWRANK:
 		add_part(outs, n, name, "lowrank.A", i, 0, RS_DTYPE_F32, f.rank, l->cols);
@@ -201,9 +233,53 @@ plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
 	}
 }
 
+/*
+ * --dense: views (split parts, stacked experts) are rows of one tensor of
+ * the file, so written back to back they are that tensor again; its first
+ * view carries the header entry (the whole's name and shape, all the
+ * views' bytes) and the others only their data.  Views written in
+ * different dtypes (a tensor of an 8-bit float type: copied views keep
+ * it, rebuilt ones are F32) cannot be joined, and are refused.
+ */
+static rs_status
+join_views(const rs_model *model, out_tensor *outs, size_t nouts, rs_error *err)
+{
+	size_t i = 0, k;
+
+	while (i < nouts) {
+		const rs_tensor *t = outs[i].source;
+		char shown[160];
+
+		if (t == NULL)
+			t = outs[i].tensor;
+		if (t == NULL || t->whole == NULL) {
+			i++;
+			continue;
+		}
+		outs[i].whole = t->whole;
+		outs[i].span = outs[i].nbytes;
+		for (k = i + 1; k < nouts; k++) {
+			const rs_tensor *u = outs[k].source ? outs[k].source : outs[k].tensor;
+			if (u == NULL || u->whole != t->whole)
+				break;
+			if (outs[k].dtype != outs[i].dtype)
+				return rs_error_set(err, RS_EINVAL, "%s: tensor '%s': --dense would write "
+				                    "its views in two dtypes (%s, %s); apply it without "
+				                    "--dense", model->path,
+				                    rs_printable(shown, sizeof shown, t->whole->name),
+				                    rs_dtype_get(outs[i].dtype)->name,
+				                    rs_dtype_get(outs[k].dtype)->name);
+			outs[k].segment = true;
+			outs[i].span += outs[k].nbytes;
+		}
+		i = k;
+	}
+	return RS_OK;
+}
+
 static char *
 build_header(const rs_model *model, const out_tensor *outs, size_t nouts,
-             const char *plan_json, size_t *len)
+             const char *plan_json, bool dense, size_t *len)
 {
 	json_t *root = json_object(), *meta = json_object();
 	size_t i, offset = 0, hlen, padded;
@@ -215,22 +291,38 @@ build_header(const rs_model *model, const out_tensor *outs, size_t nouts,
 	if (plan_json != NULL)
 		json_object_set_new(meta, "rankscope_plan", json_string(plan_json));
 	json_object_set_new(meta, "rankscope_version", json_string(PACKAGE_VERSION));
+	if (dense)   /* the layers are whole tensors: nothing to rebuild */
+		json_object_set_new(meta, "rankscope_dense", json_string("true"));
 	json_object_set_new(root, "__metadata__", meta);
 	for (i = 0; i < nouts; i++) {
-		json_t *o = json_object(), *shape = json_array(), *offs = json_array();
+		json_t *o, *shape, *offs;
 		const size_t *dims = outs[i].source ? outs[i].source->shape : outs[i].shape;
 		size_t d, ndim = outs[i].source ? outs[i].source->ndim : outs[i].ndim;
-		rs_dtype dtype = outs[i].source ? source_dtype(outs[i].source) : outs[i].dtype;
+		size_t nbytes = outs[i].nbytes;
+		rs_dtype dtype = outs[i].dtype;
+		const char *name = outs[i].name;
+
+		if (outs[i].segment)
+			continue;   /* its bytes are in the entry of its whole */
+		if (outs[i].whole != NULL) {
+			dims = outs[i].whole->shape;
+			ndim = outs[i].whole->ndim;
+			nbytes = outs[i].span;
+			name = outs[i].whole->name;
+		}
+		o = json_object();
+		shape = json_array();
+		offs = json_array();
 
 		json_object_set_new(o, "dtype", json_string(rs_dtype_get(dtype)->name));
 		for (d = 0; d < ndim; d++)
 			json_array_append_new(shape, json_integer((json_int_t)dims[d]));
 		json_object_set_new(o, "shape", shape);
 		json_array_append_new(offs, json_integer((json_int_t)offset));
-		json_array_append_new(offs, json_integer((json_int_t)(offset + outs[i].nbytes)));
+		json_array_append_new(offs, json_integer((json_int_t)(offset + nbytes)));
 		json_object_set_new(o, "data_offsets", offs);
-		json_object_set_new(root, outs[i].name, o);
-		offset += outs[i].nbytes;
+		json_object_set_new(root, name, o);
+		offset += nbytes;
 	}
 	text = json_dumps(root, JSON_COMPACT);
 	json_decref(root);
@@ -501,10 +593,42 @@ refined_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 	return RS_OK;
 }
 
+/*
+ * apply --dense: the parts give way to the matrix they make, written as
+ * the layer's tensor (l: the view measured, whose fold maps the matrix to
+ * the tensor) in dense_dtype; approx becomes the values as written, so
+ * the errors measured next include the cast.
+ */
+static void
+densify(const rs_layer *l, double *approx, layer_parts *p)
+{
+	const rs_tensor *t = l->tensor;
+	rs_dtype dt = dense_dtype(t);
+	size_t m = l->rows, n = l->cols, count = m * n, i, j, k;
+	double *v = rs_xmalloc(count * sizeof *v + 1);
+	unsigned char *out = rs_xmalloc(rs_dtype_nbytes(dt, count) + 1);
+
+	for (k = 0; k < MAX_PARTS; k++) {
+		free(p->data[k]);
+		p->data[k] = NULL;
+	}
+	for (j = 0; j < n; j++)
+		for (i = 0; i < m; i++)
+			v[rs_layer_tensor_index(l, i, j)] = approx[i + j * m];
+	if (!rs_dtype_from_double(dt, v, count, out))
+		abort();   /* dense_dtype gives only the four it writes */
+	rs_dtype_to_double(dt, out, count, v, 1);
+	for (j = 0; j < n; j++)
+		for (i = 0; i < m; i++)
+			approx[i + j * m] = v[rs_layer_tensor_index(l, i, j)];
+	p->data[0] = out;
+	free(v);
+}
+
 static rs_status
 compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
-              const rs_plan_figures *f, const rs_layer_analysis *a, layer_parts *p,
-              rs_error *err)
+              const rs_plan_figures *f, const rs_layer_analysis *a, bool dense,
+              layer_parts *p, rs_error *err)
 {
 	const rs_calib *calib = a->calib;
 	double *gram = NULL;
@@ -535,6 +659,8 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 		 * SVD's own fold) */
 		rs_layer view;
 		st = apply_decomposition(model, l, a, e, p->data, &view, w, approx, err);
+		if (st == RS_OK && dense)
+			densify(&view, approx, p);
 		/* G's columns are the layer's own (fold 0 for a kernel): only a
 		 * view in the same fold is measured on it */
 		if (st == RS_OK && gram != NULL && view.fold == l->fold) {
@@ -747,6 +873,8 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 		break;
 	}
 measured:
+	if (st == RS_OK && dense)
+		densify(l, approx, p);
 	/* the output error of W - W' on the calibration, before measure
 	 * (whose SVDs destroy approx); x is free once the parts are made */
 	if (st == RS_OK && gram != NULL) {
@@ -781,7 +909,7 @@ rs_apply_measure(const rs_model *model, const rs_layer *layer, const rs_layer_an
 		report->measured_out = a->calib ? 0 : NAN;
 		return RS_OK;
 	}
-	st = compute_parts(model, layer, entry, &fig, a, &parts, err);
+	st = compute_parts(model, layer, entry, &fig, a, false, &parts, err);
 	if (st == RS_OK)
 		*report = parts.report;
 	report->layer = layer;
@@ -877,7 +1005,7 @@ copy_tensor(rs_file_out *out, const rs_model *model, const rs_tensor *t,
 rs_status
 rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
          const rs_layer_analysis *analyses, const rs_plan *plan,
-         const char *plan_json, const char *out_path,
+         const char *plan_json, const char *out_path, bool dense,
          rs_apply_progress progress, void *userdata, rs_error *err)
 {
 	out_tensor *outs = rs_xcalloc(MAX_PARTS * model->ntensors + 1, sizeof *outs);
@@ -889,9 +1017,26 @@ rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
 	rs_status st = RS_OK;
 
 	memset(&parts, 0, sizeof parts);
+	for (i = 0; dense && i < nlayers; i++) {
+		rs_plan_figures fig;
+
+		rs_plan_figures_for(&layers[i], &analyses[i], &plan->entries[i], &fig);
+		if (layers[i].group != NULL && fig.method != RS_METHOD_DENSE) {
+			char shown[160];
+			st = rs_error_set(err, RS_EINVAL, "%s: layer '%s' is composed of %zu factors: "
+			                  "--dense has no tensor to write its product as; apply it "
+			                  "without --dense (or plan it dense)", model->path,
+			                  rs_printable(shown, sizeof shown, layers[i].name),
+			                  layers[i].group->nfactors);
+			goto done;
+		}
+	}
 	for (i = 0; i < model->ntensors; i++)
-		plan_outputs(&model->tensors[i], layers, nlayers, analyses, plan, outs, &nouts);
-	header = build_header(model, outs, nouts, plan_json, &hlen);
+		plan_outputs(&model->tensors[i], layers, nlayers, analyses, plan, dense, outs,
+		             &nouts);
+	if (dense && (st = join_views(model, outs, nouts, err)) != RS_OK)
+		goto done;
+	header = build_header(model, outs, nouts, plan_json, dense, &hlen);
 
 	/* written beside out_path and renamed over it when complete (file.h) */
 	if ((st = rs_file_out_open(&out, out_path, err)) != RS_OK)
@@ -911,7 +1056,7 @@ rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
 			parts_free(&parts);
 			rs_plan_figures_for(l, &analyses[o->layer], &plan->entries[o->layer], &fig);
 			st = compute_parts(model, l, &plan->entries[o->layer], &fig,
-			                   &analyses[o->layer], &parts, err);
+			                   &analyses[o->layer], dense, &parts, err);
 			if (st != RS_OK)
 				break;
 			parts.report.layer = l;

@@ -84,12 +84,13 @@ apply_run(const cmd_entry *self, cmd_options *opts)
 	       "err_F pred", "err_F meas", "err_2 pred", "err_2 meas",
 	       state.calibrated ? "   out pred     out meas" : "");
 	if (rs_apply(s.model, s.layers, s.nlayers, analyses, &plan, json, opts->output,
-	             report, &state, &err) != RS_OK) {
+	             opts->dense, report, &state, &err) != RS_OK) {
 		fprintf(stderr, "rankscope: %s\n", err.msg);
 		status = CMD_EXIT_FAILURE;
 	} else {
-		printf("wrote %s; largest |measured - predicted| %.3g (values written as float32)\n",
-		       opts->output, state.worst_gap);
+		printf("wrote %s; largest |measured - predicted| %.3g (%s)\n", opts->output,
+		       state.worst_gap, opts->dense ? "dense layers in their own dtype" :
+		       "values written as float32");
 	}
 	free(json);
 	free(analyses);
@@ -104,7 +105,7 @@ const cmd_entry cmd_apply_entry = {
 	.usage = "PLAN MODEL",
 	.summary = "Write the compressed model a plan describes (-o OUT.safetensors) and "
 	           "print predicted vs measured errors per layer.",
-	.options = OPT_ANALYSIS | OPT_BIT(OPT_OUTPUT),
+	.options = OPT_ANALYSIS | OPT_BIT(OPT_OUTPUT) | OPT_BIT(OPT_DENSE),
 	.min_args = 2, .max_args = 2,
 	.run = apply_run,
 };

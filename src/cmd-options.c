@@ -57,6 +57,9 @@ const cmd_option_info cmd_option_table[OPT_COUNT] = {
 	[OPT_CALIBRATION] = {"calibration", 'C', "FILE",
 	    "input Gram matrices of the layers (PREFIX.gram, PREFIX.diag): output-error figures "
 	    "and whitened truncation"},
+	[OPT_DENSE] = {"dense", 0, NULL,
+	    "write each compressed layer back as one tensor of its own name, shape and dtype "
+	    "(a drop-in state_dict) instead of its parts"},
 	[OPT_HELP] = {"help", 'h', NULL, "show this help and exit"},
 };
 
@@ -216,6 +219,7 @@ cmd_parse(const cmd_entry *entry, int argc, char **argv, cmd_options *opts,
 			break;
 		case OPT_NO_CACHE: opts->no_cache = true; break;
 		case OPT_OUTPUT: opts->output = optarg; break;
+		case OPT_DENSE: opts->dense = true; break;
 		case OPT_PLAN: opts->plan = optarg; break;
 		case OPT_CALIBRATION: opts->calibration = optarg; break;
 		case OPT_PARAM: push(&opts->params, &opts->nparams, optarg); break;

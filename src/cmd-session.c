@@ -80,7 +80,8 @@ free_strings(char **list, size_t n)
 }
 
 /* The plan's --split rules (each may match nothing: its reader names what
- * is missing), then the command line's. */
+ * is missing), then the command line's but those the plan has already
+ * (repeating the options a plan was made with is no error). */
 static bool
 apply_splits(rs_model *model, const cmd_options *opts, rs_error *err)
 {
@@ -97,8 +98,14 @@ apply_splits(rs_model *model, const cmd_options *opts, rs_error *err)
 		st = rs_split_rule_parse(planned[i], &rules[k], err);
 		rules[k].optional = true;
 	}
-	for (i = 0; i < opts->nsplits && st == RS_OK; i++, k++)
-		st = rs_split_rule_parse(opts->splits[i], &rules[k], err);
+	for (i = 0; i < opts->nsplits && st == RS_OK; i++) {
+		size_t j;
+		for (j = 0; j < np && strcmp(planned[j], opts->splits[i]) != 0; j++)
+			;
+		if (j == np)
+			st = rs_split_rule_parse(opts->splits[i], &rules[k++], err);
+	}
+	n = k;
 	if (st == RS_OK)
 		st = rs_roles_split(model, rules, n, err);
 	for (i = 0; i < n; i++)

@@ -28,7 +28,7 @@ enum {
 typedef enum cmd_option_id {
 	OPT_LAYER, OPT_EXCLUDE, OPT_FOLD, OPT_THREADS, OPT_METHOD, OPT_NO_CACHE,
 	OPT_FORMAT, OPT_QUIET, OPT_PARAM, OPT_STRATEGY_PATH, OPT_OUTPUT, OPT_PLAN,
-	OPT_COMPOSE, OPT_LUA_MEMORY, OPT_LAYOUT, OPT_KIND, OPT_SPLIT, OPT_CALIBRATION, OPT_HELP,
+	OPT_COMPOSE, OPT_LUA_MEMORY, OPT_LAYOUT, OPT_KIND, OPT_SPLIT, OPT_CALIBRATION, OPT_DENSE, OPT_HELP,
 	OPT_COUNT
 } cmd_option_id;
 
@@ -77,6 +77,7 @@ typedef struct cmd_options {
 	const char *plan;         /* --plan FILE */
 	const char *calibration;  /* --calibration FILE (calib.h) */
 	bool statistics;          /* also build pruning/quantisation statistics */
+	bool dense;               /* apply --dense */
 	char **args;              /* positional arguments */
 	int nargs;
 } cmd_options;

@@ -138,6 +138,80 @@ rs_bfloat16_to_double(unsigned short bits)
 	return (double)f;
 }
 
+/* The nearest binary float with mb stored mantissa bits and eb exponent
+ * bits to x, as its bits (sign included).  ldexp scales exactly and rint
+ * rounds to nearest even in the default rounding mode, so the value is
+ * rounded once. */
+static uint32_t
+round_to_small_float(double x, int mb, int eb)
+{
+	int bias = (1 << (eb - 1)) - 1, emin = 1 - bias, e;
+	uint32_t sign = signbit(x) ? 1u << (mb + eb) : 0, inf = ((1u << eb) - 1) << mb;
+	double a = fabs(x), q;
+
+	if (isnan(x))
+		return sign | inf | (1u << (mb - 1));
+	if (isinf(x))
+		return sign | inf;
+	if (a < ldexp(1.0, emin)) {
+		/* subnormal: a multiple of 2^(emin - mb); 2^mb is the smallest
+		 * normal, whose bits are the same number */
+		return sign | (uint32_t)rint(ldexp(a, mb - emin));
+	}
+	frexp(a, &e);
+	e -= 1;                                  /* a in [2^e, 2^(e+1)) */
+	q = rint(ldexp(a, mb - e));              /* in [2^mb, 2^(mb+1)] */
+	if (q >= ldexp(1.0, mb + 1)) {
+		q = ldexp(1.0, mb);
+		e++;
+	}
+	if (e > bias)
+		return sign | inf;
+	return sign | ((uint32_t)(e + bias) << mb) | ((uint32_t)q - (1u << mb));
+}
+
+unsigned short
+rs_double_to_half(double x)
+{
+	return (unsigned short)round_to_small_float(x, 10, 5);
+}
+
+unsigned short
+rs_double_to_bfloat16(double x)
+{
+	return (unsigned short)round_to_small_float(x, 7, 8);
+}
+
+bool
+rs_dtype_from_double(rs_dtype dtype, const double *src, size_t count, unsigned char *dst)
+{
+	size_t i;
+
+	switch (dtype) {
+	case RS_DTYPE_F64:
+		for (i = 0; i < count; i++)
+			memcpy(dst + 8 * i, &src[i], 8);   /* little-endian host (configure) */
+		return true;
+	case RS_DTYPE_F32:
+		for (i = 0; i < count; i++) {
+			float f = (float)src[i];
+			memcpy(dst + 4 * i, &f, 4);
+		}
+		return true;
+	case RS_DTYPE_F16:
+	case RS_DTYPE_BF16:
+		for (i = 0; i < count; i++) {
+			unsigned short h = dtype == RS_DTYPE_F16 ? rs_double_to_half(src[i]) :
+			                                           rs_double_to_bfloat16(src[i]);
+			dst[2 * i] = (unsigned char)(h & 0xff);
+			dst[2 * i + 1] = (unsigned char)(h >> 8);
+		}
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* ---- GGUF block types ------------------------------------------------------
  * One decoder per type: block bytes b in, the block's elements in y.  The
  * arithmetic mirrors ggml's dequantize_row_* operation by operation (see

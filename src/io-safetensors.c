@@ -62,6 +62,12 @@ free_model_tables(rs_model *m)
 	for (i = 0; i < m->nsplits; i++)
 		free(m->splits[i]);
 	free(m->splits);
+	for (i = 0; i < m->nwholes; i++) {
+		free(m->wholes[i]->name);
+		free(m->wholes[i]->shape);
+		free(m->wholes[i]);
+	}
+	free(m->wholes);
 	for (i = 0; i < m->nparts; i++)
 		rs_model_close(m->parts[i]);
 	free(m->parts);

@@ -84,6 +84,20 @@ replace_by_row_views(rs_model *m, size_t i, size_t n, const size_t *rows, size_t
 {
 	rs_tensor whole = m->tensors[i];
 	size_t rowbytes = rs_dtype_nbytes(whole.dtype, cols), k, at = 0;
+	const rs_tensor_whole *of = whole.whole;
+
+	/* a view of a view stands for the same whole (its rows are a run of
+	 * the whole's, in order); a file's tensor becomes one */
+	if (of == NULL) {
+		rs_tensor_whole *w = rs_xmalloc(sizeof *w);
+		w->name = rs_xstrdup(whole.name);
+		w->ndim = whole.ndim;
+		w->shape = rs_xmalloc((whole.ndim ? whole.ndim : 1) * sizeof *w->shape);
+		memcpy(w->shape, whole.shape, whole.ndim * sizeof *w->shape);
+		m->wholes = rs_xreallocarray(m->wholes, m->nwholes + 1, sizeof *m->wholes);
+		m->wholes[m->nwholes++] = w;
+		of = w;
+	}
 
 	m->tensors = rs_xreallocarray(m->tensors, m->ntensors + n - 1, sizeof *m->tensors);
 	memmove(&m->tensors[i + n], &m->tensors[i + 1],
@@ -103,6 +117,7 @@ replace_by_row_views(rs_model *m, size_t i, size_t n, const size_t *rows, size_t
 		v->nbytes = r * rowbytes;
 		v->offset = whole.offset + at * rowbytes;
 		v->data = whole.data + at * rowbytes;
+		v->whole = of;
 		at += r;
 	}
 	m->ntensors += n - 1;

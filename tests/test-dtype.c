@@ -162,6 +162,80 @@ check_block_decoding(void)
 	CHECK(isnan(y[0]), "NaN scale");
 }
 
+/*
+ * Rounding a double to half or bfloat16, against the definition over every
+ * bit pattern: each finite value maps to itself; the midpoint between two
+ * neighbours goes to the one with an even last bit; anything a hair above
+ * or below the midpoint to the nearer; beyond the largest finite value's
+ * midpoint to infinity; signs kept, NaN stays NaN.
+ */
+static void
+check_rounding(const char *what, double (*to_double)(unsigned short),
+               unsigned short (*from_double)(double), unsigned short max_finite)
+{
+	unsigned h;
+	size_t bad = 0;
+
+	for (h = 0; h <= max_finite && bad < 5; h++) {
+		double v = to_double((unsigned short)h), next, mid;
+		unsigned short even;
+
+		if (from_double(v) != h || from_double(-v) != (h | 0x8000)) {
+			CHECK(0, "%s: %#x does not round to itself", what, h);
+			bad++;
+		}
+		if (h == max_finite) {
+			/* the midpoint to the next binade, which would be infinity */
+			mid = v + (v - to_double((unsigned short)(h - 1))) / 2;
+			CHECK(from_double(mid) == (max_finite + 1),
+			      "%s: halfway past the largest is infinity", what);
+			CHECK(from_double(nextafter(mid, 0)) == max_finite,
+			      "%s: just under it stays finite", what);
+			break;
+		}
+		next = to_double((unsigned short)(h + 1));
+		mid = v + (next - v) / 2;   /* exact: both are short floats */
+		even = (h & 1) ? (unsigned short)(h + 1) : (unsigned short)h;
+		if (from_double(mid) != even ||
+		    from_double(nextafter(mid, 0)) != h ||
+		    from_double(nextafter(mid, INFINITY)) != h + 1) {
+			CHECK(0, "%s: rounding between %#x and %#x", what, h, h + 1);
+			bad++;
+		}
+	}
+	CHECK(from_double(INFINITY) == max_finite + 1, "%s: infinity", what);
+	CHECK(from_double(-INFINITY) == (0x8000 | (max_finite + 1)), "%s: -infinity", what);
+	CHECK(isnan(to_double(from_double(NAN))), "%s: NaN", what);
+	CHECK(from_double(-0.0) == 0x8000, "%s: -0", what);
+	CHECK(from_double(1e-300) == 0 && from_double(-1e-300) == 0x8000,
+	      "%s: underflow to signed zero", what);
+}
+
+static void
+check_from_double(void)
+{
+	double v[5] = {1.0, -2.5, 65504.0, 3.0e38, 1.0 / 3.0};
+	unsigned char out[40];
+	float f;
+	size_t i;
+
+	check_rounding("half", rs_half_to_double, rs_double_to_half, 0x7bff);
+	check_rounding("bfloat16", rs_bfloat16_to_double, rs_double_to_bfloat16, 0x7f7f);
+	CHECK(rs_dtype_from_double(RS_DTYPE_F16, v, 5, out), "F16 written");
+	for (i = 0; i < 5; i++)
+		CHECK((out[2 * i] | out[2 * i + 1] << 8) == rs_double_to_half(v[i]),
+		      "F16 element %zu little-endian", i);
+	CHECK(rs_dtype_from_double(RS_DTYPE_BF16, v, 5, out), "BF16 written");
+	CHECK((out[2] | out[3] << 8) == 0xc020, "BF16 -2.5");
+	CHECK(rs_dtype_from_double(RS_DTYPE_F32, v, 5, out), "F32 written");
+	memcpy(&f, out + 16, 4);
+	CHECK(f == (float)(1.0 / 3.0), "F32 element 4");
+	CHECK(rs_dtype_from_double(RS_DTYPE_F64, v, 5, out), "F64 written");
+	CHECK(memcmp(out, v, 40) == 0, "F64 as it is");
+	CHECK(!rs_dtype_from_double(RS_DTYPE_I32, v, 5, out), "I32 refused");
+	CHECK(!rs_dtype_from_double(RS_DTYPE_Q4_0, v, 5, out), "block types refused");
+}
+
 int
 main(void)
 {
@@ -207,5 +281,6 @@ main(void)
 	      "float flags");
 	check_block_table();
 	check_block_decoding();
+	check_from_double();
 	return test_done("test-dtype");
 }

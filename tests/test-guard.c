@@ -283,12 +283,12 @@ check_apply(const char *dir)
 		/* dense: every tensor is a copy; low rank: a.weight is computed */
 		if (lowrank)
 			plan.entries[0] = rs_plan_entry_lowrank(4);
-		CHECK(rs_apply(o.model, o.layers, o.nlayers, analyses, &plan, NULL, out, NULL,
-		               NULL, &err) == RS_OK, "apply on the intact file: %s", err.msg);
+		CHECK(rs_apply(o.model, o.layers, o.nlayers, analyses, &plan, NULL, out, false,
+		               NULL, NULL, &err) == RS_OK, "apply on the intact file: %s", err.msg);
 		test_write_file(out, "old output", 10);
 		shrink(path, 0);
 		check_shrank(rs_apply(o.model, o.layers, o.nlayers, analyses, &plan, NULL, out,
-		                      NULL, NULL, &err), &err, path, "a.weight",
+		                      false, NULL, NULL, &err), &err, path, "a.weight",
 		             lowrank ? "apply, low rank" : "apply, copies");
 		CHECK(rs_file_read_all(out, 100, &old, &olen, NULL) == RS_OK && olen == 10 &&
 		      memcmp(old, "old output", 10) == 0, "the old output is untouched");

@@ -62,10 +62,17 @@ rs_status rs_apply_measure(const rs_model *model, const rs_layer *layer,
                            const rs_layer_analysis *analysis, const rs_plan_entry *entry,
                            rs_apply_report *report, rs_error *err);
 
-/* plan_json is stored in the output's metadata (may be NULL). */
+/*
+ * plan_json is stored in the output's metadata (may be NULL).  With dense
+ * (apply --dense) each compressed layer is written back as the matrix its
+ * parts make, under its tensor's own name and shape, in its dtype (F16,
+ * BF16, F32, F64; other types as F32), rounded to nearest: a drop-in
+ * state_dict; the errors reported are those of the values as written.  A
+ * composed layer (its factors' product) has no such form and is refused.
+ */
 rs_status rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
                    const rs_layer_analysis *analyses, const rs_plan *plan,
-                   const char *plan_json, const char *out_path,
+                   const char *plan_json, const char *out_path, bool dense,
                    rs_apply_progress progress, void *userdata, rs_error *err);
 
 #endif

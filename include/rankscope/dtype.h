@@ -57,6 +57,17 @@ bool rs_dtype_parse(const char *name, rs_dtype *out);
 double rs_half_to_double(unsigned short bits);
 double rs_bfloat16_to_double(unsigned short bits);
 
+/* The nearest half and bfloat16 to a double, ties to even (rounded once,
+ * from the double: never through float), overflow to infinity, NaN kept
+ * as a quiet NaN. */
+unsigned short rs_double_to_half(double x);
+unsigned short rs_double_to_bfloat16(double x);
+
+/* Writes `count` doubles as F64, F32, F16 or BF16 (little-endian, rounded
+ * to nearest, ties to even); false, writing nothing, for any other dtype. */
+bool rs_dtype_from_double(rs_dtype dtype, const double *src, size_t count,
+                          unsigned char *dst);
+
 /*
  * Converts `count` elements starting at `src` (little-endian, any alignment)
  * to double, writing dst[i * stride].  Only for dtypes with is_float.  For

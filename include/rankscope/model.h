@@ -47,6 +47,14 @@ typedef enum rs_tensor_role {
 	RS_ROLE_OTHER                /* consumed some other way: not a layer */
 } rs_tensor_role;
 
+/* The tensor a view stands for (role.h: split parts, stacked experts),
+ * as the file has it: its views, in order, are its rows back to back. */
+typedef struct rs_tensor_whole {
+	char *name;
+	size_t ndim;
+	size_t *shape;
+} rs_tensor_whole;
+
 typedef struct rs_tensor {
 	char *name;
 	rs_dtype dtype;
@@ -60,6 +68,8 @@ typedef struct rs_tensor {
 	rs_tensor_layout layout;     /* filled by readers that know; else OUT_IN */
 	rs_tensor_role role;         /* filled by readers that know; else UNKNOWN */
 	size_t groups;               /* a convolution's group count; 0 = not known */
+	const rs_tensor_whole *whole; /* a view: the tensor it is a part of (the
+	                                model owns it); NULL for a file's tensor */
 } rs_tensor;
 
 typedef struct rs_metadata_entry {
@@ -99,6 +109,8 @@ typedef struct rs_model {
 	size_t nsplits;
 	char **splits;               /* the --split rules applied (role.h), as given;
 	                                a plan records them */
+	size_t nwholes;
+	rs_tensor_whole **wholes;    /* the tensors views stand for; freed on close */
 	size_t nparts;
 	struct rs_model **parts;     /* the shards of a sharded checkpoint: tensor
 	                                data points into them; closed on close */

@@ -1,0 +1,102 @@
+#!/bin/sh
+# cli-dense.sh — `apply --dense`: every compressed layer written back as
+# one tensor of its own name, shape and dtype, checked by
+# tests/densecheck.py against the parts apply writes without --dense
+# (rebuilt by samples/apply_plan.py) and against the model: every method,
+# F32, F16 and BF16 models (copies made by torch), a model stored in,out,
+# split views joined back into their tensor, the test accuracy of the
+# samples equal through both files; a composed layer refused.
+. "$TESTS_SRCDIR/lib.sh"
+
+if ! find_python numpy torch; then
+	echo "skipped: no python3 with numpy and torch"
+	exit 77
+fi
+d=$scratch/dense
+mkdir "$d"
+mlp=$SAMPLES/digits-mlp.safetensors
+cnn=$SAMPLES/digits-cnn.safetensors
+
+cat >"$d/mlp-all.lua" <<'LUA'
+return { name = "all", run = function(model, plan)
+	plan:set(model:layer("fc1.weight"), { method = "tt", d = 2, ranks = { 8 } })
+	plan:set(model:layer("fc2.weight"), { method = "lowrank+sparse", rank = 16, sparsity = 0.99 })
+	plan:set(model:layer("fc3.weight"), { method = "quant", quantizer = "kmeans", bits = 3 })
+	return "all" end }
+LUA
+cat >"$d/mlp-simple.lua" <<'LUA'
+return { name = "simple", run = function(model, plan)
+	plan:set(model:layer("fc1.weight"), { method = "prune", sparsity = 0.7 })
+	plan:set(model:layer("fc2.weight"), { method = "quant", quantizer = "uniform-channel", bits = 4 })
+	plan:set(model:layer("fc3.weight"), { rank = 4 })
+	return "simple" end }
+LUA
+cat >"$d/mlp-inout.lua" <<'LUA'
+return { name = "inout", run = function(model, plan)
+	plan:set(model:layer("fc1.weight"), { rank = 8 })
+	plan:set(model:layer("fc2.weight"), { method = "prune", sparsity = 0.5 })
+	plan:set(model:layer("fc3.weight"), { method = "prune-cols", sparsity = 0.25 })
+	return "inout" end }
+LUA
+cat >"$d/cnn.lua" <<'LUA'
+return { name = "cnn", run = function(model, plan)
+	plan:set(model:layer("conv2.weight"), { method = "tucker2", ranks = { 8, 8 } })
+	plan:set(model:layer("conv3.weight"), { method = "cp", rank = 24 })
+	plan:set(model:layer("fc1.weight"), { method = "grouped", rank = 8, groups = 4 })
+	plan:set(model:layer("fc2.weight"), { method = "prune-rows", sparsity = 0.3 })
+	return "cnn" end }
+LUA
+cat >"$d/split.lua" <<'LUA'
+return { name = "split", run = function(model, plan)
+	plan:set(model:layer("fc1.weight.a"), { rank = 8 })
+	plan:set(model:layer("fc2.weight"), { method = "prune", sparsity = 0.5 })
+	return "split" end }
+LUA
+
+# one_case NAME MODEL LUA [OPTIONS...]: plan, apply both ways, check
+one_case() {
+	name=$1 model=$2 lua=$3
+	shift 3
+	run 0 "$RANKSCOPE" run -q --no-cache "$@" -o "$d/$name.json" "$lua" "$model"
+	run 0 "$RANKSCOPE" apply -q --no-cache "$@" -o "$d/$name-parts.safetensors" \
+		"$d/$name.json" "$model"
+	run 0 "$RANKSCOPE" apply -q --no-cache --dense "$@" -o "$d/$name-dense.safetensors" \
+		"$d/$name.json" "$model"
+	printf '%s\n' "$out" >"$d/$name-apply.txt"
+	contains "$out" "dense layers in their own dtype" "$name: apply --dense says so"
+	py_checks "$name" densecheck.py check "$model" "$d/$name-parts.safetensors" \
+		"$d/$name-dense.safetensors" "$d/$name.json" "$d/$name-apply.txt"
+}
+
+one_case mlp-all "$mlp" "$d/mlp-all.lua"
+one_case mlp-simple "$mlp" "$d/mlp-simple.lua"
+one_case cnn "$cnn" "$d/cnn.lua"
+one_case split "$mlp" "$d/split.lua" --split 'fc1.weight=a,b'
+for kind in f16 bf16; do
+	run 0 "$python" "$TESTS_SRCDIR/densecheck.py" write "$kind" "$mlp" "$d/mlp-$kind.safetensors"
+	one_case "mlp-$kind" "$d/mlp-$kind.safetensors" "$d/mlp-simple.lua"
+done
+run 0 "$python" "$TESTS_SRCDIR/densecheck.py" write in-out "$mlp" "$d/mlp-inout.safetensors"
+one_case mlp-inout "$d/mlp-inout.safetensors" "$d/mlp-inout.lua" --layout '*.weight=in,out'
+
+# the samples' accuracy is the same through the dense file and the parts
+if find_python numpy torch sklearn; then
+	for c in mlp-all cnn; do
+		run 0 "$python" "$SAMPLES/apply_plan.py" "$d/$c-parts.safetensors"
+		parts=$(printf '%s\n' "$out" | grep '^accuracy')
+		run 0 "$python" "$SAMPLES/apply_plan.py" "$d/$c-dense.safetensors"
+		equals "$(printf '%s\n' "$out" | grep '^accuracy')" "$parts" \
+			"$c: accuracy through --dense = through the parts"
+	done
+fi
+
+# a composed layer has no tensor of its own to be written as
+lorita=$SAMPLES/digits-lorita.safetensors
+run 0 "$RANKSCOPE" run uniform -q --no-cache --compose 'fc*.factors.#.weight' -p keep=0.3 \
+	-o "$d/lorita.json" "$lorita"
+run 1 "$RANKSCOPE" apply -q --no-cache --dense --compose 'fc*.factors.#.weight' \
+	-o "$d/lorita.safetensors" "$d/lorita.json" "$lorita"
+contains "$err" "composed of" "composed layer: refused"
+[ ! -e "$d/lorita.safetensors" ] || fail "a refused --dense wrote its output"
+
+finish
