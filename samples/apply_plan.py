@@ -124,11 +124,21 @@ def decomposition(state, layer):
     return folded(layer, x[:, :, 0])
 
 
+def unpack_codes(packed, count, width):
+    """count codes of `width` bits from their packing: code k is bits
+    k*width .. k*width + width - 1 of the bytes read as one little-endian
+    bit stream (bit b of byte y is stream bit 8 y + b)."""
+    bits = (packed.to(torch.int64).reshape(-1, 1) >> torch.arange(8)) & 1
+    bits = bits.reshape(-1)[: count * width].reshape(count, width)
+    return (bits << torch.arange(width)).sum(dim=1)
+
+
 def quantised(state, layer):
-    """A quantised part: its codes looked up in its codebook (one per row of
-    the folded matrix for uniform-channel), in the tensor's shape."""
+    """A quantised part: its codes (packed at the plan's bits) looked up in
+    its codebook (one per row of the folded matrix for uniform-channel), in
+    the tensor's shape."""
     name, (rows, cols) = layer["name"], layer["matrix"]
-    codes = state.pop(name + ".quant.codes").long()
+    codes = unpack_codes(state.pop(name + ".quant.codes"), rows * cols, layer["bits"])
     book = state.pop(name + ".quant.codebook").double()
     if book.dim() == 2:
         # with fold 0 (and for linear layers) the rows are the tensor's

@@ -82,16 +82,17 @@ apply_decomposition_shapes(const rs_layer *l, const rs_plan_entry *e,
 	}
 }
 
-/* A float32 copy of n doubles (what is written), and those values back as
- * doubles in place (what is rebuilt from). */
+/* n doubles rounded to the layer's value dtype vd (plan.h), held as floats
+ * (what is written), and those values back as doubles in place (what is
+ * rebuilt from). */
 static float *
-to_float(double *v, size_t n)
+to_float(double *v, size_t n, rs_dtype vd)
 {
 	float *out = rs_xmalloc(n * sizeof *out + 1);
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		out[i] = (float)v[i];
+		out[i] = (float)rs_dtype_round(vd, v[i]);
 		v[i] = (double)out[i];
 	}
 	return out;
@@ -136,7 +137,7 @@ grouped_parts(const rs_model *model, const rs_plan_entry *e, void **data, rs_lay
 }
 
 static rs_status
-tucker_parts(const rs_plan_entry *e, const size_t dims[4],
+tucker_parts(const rs_plan_entry *e, rs_dtype vd, const size_t dims[4],
              const double *t_in, void **data, double *rebuilt, rs_error *err)
 {
 	rs_tucker *t = rs_tucker_hooi(t_in, dims[0], dims[1], dims[2], dims[3], e->rank,
@@ -153,16 +154,16 @@ tucker_parts(const rs_plan_entry *e, const size_t dims[4],
 	for (j = 0; j < e->rank_in; j++)
 		for (i = 0; i < c; i++)
 			first[j * c + i] = t->u_in[i + j * c];
-	data[0] = to_float(first, e->rank_in * c);
+	data[0] = to_float(first, e->rank_in * c, vd);
 	for (j = 0; j < e->rank_in; j++)
 		for (i = 0; i < c; i++)
 			t->u_in[i + j * c] = first[j * c + i];
 	free(first);
-	data[1] = to_float(t->core, e->rank * e->rank_in * dims[2] * dims[3]);
+	data[1] = to_float(t->core, e->rank * e->rank_in * dims[2] * dims[3], vd);
 	out = rs_xmalloc(f * e->rank * sizeof *out + 1);
 	for (i = 0; i < f; i++)
 		for (j = 0; j < e->rank; j++) {
-			out[i * e->rank + j] = (float)t->u_out[i + j * f];
+			out[i * e->rank + j] = (float)rs_dtype_round(vd, t->u_out[i + j * f]);
 			t->u_out[i + j * f] = (double)out[i * e->rank + j];
 		}
 	data[2] = out;
@@ -172,7 +173,7 @@ tucker_parts(const rs_plan_entry *e, const size_t dims[4],
 }
 
 static rs_status
-cp_parts(const rs_plan_entry *e, size_t nmodes, const size_t dims[4],
+cp_parts(const rs_plan_entry *e, rs_dtype vd, size_t nmodes, const size_t dims[4],
          const double *t_in, void **data, double *rebuilt, rs_error *err)
 {
 	rs_cp *cp = rs_cp_als(t_in, nmodes, dims, e->rank, RS_CP_DEFAULT_ITERATIONS,
@@ -193,7 +194,7 @@ cp_parts(const rs_plan_entry *e, size_t nmodes, const size_t dims[4],
 		for (r = 0; r < R; r++)
 			for (i = 0; i < dims[k]; i++)
 				rows[r * dims[k] + i] = cp->factors[k][i + r * dims[k]];
-		data[part++] = to_float(rows, R * dims[k]);
+		data[part++] = to_float(rows, R * dims[k], vd);
 		for (r = 0; r < R; r++)
 			for (i = 0; i < dims[k]; i++)
 				cp->factors[k][i + r * dims[k]] = rows[r * dims[k] + i];
@@ -204,7 +205,7 @@ cp_parts(const rs_plan_entry *e, size_t nmodes, const size_t dims[4],
 		float *last = rs_xmalloc(dims[0] * R * sizeof *last + 1);
 		for (i = 0; i < dims[0]; i++)
 			for (r = 0; r < R; r++) {
-				last[i * R + r] = (float)cp->factors[0][i + r * dims[0]];
+				last[i * R + r] = (float)rs_dtype_round(vd, cp->factors[0][i + r * dims[0]]);
 				cp->factors[0][i + r * dims[0]] = (double)last[i * R + r];
 			}
 		data[part] = last;
@@ -246,7 +247,7 @@ tt_parts(const rs_model *model, const rs_layer *l, const rs_layer_analysis *a,
 	}
 	for (k = 0; st == RS_OK && k < e->tt_d; k++)
 		data[k] = to_float(tt->cores[k], tt->ranks[k] * tt->row_modes[k] *
-		                   tt->col_modes[k] * tt->ranks[k + 1]);
+		                   tt->col_modes[k] * tt->ranks[k + 1], rs_layer_value_dtype(l));
 	if (st == RS_OK && (st = rs_tt_reconstruct(tt, approx, l->rows, err)) != RS_OK)
 		rs_error_prefix(err, "%s: layer '%s': ", model->path, l->name);
 	rs_tt_free(tt);
@@ -289,8 +290,8 @@ apply_decomposition(const rs_model *model, const rs_layer *l, const rs_layer_ana
 			st = rs_layer_load_tensor(l, t, model->path, err);
 		if (st == RS_OK) {
 			st = e->method == RS_METHOD_TUCKER2 ?
-			    tucker_parts(e, dims, t, data, rebuilt, err) :
-			    cp_parts(e, nmodes, dims, t, data, rebuilt, err);
+			    tucker_parts(e, rs_layer_value_dtype(l), dims, t, data, rebuilt, err) :
+			    cp_parts(e, rs_layer_value_dtype(l), nmodes, dims, t, data, rebuilt, err);
 			/* the kernels' messages do not name the layer */
 			if (st != RS_OK)
 				rs_error_prefix(err, "%s: layer '%s': ", model->path, l->name);

@@ -43,6 +43,7 @@ typedef struct out_tensor {
 	const rs_tensor_whole *whole;  /* the first view: the header's entry */
 	size_t span;                   /* ... and the bytes of all its views */
 	bool segment;                  /* a later view: data only */
+	bool from_float;               /* data are floats, written as dtype (F16, BF16) */
 } out_tensor;
 
 /* The parts of one compressed layer, computed together. */
@@ -78,6 +79,15 @@ add_part(out_tensor *outs, size_t *n, const char *tensor, const char *suffix,
 	o->shape[1] = d1;
 	o->ndim = d1 ? 2 : 1;
 	o->nbytes = (d1 ? d0 * d1 : d0) * rs_dtype_get(dtype)->bits / 8;
+	/* values are computed as floats holding the dtype's values exactly */
+	o->from_float = dtype == RS_DTYPE_F16 || dtype == RS_DTYPE_BF16;
+}
+
+/* Bytes of count codes of `width` bits packed (write_codes). */
+static size_t
+packed_code_bytes(size_t count, unsigned width)
+{
+	return (count * width + 7) / 8;
 }
 
 /* A quantised part's two tensors, codes and codebook, as parts `part` and
@@ -86,10 +96,11 @@ static void
 add_quant_parts(out_tensor *outs, size_t *n, const char *name, size_t i, int part,
                 const rs_layer *l, const rs_plan_entry *e)
 {
-	unsigned levels = 1u << rs_quantizer_bits(e->quantizer, e->bits);
+	unsigned width = rs_quantizer_bits(e->quantizer, e->bits), levels = 1u << width;
 
-	add_part(outs, n, name, "quant.codes", i, part, levels <= 256 ? RS_DTYPE_U8 : RS_DTYPE_U16,
-	         l->rows * l->cols, 0);
+	/* the codes packed at their width (write_codes) */
+	add_part(outs, n, name, "quant.codes", i, part, RS_DTYPE_U8,
+	         packed_code_bytes(l->rows * l->cols, width), 0);
 	if (e->quantizer == RS_QUANT_UNIFORM_CHANNEL)
 		add_part(outs, n, name, "quant.codebook", i, part + 1, RS_DTYPE_F32, l->rows, levels);
 	else
@@ -137,6 +148,7 @@ plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
 	rs_plan_figures f;
 	const rs_layer *l = rs_layer_of_tensor(layers, nlayers, t);
 	const char *name;
+	rs_dtype vd;
 
 	if (l != NULL) {
 		i = (size_t)(l - layers);
@@ -160,6 +172,7 @@ plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
 				return;
 	}
 	name = l->name;
+	vd = rs_layer_value_dtype(l);
 	if (dense) {
 		out_tensor *o = &outs[*n];
 		add_part(outs, n, name, "", i, 0, dense_dtype(t), 1, 1);
@@ -170,25 +183,26 @@ plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
 		for (k = 0; k < t->ndim; k++)
 			o->shape[k] = t->shape[k];
 		o->nbytes = rs_dtype_nbytes(o->dtype, t->count);
+		o->from_float = false;   /* densify writes the bytes */
 		return;
 	}
 	switch (f.method) {
 	case RS_METHOD_LOWRANK:
-		add_part(outs, n, name, "lowrank.A", i, 0, RS_DTYPE_F32, f.rank, l->cols);
-		add_part(outs, n, name, "lowrank.B", i, 1, RS_DTYPE_F32, l->rows, f.rank);
+		add_part(outs, n, name, "lowrank.A", i, 0, vd, f.rank, l->cols);
+		add_part(outs, n, name, "lowrank.B", i, 1, vd, l->rows, f.rank);
 		break;
 	case RS_METHOD_PRUNE:
-		add_part(outs, n, name, "sparse.values", i, 0, RS_DTYPE_F32, f.nonzeros, 0);
+		add_part(outs, n, name, "sparse.values", i, 0, vd, f.nonzeros, 0);
 		add_part(outs, n, name, "sparse.indices", i, 1, RS_DTYPE_I64, f.nonzeros, 0);
 		break;
 	case RS_METHOD_PRUNE_ROWS:
-		add_part(outs, n, name, "channels.values", i, 0, RS_DTYPE_F32,
+		add_part(outs, n, name, "channels.values", i, 0, vd,
 		         f.nonzeros / l->cols, l->cols);
 		add_part(outs, n, name, "channels.index", i, 1, RS_DTYPE_I64,
 		         f.nonzeros / l->cols, 0);
 		break;
 	case RS_METHOD_PRUNE_COLS:
-		add_part(outs, n, name, "channels.values", i, 0, RS_DTYPE_F32,
+		add_part(outs, n, name, "channels.values", i, 0, vd,
 		         l->rows, f.nonzeros / l->rows);
 		add_part(outs, n, name, "channels.index", i, 1, RS_DTYPE_I64,
 		         f.nonzeros / l->rows, 0);
@@ -204,10 +218,10 @@ plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
 		size_t np = apply_decomposition_shapes(l, &plan->entries[i], shapes), p;
 		for (p = 0; p < np; p++) {
 			out_tensor *o = &outs[*n];
-			add_part(outs, n, name, shapes[p].suffix, i, (int)p, RS_DTYPE_F32, 1, 1);
+			add_part(outs, n, name, shapes[p].suffix, i, (int)p, vd, 1, 1);
 			memcpy(o->shape, shapes[p].shape, sizeof o->shape);
 			o->ndim = shapes[p].ndim;
-			o->nbytes = 4;
+			o->nbytes = rs_dtype_get(vd)->bits / 8;
 			for (k = 0; k < o->ndim; k++)
 				o->nbytes *= o->shape[k];
 		}
@@ -219,10 +233,10 @@ plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
 		const rs_plan_entry *e = &plan->entries[i];
 		int part = 0;
 		if (rs_method_has_lowrank_part(f.method)) {
-			add_part(outs, n, name, "lowrank.A", i, part++, RS_DTYPE_F32, f.rank, l->cols);
-			add_part(outs, n, name, "lowrank.B", i, part++, RS_DTYPE_F32, l->rows, f.rank);
+			add_part(outs, n, name, "lowrank.A", i, part++, vd, f.rank, l->cols);
+			add_part(outs, n, name, "lowrank.B", i, part++, vd, l->rows, f.rank);
 		}
-		add_part(outs, n, name, "sparse.values", i, part++, RS_DTYPE_F32, f.nonzeros, 0);
+		add_part(outs, n, name, "sparse.values", i, part++, vd, f.nonzeros, 0);
 		add_part(outs, n, name, "sparse.indices", i, part++, RS_DTYPE_I64, f.nonzeros, 0);
 		if (rs_method_has_quant_part(f.method))
 			add_quant_parts(outs, n, name, i, part, l, e);
@@ -408,6 +422,7 @@ apply_factorise(const rs_model *model, const rs_layer *l, double *x, size_t r, f
                 float *b, double *approx, rs_error *err)
 {
 	size_t m = l->rows, n = l->cols, k = m < n ? m : n, i, j, t;
+	rs_dtype vd = rs_layer_value_dtype(l);
 	double *u = malloc(m * k * sizeof *u), *vt = malloc(k * n * sizeof *vt);
 	double *s = malloc(k * sizeof *s);
 	rs_status st = RS_OK;
@@ -423,10 +438,10 @@ apply_factorise(const rs_model *model, const rs_layer *l, double *x, size_t r, f
 	}
 	for (i = 0; i < m; i++)
 		for (t = 0; t < r; t++)
-			b[i * r + t] = (float)(u[i + t * m] * sqrt(s[t]));
+			b[i * r + t] = (float)rs_dtype_round(vd, u[i + t * m] * sqrt(s[t]));
 	for (t = 0; t < r; t++)
 		for (j = 0; j < n; j++)
-			a[t * n + j] = (float)(sqrt(s[t]) * vt[t + j * k]);
+			a[t * n + j] = (float)rs_dtype_round(vd, sqrt(s[t]) * vt[t + j * k]);
 	add_float_product(b, a, m, n, r, approx);
 out:
 	free(u);
@@ -464,34 +479,35 @@ write_sparse(const rs_layer *l, const double *s, const unsigned char *keep, size
 	for (i = 0; i < k; i++) {
 		size_t e = (size_t)pairs[2 * i + 1];
 		indices[i] = pairs[2 * i];
-		values[i] = (float)s[e];
+		values[i] = (float)rs_dtype_round(rs_layer_value_dtype(l), s[e]);
 		approx[e] += (double)values[i];
 	}
 	free(pairs);
 }
 
-/* A quantised part as written: codes (U8 or U16) in the tensor's order and
- * the codebook as float32; approx += the codebook value of every code. */
+/* A quantised part as written: the codes in the tensor's order, packed at
+ * their width (packed_code_bytes: code k in bits k w .. k w + w - 1 of the
+ * little-endian bit stream, bit b of byte y being bit 8 y + b), and the
+ * codebook as float32; approx += the codebook value of every code. */
 static void
 write_codes(const rs_layer *l, rs_quantizer q, unsigned bits, const uint16_t *codes,
             const double *book, void **codes_out, void **book_out, double *approx)
 {
-	size_t m = l->rows, n = l->cols, i, j;
-	unsigned levels = 1u << rs_quantizer_bits(q, bits);
+	size_t m = l->rows, n = l->cols, count = m * n, i, j;
+	unsigned width = rs_quantizer_bits(q, bits), levels = 1u << width;
 	size_t nbook = q == RS_QUANT_UNIFORM_CHANNEL ? m * levels : levels;
 	float *fbook = *book_out = rs_xmalloc(nbook * sizeof(float) + 1);
+	uint8_t *packed = *codes_out = rs_xcalloc(packed_code_bytes(count, width) + 1, 1);
 
-	*codes_out = rs_xmalloc(m * n * (levels <= 256 ? 1 : 2) + 1);
 	for (i = 0; i < nbook; i++)
-		fbook[i] = (float)book[i];
+		fbook[i] = (float)book[i];   /* F32, as the plan costs codebooks */
 	for (j = 0; j < n; j++)
 		for (i = 0; i < m; i++) {
-			size_t e = i + j * m, ti = rs_layer_tensor_index(l, i, j);
+			size_t e = i + j * m, bit = rs_layer_tensor_index(l, i, j) * width, b;
 			uint16_t code = codes[e];
-			if (levels <= 256)
-				((uint8_t *)*codes_out)[ti] = (uint8_t)code;
-			else
-				((uint16_t *)*codes_out)[ti] = code;
+			for (b = 0; b < width; b++)
+				if (code >> b & 1)
+					packed[(bit + b) / 8] |= (uint8_t)(1u << ((bit + b) % 8));
 			approx[e] += (double)fbook[q == RS_QUANT_UNIFORM_CHANNEL ? i * levels + code : code];
 		}
 }
@@ -505,6 +521,7 @@ whitened_factorise(const rs_model *model, const rs_layer *l, const double *w,
                    rs_error *err)
 {
 	size_t m = l->rows, n = l->cols, i, j, t;
+	rs_dtype vd = rs_layer_value_dtype(l);
 	double *left = malloc(m * r * sizeof *left), *right = malloc(r * n * sizeof *right);
 	rs_status st;
 
@@ -518,10 +535,10 @@ whitened_factorise(const rs_model *model, const rs_layer *l, const double *w,
 	if (st == RS_OK) {
 		for (i = 0; i < m; i++)
 			for (t = 0; t < r; t++)
-				b[i * r + t] = (float)left[i + t * m];
+				b[i * r + t] = (float)rs_dtype_round(vd, left[i + t * m]);
 		for (t = 0; t < r; t++)
 			for (j = 0; j < n; j++)
-				a[t * n + j] = (float)right[t + j * r];
+				a[t * n + j] = (float)rs_dtype_round(vd, right[t + j * r]);
 		add_float_product(b, a, m, n, r, approx);
 	} else {
 		rs_error_prefix(err, "%s: layer '%s': ", model->path, l->name);
@@ -532,10 +549,11 @@ whitened_factorise(const rs_model *model, const rs_layer *l, const double *w,
 }
 
 /* The refined factors as lowrank.A (data[0], r x n) and lowrank.B (data[1],
- * m x r), row-major float32; approx += B A as written. */
+ * m x r), row-major, in vd's values (held as floats); approx += B A as
+ * written. */
 static void
-write_factors(const rs_refined_parts *rp, size_t m, size_t n, size_t r, void **data,
-              double *approx)
+write_factors(const rs_refined_parts *rp, rs_dtype vd, size_t m, size_t n, size_t r,
+              void **data, double *approx)
 {
 	float *fa = data[0] = rs_xmalloc(r * n * sizeof(float) + 1);
 	float *fb = data[1] = rs_xmalloc(m * r * sizeof(float) + 1);
@@ -543,10 +561,10 @@ write_factors(const rs_refined_parts *rp, size_t m, size_t n, size_t r, void **d
 
 	for (i = 0; i < m; i++)
 		for (t = 0; t < r; t++)
-			fb[i * r + t] = (float)rp->b[i + t * m];
+			fb[i * r + t] = (float)rs_dtype_round(vd, rp->b[i + t * m]);
 	for (t = 0; t < r; t++)
 		for (j = 0; j < n; j++)
-			fa[t * n + j] = (float)rp->a[t + j * r];
+			fa[t * n + j] = (float)rs_dtype_round(vd, rp->a[t + j * r]);
 	add_float_product(fb, fa, m, n, r, approx);
 }
 
@@ -567,7 +585,7 @@ refined_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 		return st;
 	switch (f->method) {
 	case RS_METHOD_LOWRANK:
-		write_factors(&rp, m, n, r, p->data, approx);
+		write_factors(&rp, rs_layer_value_dtype(l), m, n, r, p->data, approx);
 		break;
 	case RS_METHOD_PRUNE:
 		p->data[0] = rs_xmalloc(f->nonzeros * sizeof(float) + 1);
@@ -580,7 +598,7 @@ refined_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 		break;
 	case RS_METHOD_LOWRANK_SPARSE: {
 		/* file order: lowrank.A, lowrank.B, sparse.values, sparse.indices */
-		write_factors(&rp, m, n, r, p->data, approx);
+		write_factors(&rp, rs_layer_value_dtype(l), m, n, r, p->data, approx);
 		p->data[2] = rs_xmalloc(f->nonzeros * sizeof(float) + 1);
 		p->data[3] = rs_xmalloc(f->nonzeros * sizeof(int64_t) + 1);
 		write_sparse(l, rp.wp, rp.keep, f->nonzeros, p->data[2], p->data[3], approx);
@@ -779,7 +797,7 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 				size_t e2 = rows ? c + i * m : i + c * m;
 				/* kept rows (kept x cols) or kept columns (rows x kept),
 				 * row-major */
-				float v = (float)w[e2];
+				float v = (float)rs_dtype_round(rs_layer_value_dtype(l), w[e2]);
 				if (rows)
 					values[t * other + i] = v;
 				else
@@ -1000,6 +1018,30 @@ copy_tensor(rs_file_out *out, const rs_model *model, const rs_tensor *t,
 	return st;
 }
 
+/* One part's data: as computed, or a float part in its 16-bit dtype (its
+ * values are that dtype's already, so the conversion is exact). */
+static rs_status
+write_part(rs_file_out *out, const out_tensor *o, const void *data, rs_error *err)
+{
+	size_t count = o->nbytes / 2, i;
+	const float *f = data;
+	double *v;
+	unsigned char *bytes;
+	rs_status st;
+
+	if (!o->from_float)
+		return rs_file_out_write(out, data, o->nbytes, err);
+	v = rs_xmalloc(count * sizeof *v + 1);
+	bytes = rs_xmalloc(o->nbytes + 1);
+	for (i = 0; i < count; i++)
+		v[i] = (double)f[i];
+	rs_dtype_from_double(o->dtype, v, count, bytes);
+	st = rs_file_out_write(out, bytes, o->nbytes, err);
+	free(v);
+	free(bytes);
+	return st;
+}
+
 #define COPY_BUFFER (1u << 20)
 
 rs_status
@@ -1069,7 +1111,7 @@ rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
 			if (progress)
 				progress(userdata, &parts.report);
 		}
-		st = rs_file_out_write(&out, parts.data[o->part], o->nbytes, err);
+		st = write_part(&out, o, parts.data[o->part], err);
 	}
 	if (st == RS_OK)
 		st = rs_file_out_commit(&out, true, err);

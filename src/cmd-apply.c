@@ -90,7 +90,7 @@ apply_run(const cmd_entry *self, cmd_options *opts)
 	} else {
 		printf("wrote %s; largest |measured - predicted| %.3g (%s)\n", opts->output,
 		       state.worst_gap, opts->dense ? "dense layers in their own dtype" :
-		       "values written as float32");
+		       "parts in each layer's value dtype");
 	}
 	free(json);
 	free(analyses);

@@ -182,6 +182,21 @@ rs_double_to_bfloat16(double x)
 	return (unsigned short)round_to_small_float(x, 7, 8);
 }
 
+double
+rs_dtype_round(rs_dtype dtype, double x)
+{
+	switch (dtype) {
+	case RS_DTYPE_F16:
+		return rs_half_to_double(rs_double_to_half(x));
+	case RS_DTYPE_BF16:
+		return rs_bfloat16_to_double(rs_double_to_bfloat16(x));
+	case RS_DTYPE_F32:
+		return (double)(float)x;
+	default:
+		return x;
+	}
+}
+
 bool
 rs_dtype_from_double(rs_dtype dtype, const double *src, size_t count, unsigned char *dst)
 {

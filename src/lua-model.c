@@ -403,7 +403,7 @@ layer_storage(lua_State *L)
 	luaL_argcheck(L, nnz >= 0 && (size_t)nnz <= l->rows * l->cols, 2,
 	              "nonzeros out of range");
 	lua_pushinteger(L, (lua_Integer)rs_sparse_storage_bits(l->rows, l->cols, (size_t)nnz,
-	                                                       RS_VALUE_BITS, NULL));
+	                                                       rs_layer_value_bits(l), NULL));
 	return 1;
 }
 
@@ -968,7 +968,7 @@ module_combine(lua_State *L)
 	const rs_layer *l = &s->host.layers[i];
 	size_t count = l->rows * l->cols;
 	rs_combine_spec spec = {
-		.value_bits = RS_VALUE_BITS, .max_iterations = RS_COMBINE_DEFAULT_ITERATIONS,
+		.value_bits = rs_layer_value_bits(l), .max_iterations = RS_COMBINE_DEFAULT_ITERATIONS,
 		.tolerance = RS_COMBINE_DEFAULT_TOLERANCE,
 	};
 	rs_combine_result res;

@@ -92,7 +92,7 @@ rs_plan_entry_combine_spec(const rs_layer *layer, const rs_plan_entry *e,
 	spec->quantize = rs_method_has_quant_part(e->method);
 	spec->quantizer = e->quantizer;
 	spec->bits = e->bits;
-	spec->value_bits = RS_VALUE_BITS;
+	spec->value_bits = rs_layer_value_bits(layer);
 	spec->max_iterations = RS_COMBINE_DEFAULT_ITERATIONS;
 	spec->tolerance = RS_COMBINE_DEFAULT_TOLERANCE;
 }
@@ -289,6 +289,20 @@ rs_lowrank_pays(size_t rows, size_t cols, size_t rank)
 	return rs_lowrank_params(rows, cols, rank) < rows * cols;
 }
 
+rs_dtype
+rs_layer_value_dtype(const rs_layer *layer)
+{
+	rs_dtype d = layer->group != NULL ? layer->group->factors[0]->dtype : layer->tensor->dtype;
+
+	return d == RS_DTYPE_F16 || d == RS_DTYPE_BF16 ? d : RS_DTYPE_F32;
+}
+
+unsigned
+rs_layer_value_bits(const rs_layer *layer)
+{
+	return rs_dtype_get(rs_layer_value_dtype(layer))->bits;
+}
+
 uint64_t
 rs_layer_dense_bits(const rs_layer *layer)
 {
@@ -415,7 +429,7 @@ figures_for(const rs_layer *layer, const rs_layer_analysis *a,
 		}
 		f.params = rs_lowrank_params(m, n, entry->rank);
 		f.flops = rs_lowrank_flops(m, n, entry->rank);
-		f.bits = (uint64_t)f.params * RS_VALUE_BITS;
+		f.bits = (uint64_t)f.params * rs_layer_value_bits(layer);
 		if (!take_refinement(&f, a, entry)) {
 			out->known = false;   /* the refinement has not run yet */
 			return;
@@ -429,7 +443,7 @@ figures_for(const rs_layer *layer, const rs_layer_analysis *a,
 		f.nonzeros = count - dropped;
 		f.params = f.nonzeros;
 		f.flops = 2 * f.nonzeros;
-		f.bits = rs_sparse_storage_bits(m, n, f.nonzeros, RS_VALUE_BITS, NULL);
+		f.bits = rs_sparse_storage_bits(m, n, f.nonzeros, rs_layer_value_bits(layer), NULL);
 		if (entry->scored) {
 			if (a->out == NULL) {
 				out->known = false;   /* needs its calibration */
@@ -454,7 +468,7 @@ figures_for(const rs_layer *layer, const rs_layer_analysis *a,
 			f.params = f.nonzeros;
 			f.flops = 2 * f.nonzeros;
 			/* the kept values and a bitmap of the kept channels */
-			f.bits = (uint64_t)f.nonzeros * RS_VALUE_BITS + side;
+			f.bits = (uint64_t)f.nonzeros * rs_layer_value_bits(layer) + side;
 			finish_compressed(&f, a, rows ? rs_analysis_prune_outputs_error(a, dropped) :
 			                                rs_analysis_prune_inputs_error(a, dropped));
 			if (a->out != NULL)
@@ -507,7 +521,7 @@ figures_for(const rs_layer *layer, const rs_layer_analysis *a,
 		}
 		rs_plan_entry_cost(layer, entry, &f.params, &f.flops);
 		f.rank = entry->rank;
-		f.bits = (uint64_t)f.params * RS_VALUE_BITS;
+		f.bits = (uint64_t)f.params * rs_layer_value_bits(layer);
 		f.err_fro = entry->solved_error;
 		f.energy = 1.0 - f.err_fro * f.err_fro;
 		f.err_spec = entry->solved_spec;

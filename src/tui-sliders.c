@@ -211,7 +211,7 @@ draw_sparsity_slider(tui *t, int y, int cols)
 	else {
 		rs_index_format fmt = RS_INDEX_BITMAP;
 		rs_sparse_storage_bits(t->layers[layer].rows, t->layers[layer].cols, f.nonzeros,
-		                       RS_VALUE_BITS, &fmt);
+		                       rs_layer_value_bits(&t->layers[layer]), &fmt);
 		snprintf(info, sizeof info, " %.2f %s err_F %.4f, %zu kept%s%s", e->sparsity,
 		         rs_method_name(f.method), f.err_fro, f.nonzeros,
 		         f.method == RS_METHOD_PRUNE ? ", index " : "",

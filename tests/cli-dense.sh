@@ -1,5 +1,6 @@
 #!/bin/sh
-# cli-dense.sh — `apply --dense`: every compressed layer written back as
+# cli-dense.sh — what apply writes: the factored methods' parts in the
+# bytes the plan costs (the model's own F16/BF16 or F32), and `apply --dense`: every compressed layer written back as
 # one tensor of its own name, shape and dtype, checked by
 # tests/densecheck.py against the parts apply writes without --dense
 # (rebuilt by samples/apply_plan.py) and against the model: every method,
@@ -78,6 +79,35 @@ for kind in f16 bf16; do
 done
 run 0 "$python" "$TESTS_SRCDIR/densecheck.py" write in-out "$mlp" "$d/mlp-inout.safetensors"
 one_case mlp-inout "$d/mlp-inout.safetensors" "$d/mlp-inout.lua" --layout '*.weight=in,out'
+
+# the factored methods write the bytes the plan costs, in the model's own
+# 16-bit dtype where it has one
+cat >"$d/mlp-fact.lua" <<'LUA'
+return { name = "fact", run = function(model, plan)
+	plan:set(model:layer("fc1.weight"), { rank = 8 })
+	plan:set(model:layer("fc2.weight"), { method = "tt", d = 2, ranks = { 16 } })
+	plan:set(model:layer("fc3.weight"), { method = "grouped", rank = 2, groups = 4 })
+	return "fact" end }
+LUA
+cat >"$d/mlp-q.lua" <<'LUA'
+return { name = "q", run = function(model, plan)
+	plan:set(model:layer("fc1.weight"), { method = "quant", quantizer = "kmeans", bits = 3 })
+	plan:set(model:layer("fc2.weight"), { method = "quant", quantizer = "binary", bits = 1 })
+	plan:set(model:layer("fc3.weight"), { method = "quant", quantizer = "ternary", bits = 2 })
+	return "q" end }
+LUA
+run 0 "$RANKSCOPE" run -q --no-cache -o "$d/q.json" "$d/mlp-q.lua" "$mlp"
+run 0 "$RANKSCOPE" apply -q --no-cache -o "$d/q.safetensors" "$d/q.json" "$mlp"
+py_checks "packed codes" densecheck.py bytes "$mlp" "$d/q.safetensors" "$d/q.json"
+for kind in f32 f16 bf16; do
+	model=$mlp
+	[ $kind = f32 ] || model=$d/mlp-$kind.safetensors
+	run 0 "$RANKSCOPE" run -q --no-cache -o "$d/fact-$kind.json" "$d/mlp-fact.lua" "$model"
+	run 0 "$RANKSCOPE" apply -q --no-cache -o "$d/fact-$kind.safetensors" "$d/fact-$kind.json" \
+		"$model"
+	py_checks "bytes $kind" densecheck.py bytes "$model" "$d/fact-$kind.safetensors" \
+		"$d/fact-$kind.json"
+done
 
 # the samples' accuracy is the same through the dense file and the parts
 if find_python numpy torch sklearn; then

@@ -3,6 +3,8 @@
     densecheck.py write KIND IN OUT        an F16, BF16 or in,out copy of IN,
                                            made by torch
     densecheck.py check IN PARTS DENSE PLAN APPLY_OUT
+    densecheck.py bytes IN PARTS PLAN      the parts' bytes are the plan's (quantised
+                                           layers: their packed codes)
 
 check compares the dense file with the model it came from and with the
 parts file apply writes without --dense, rebuilt by samples/apply_plan.py
@@ -142,6 +144,58 @@ def check(c, src, parts_path, dense_path, plan_path, apply_out):
     c.check(len(meas) > 0, "apply printed its table")
 
 
+FACTORED = ("lowrank", "grouped", "tucker2", "cp", "tt")
+
+
+def check_bytes(c, src, parts_path, plan_path):
+    """For the factored methods the bytes written are the bytes the plan
+    costs (predicted.storage_bits / 8), in the layer's value dtype (F16 and
+    BF16 models keep theirs, others F32); and the whole data section is
+    the plan's bits_after plus the tensors that are not layers, so the file
+    shrinks by what the plan said."""
+    model, parts = SafeTensors(src), SafeTensors(parts_path)
+    plan = json.load(open(plan_path))
+    layer_names = set()
+    quantised = False
+    for layer in plan["layers"]:
+        name = layer["name"]
+        layer_names.add(name)
+        if layer["method"] == "dense":
+            continue
+        if layer["method"] == "quant":
+            # the codes packed at the plan's width: N b bits, to the byte
+            count = int(np.prod(layer["shape"]))
+            codes = parts.entries[name + ".quant.codes"]
+            want = (count * layer["bits"] + 7) // 8
+            c.check(codes["dtype"] == "U8" and codes["shape"] == [want],
+                    f"{name}: {count} codes of {layer['bits']} bits in {want} bytes, got "
+                    f"{codes['dtype']} {codes['shape']}")
+            quantised = True
+            continue
+        c.check(layer["method"] in FACTORED, f"{name}: {layer['method']} is a factored method")
+        dtype = model.entries[name]["dtype"]
+        vd = dtype if dtype in ("F16", "BF16") else "F32"
+        mine = [k for k in parts.entries if k.startswith(name + ".")]
+        c.check(len(mine) >= 2, f"{name}: its parts {mine}")
+        for k in mine:
+            c.check(parts.entries[k]["dtype"] == vd, f"{k}: {parts.entries[k]['dtype']}, "
+                    f"expected {vd}")
+        written = sum(len(parts.raw(k)) for k in mine)
+        c.check(written * 8 == layer["predicted"]["storage_bits"],
+                f"{name}: {written} bytes written, the plan costs "
+                f"{layer['predicted']['storage_bits'] / 8}")
+    if quantised:
+        return   # codebooks are still written whole (F32 levels), not as costed
+    rest = sum(len(model.raw(k)) for k in model.entries if k not in layer_names)
+    data = sum(len(parts.raw(k)) for k in parts.entries)
+    t = plan["totals"]
+    c.check(data * 8 == t["bits_after"] + 8 * rest,
+            f"data section {data} bytes = bits_after / 8 {t['bits_after'] / 8} + the "
+            f"{rest} bytes of the other tensors")
+    before = sum(len(model.raw(k)) for k in model.entries)
+    c.check(before * 8 == t["bits_before"] + 8 * rest, "the model's side of the ratio")
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "write":
@@ -150,6 +204,8 @@ def main():
     c = Checker("densecheck")
     if cmd == "check":
         check(c, *args)
+    elif cmd == "bytes":
+        check_bytes(c, *args)
     else:
         sys.exit(f"densecheck.py: unknown command {cmd}")
     return c.done()

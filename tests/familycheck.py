@@ -45,7 +45,19 @@ from checklib import (DTYPES, FLOATS, Checker, SafeTensors,  # noqa: E402
 TOL_FIG = 1e-9       # figures recomputed in float64 from the same weights
 TOL_APPLY = 1e-5     # measured on float32 parts against float64 predictions
 
-VALUE_BITS = 32
+# A compressed layer's values (factors, kept weights, codebooks) are stored
+# in its value dtype (rankscope-plan(5)): the model's F16 or BF16, else F32.
+def value_dtype(dtype):
+    return dtype if dtype in ("F16", "BF16") else "F32"
+
+
+def value_bits(dtype):
+    return 16 if dtype in ("F16", "BF16") else 32
+
+
+def value_eps(vd):
+    """The relative rounding of a value to vd (half a unit in the last place)."""
+    return {"F32": 2.0 ** -24, "F16": 2.0 ** -11, "BF16": 2.0 ** -8}[vd]
 
 
 # ---- folding ----------------------------------------------------------------
@@ -104,8 +116,8 @@ def dropped(count, p):
 class Layer:
     """A layer matrix and what the figures of it need, computed once."""
 
-    def __init__(self, w, dense_bits):
-        self.w, self.dense = w, dense_bits
+    def __init__(self, w, dense_bits, vbits):
+        self.w, self.dense, self.vbits = w, dense_bits, vbits
         self.m, self.n = w.shape
         self.fro, self.spec = np.linalg.norm(w), np.linalg.norm(w, 2)
         self.sv = np.linalg.svd(w, compute_uv=False)
@@ -133,9 +145,9 @@ class Layer:
         return self.quant_errors[key]
 
 
-def sparse_bits(m, n, nnz):
+def sparse_bits(m, n, nnz, vbits):
     csr = 32 * (m + 1) + nnz * (16 if n <= 65536 else 32)
-    return nnz * VALUE_BITS + min(m * n, csr)
+    return nnz * vbits + min(m * n, csr)
 
 
 def quant_width(q, b):
@@ -264,7 +276,8 @@ def cmd_figures(log_path, model_path):
             w = fold(st.values(name), None if scheme == "-" else int(scheme))
             c.check(w.shape == (m, n), f"{name}: matrix {m}x{n} vs {w.shape}")
             c.check(dbits == DTYPES[info["dtype"]][1], f"{name}: {dbits} bits a value")
-            layers[name] = Layer(w, w.size * DTYPES[info["dtype"]][1])
+            layers[name] = Layer(w, w.size * DTYPES[info["dtype"]][1],
+                                 value_bits(info["dtype"]))
             continue
         name = t[1]
         if name not in layers:
@@ -286,7 +299,7 @@ def cmd_figures(log_path, model_path):
                 want = int(np.count_nonzero(np.abs(w) < float(args[0])))
                 c.check(int(value) == want, f"{what}: got {value}, expected {want}")
             elif kind == "storage":
-                want = L.dense if args[0] == "-" else sparse_bits(m, n, int(args[0]))
+                want = L.dense if args[0] == "-" else sparse_bits(m, n, int(args[0]), L.vbits)
                 c.check(int(value) == want, f"{what}: got {value}, expected {want}")
             elif kind == "quant_storage":
                 want = quant_bits(args[0], int(args[1]), m, n)
@@ -319,11 +332,11 @@ def cmd_figures(log_path, model_path):
             p = float(parts[1])
             if method == "prune":
                 nnz = count - dropped(count, p)
-                bits, err = sparse_bits(m, n, nnz), L.prune_error(p)
+                bits, err = sparse_bits(m, n, nnz, L.vbits), L.prune_error(p)
             else:
                 side, other = (m, n) if method == "prune-rows" else (n, m)
                 nnz = (side - (math.floor(p * side) if p > 0 else 0)) * other
-                bits = nnz * VALUE_BITS + side
+                bits = nnz * L.vbits + side
                 err = L.lines_error(p, 1 if method == "prune-rows" else 0)
             choice = {"bits": bits, "nonzeros": nnz, "err_fro": err,
                       "params": nnz, "flops": 2 * nnz}
@@ -337,7 +350,7 @@ def cmd_figures(log_path, model_path):
             r = int(parts[1])
             sv = L.sv
             if r * (m + n) < m * n:
-                want.update({"method": "lowrank", "bits": r * (m + n) * VALUE_BITS,
+                want.update({"method": "lowrank", "bits": r * (m + n) * L.vbits,
                              "err_fro": math.sqrt((sv[r:] ** 2).sum() / (sv ** 2).sum()),
                              "err_spec": sv[r] / sv[0] if r < sv.size else 0.0,
                              "params": r * (m + n), "flops": 2 * r * (m + n)})
@@ -404,12 +417,12 @@ def parse_apply_log(path):
     return rows, gap
 
 
-def check_sparse(c, name, out, shape, scheme, values_name, indices_name, nnz, w_flat):
+def check_sparse(c, name, out, shape, scheme, values_name, indices_name, nnz, w_flat, vd):
     """The sparse part: shapes, ascending indices, and its dense scatter as
     the layer matrix."""
     vi, ii = out.entries[values_name], out.entries[indices_name]
-    c.check(vi["dtype"] == "F32" and vi["shape"] == [nnz],
-            f"{values_name}: F32 [{nnz}], got {vi['dtype']} {vi['shape']}")
+    c.check(vi["dtype"] == vd and vi["shape"] == [nnz],
+            f"{values_name}: {vd} [{nnz}], got {vi['dtype']} {vi['shape']}")
     c.check(ii["dtype"] == "I64" and ii["shape"] == [nnz],
             f"{indices_name}: I64 [{nnz}], got {ii['dtype']} {ii['shape']}")
     vals, idx = out.values(values_name).ravel(), out.values(indices_name).ravel()
@@ -431,11 +444,12 @@ DECOMPOSITIONS = ("grouped", "tucker2", "cp", "tt")
 ORTHO_TOL = 1e-5     # orthonormality of float32 factors
 
 
-def f32_part(c, out, pname, shape):
-    """Part pname as float64 if it is F32 of the given shape, else None."""
+def value_part(c, out, vd, pname, shape):
+    """Part pname as float64 if it is of the value dtype vd and the given
+    shape, else None."""
     info = out.entries[pname]
-    ok = c.check(info["dtype"] == "F32" and info["shape"] == list(shape),
-                 f"{pname}: F32 {list(shape)}, got {info['dtype']} {info['shape']}")
+    ok = c.check(info["dtype"] == vd and info["shape"] == list(shape),
+                 f"{pname}: {vd} {list(shape)}, got {info['dtype']} {info['shape']}")
     return out.values(pname) if ok else None
 
 
@@ -479,7 +493,7 @@ def tt_matrix(cores):
     return x[:, :, 0]
 
 
-def check_decomposition(c, l, out, t, w):
+def check_decomposition(c, l, out, t, w, vd):
     """Layer l (grouped, tucker2, cp or tt) rebuilt from its parts in out
     exactly as rankscope-plan(5) lays them out, as the matrix of l's fold
     (w is the original's); the recorded figures that are exact, the
@@ -498,8 +512,8 @@ def check_decomposition(c, l, out, t, w):
                        f"{what}: groups {g!r} >= 2 divide n = {n}, rank {r!r} in 1..min(m, n/g)"):
             return None
         nb = n // g
-        a = f32_part(c, out, name + ".grouped.A", (g, r, nb))
-        b = f32_part(c, out, name + ".grouped.B", (g, m, r))
+        a = value_part(c, out, vd, name + ".grouped.A", (g, r, nb))
+        b = value_part(c, out, vd, name + ".grouped.B", (g, m, r))
         if a is None or b is None:
             return None
         approx = np.concatenate([b[i] @ a[i] for i in range(g)], axis=1)
@@ -526,13 +540,13 @@ def check_decomposition(c, l, out, t, w):
             return None
         ro, ri = ranks
         if conv:
-            first = f32_part(c, out, name + ".tucker.first", (ri, ch, 1, 1))
-            core = f32_part(c, out, name + ".tucker.core", (ro, ri, kh, kw))
-            last = f32_part(c, out, name + ".tucker.last", (f, ro, 1, 1))
+            first = value_part(c, out, vd, name + ".tucker.first", (ri, ch, 1, 1))
+            core = value_part(c, out, vd, name + ".tucker.core", (ro, ri, kh, kw))
+            last = value_part(c, out, vd, name + ".tucker.last", (f, ro, 1, 1))
         else:
-            first = f32_part(c, out, name + ".tucker.first", (ri, n))
-            core = f32_part(c, out, name + ".tucker.core", (ro, ri))
-            last = f32_part(c, out, name + ".tucker.last", (m, ro))
+            first = value_part(c, out, vd, name + ".tucker.first", (ri, n))
+            core = value_part(c, out, vd, name + ".tucker.core", (ro, ri))
+            last = value_part(c, out, vd, name + ".tucker.last", (m, ro))
         if first is None or core is None or last is None:
             return None
         first, last = first.reshape(ri, ch), last.reshape(f, ro)
@@ -563,18 +577,18 @@ def check_decomposition(c, l, out, t, w):
         if not c.check(is_int(R) and R >= 1, f"{what}: rank {R!r} >= 1"):
             return None
         if conv:
-            first = f32_part(c, out, name + ".cp.first", (R, ch, 1, 1))
-            vert = f32_part(c, out, name + ".cp.vertical", (R, 1, kh, 1))
-            horiz = f32_part(c, out, name + ".cp.horizontal", (R, 1, 1, kw))
-            last = f32_part(c, out, name + ".cp.last", (f, R, 1, 1))
+            first = value_part(c, out, vd, name + ".cp.first", (R, ch, 1, 1))
+            vert = value_part(c, out, vd, name + ".cp.vertical", (R, 1, kh, 1))
+            horiz = value_part(c, out, vd, name + ".cp.horizontal", (R, 1, 1, kw))
+            last = value_part(c, out, vd, name + ".cp.last", (f, R, 1, 1))
             if first is None or vert is None or horiz is None or last is None:
                 return None
             approx = fold(np.einsum("or,ri,ry,rx->oiyx", last[:, :, 0, 0], first[:, :, 0, 0],
                                     vert[:, 0, :, 0], horiz[:, 0, 0, :]), l["fold"])
             params = R * (f + ch + kh + kw)
         else:
-            first = f32_part(c, out, name + ".cp.first", (R, n))
-            last = f32_part(c, out, name + ".cp.last", (m, R))
+            first = value_part(c, out, vd, name + ".cp.first", (R, n))
+            last = value_part(c, out, vd, name + ".cp.last", (m, R))
             if first is None or last is None:
                 return None
             approx = last @ first
@@ -604,7 +618,7 @@ def check_decomposition(c, l, out, t, w):
                 f"{what}: ranks {ranks} within the unfoldings' sizes")
         cores = []
         for k in range(d):
-            core = f32_part(c, out, f"{name}.tt.{k}", (ranks[k], rows[k], cols[k], ranks[k + 1]))
+            core = value_part(c, out, vd, f"{name}.tt.{k}", (ranks[k], rows[k], cols[k], ranks[k + 1]))
             if core is None:
                 return None
             cores.append(core)
@@ -626,8 +640,9 @@ def check_decomposition(c, l, out, t, w):
     c.check(p["params"] == params, f"{what}: predicted.params {p['params']}, expected {params}")
     c.check(p["flops"] == flops, f"{what}: predicted.flops {p['flops']}, expected {flops}")
     # float32 parts; the nonzeros of a factorisation are the dense layer's
-    c.check(p["storage_bits"] == VALUE_BITS * params,
-            f"{what}: predicted.storage_bits {p['storage_bits']}, expected {VALUE_BITS * params}")
+    vbits = value_bits(vd)
+    c.check(p["storage_bits"] == vbits * params,
+            f"{what}: predicted.storage_bits {p['storage_bits']}, expected {vbits * params}")
     c.check(p["nonzeros"] == m * n, f"{what}: predicted.nonzeros {p['nonzeros']}, expected {m * n}")
     c.close(p["energy"], 1 - p["rel_fro"] ** 2, TOL_FIG, f"{what}: energy is 1 - rel_fro^2")
     c.check(p["rel_spec_is_bound"] is True, f"{what}: rel_spec is a bound")
@@ -710,6 +725,7 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
         m, n = w.shape
         count = m * n
         p = l["predicted"]
+        vd = value_dtype(src.entries[l["factors"][0] if "factors" in l else name]["dtype"])
         c.check(l["matrix"] == [m, n], f"{name}: matrix {l['matrix']} is the fold's {[m, n]}")
         if not all(x in out.entries for x in part_names(l)):
             c.check(False, f"{name}: parts {part_names(l)} missing")
@@ -718,16 +734,16 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
         if method in ("lowrank", "lowrank+sparse", "lowrank+sparse+quant"):
             r = l["rank"]
             ai, bi = out.entries[name + ".lowrank.A"], out.entries[name + ".lowrank.B"]
-            c.check(ai["dtype"] == "F32" and ai["shape"] == [r, n],
-                    f"{name}.lowrank.A: F32 [{r}, {n}], got {ai['dtype']} {ai['shape']}")
-            c.check(bi["dtype"] == "F32" and bi["shape"] == [m, r],
-                    f"{name}.lowrank.B: F32 [{m}, {r}], got {bi['dtype']} {bi['shape']}")
+            c.check(ai["dtype"] == vd and ai["shape"] == [r, n],
+                    f"{name}.lowrank.A: {vd} [{r}, {n}], got {ai['dtype']} {ai['shape']}")
+            c.check(bi["dtype"] == vd and bi["shape"] == [m, r],
+                    f"{name}.lowrank.B: {vd} [{m}, {r}], got {bi['dtype']} {bi['shape']}")
             approx = out.values(name + ".lowrank.B") @ out.values(name + ".lowrank.A")
         if method in ("prune", "lowrank+sparse", "quant+sparse", "lowrank+sparse+quant"):
             nnz = count - dropped(count, l["sparsity"])
             c.check(p["nonzeros"] == nnz, f"{name}: predicted.nonzeros {p['nonzeros']} vs {nnz}")
             s, vals, idx = check_sparse(c, name, out, shape, scheme, name + ".sparse.values",
-                                        name + ".sparse.indices", nnz, t.ravel())
+                                        name + ".sparse.indices", nnz, t.ravel(), vd)
             if method == "prune":
                 approx = s
                 flat = t.ravel()
@@ -749,8 +765,8 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
             vi = out.entries[name + ".channels.values"]
             ii = out.entries[name + ".channels.index"]
             vshape = [kept, n] if rows else [m, kept]
-            c.check(vi["dtype"] == "F32" and vi["shape"] == vshape,
-                    f"{name}.channels.values: F32 {vshape}, got {vi['dtype']} {vi['shape']}")
+            c.check(vi["dtype"] == vd and vi["shape"] == vshape,
+                    f"{name}.channels.values: {vd} {vshape}, got {vi['dtype']} {vi['shape']}")
             c.check(ii["dtype"] == "I64" and ii["shape"] == [kept],
                     f"{name}.channels.index: I64 [{kept}], got {ii['dtype']} {ii['shape']}")
             if vi["shape"] != vshape or ii["shape"] != [kept]:
@@ -782,14 +798,17 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
             levels = 2 ** width
             ci, bi = out.entries[name + ".quant.codes"], out.entries[name + ".quant.codebook"]
             bshape = [m, levels] if q == "uniform-channel" else [levels]
-            c.check(ci["dtype"] == "U8" and ci["shape"] == [count],
-                    f"{name}.quant.codes: U8 [{count}], got {ci['dtype']} {ci['shape']}")
+            nbytes = (count * width + 7) // 8
+            c.check(ci["dtype"] == "U8" and ci["shape"] == [nbytes],
+                    f"{name}.quant.codes: U8 [{nbytes}] ({count} codes of {width} bits), "
+                    f"got {ci['dtype']} {ci['shape']}")
+            # codebooks are F32 whatever the model (the plan costs them so)
             c.check(bi["dtype"] == "F32" and bi["shape"] == bshape,
                     f"{name}.quant.codebook: F32 {bshape}, got {bi['dtype']} {bi['shape']}")
-            if ci["shape"] != [count] or bi["shape"] != bshape:
+            if ci["shape"] != [nbytes] or bi["shape"] != bshape:
                 continue
-            codes = fold(out.values(name + ".quant.codes").astype(np.int64).reshape(shape),
-                         scheme).astype(np.int64)
+            codes = fold(unpack_codes(out.values(name + ".quant.codes"), count, width)
+                         .reshape(shape), scheme).astype(np.int64)
             book = out.values(name + ".quant.codebook")
             if not c.check(codes.min() >= 0 and codes.max() < levels,
                            f"{name}: codes within 0..{levels - 1}"):
@@ -797,13 +816,13 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
             looked_up = (np.take_along_axis(book, codes, axis=1) if q == "uniform-channel"
                          else book[codes])
             if method == "quant":
-                check_codebook(c, name, q, width, w, codes, book)
+                check_codebook(c, name, q, width, w, codes, book, "F32")
                 approx = looked_up
             else:
                 # the quantised part codes what the other parts leave
                 approx = looked_up if approx is None else approx + looked_up
         if method in DECOMPOSITIONS:
-            approx = check_decomposition(c, l, out, t, w)
+            approx = check_decomposition(c, l, out, t, w, vd)
             if approx is None:
                 continue
         if approx is None:
@@ -860,17 +879,34 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
     return c.done()
 
 
-def check_codebook(c, name, q, width, w, codes, book):
-    """The codebook is the quantiser's, and every weight took its level."""
+def unpack_codes(packed, count, width):
+    """Codes packed at `width` bits (rankscope-plan(5)): code k is bits
+    k*width .. k*width + width - 1 of the little-endian bit stream."""
+    bits = np.unpackbits(packed.astype(np.uint8), bitorder="little")[: count * width]
+    return (bits.reshape(count, width).astype(np.int64) << np.arange(width)).sum(axis=1)
+
+
+def check_codebook(c, name, q, width, w, codes, book, vd):
+    """The codebook is the quantiser's (its levels rounded to the value
+    dtype vd), and every weight took its level."""
     f32 = lambda x: float(np.float32(x))
+    eps = value_eps(vd)
     if q in ("uniform-tensor", "uniform-channel"):
         rows = [(w, book)] if q == "uniform-tensor" else list(zip(w, book))
         ok = True
         for x, bk in rows:
             lo, hi = x.min(), x.max()
             step = (hi - lo) / (bk.size - 1)
-            ok &= bk[0] == f32(lo) and abs(bk[-1] - hi) <= 1e-6 * max(abs(hi), abs(lo), 1e-30)
-            ok &= bool(np.allclose(np.diff(bk), step, rtol=1e-5, atol=1e-7 * abs(step) + 1e-30))
+            big = max(abs(hi), abs(lo), 1e-30)
+            if vd == "F32":
+                ok &= bk[0] == f32(lo) and abs(bk[-1] - hi) <= 1e-6 * big
+                ok &= bool(np.allclose(np.diff(bk), step, rtol=1e-5,
+                                       atol=1e-7 * abs(step) + 1e-30))
+            else:
+                # each level is the exact one rounded: within eps of its size
+                want = lo + step * np.arange(bk.size)
+                ok &= bool(np.all(np.abs(bk - want) <= eps * np.maximum(np.abs(want), 1e-30)
+                                  + 1e-12 * big))
         c.check(ok, f"{name}: {q} levels evenly spaced from min to max")
         codes_want = uniform_levels(w, width, 1 if q == "uniform-channel" else None)[0]
         c.check(np.array_equal(codes, codes_want.astype(np.int64)),
@@ -934,7 +970,8 @@ def cmd_global_prune(plan_path, model_path, out_path, sparsity):
         if not c.check(nnz > 0, f"{name}: all {w.size} weights are at or below the "
                        f"threshold {thr:.6g}, which no plan can drop (sparsity < 1)"):
             continue
-        pays = below > 0 and sparse_bits(m, n, nnz) < dbits
+        vbits = value_bits(src.entries[name]["dtype"])
+        pays = below > 0 and sparse_bits(m, n, nnz, vbits) < dbits
         all_pay &= pays
         c.check(l["method"] == ("prune" if pays else "dense"),
                 f"{name}: {below} of {w.size} at or below the threshold {thr:.6g}: "

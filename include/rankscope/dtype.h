@@ -63,6 +63,10 @@ double rs_bfloat16_to_double(unsigned short bits);
 unsigned short rs_double_to_half(double x);
 unsigned short rs_double_to_bfloat16(double x);
 
+/* x rounded to the nearest value of F16, BF16 or F32 (ties to even); x
+ * itself for any other dtype.  Every such value is exact in a float. */
+double rs_dtype_round(rs_dtype dtype, double x);
+
 /* Writes `count` doubles as F64, F32, F16 or BF16 (little-endian, rounded
  * to nearest, ties to even); false, writing nothing, for any other dtype. */
 bool rs_dtype_from_double(rs_dtype dtype, const double *src, size_t count,

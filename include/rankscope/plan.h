@@ -69,8 +69,6 @@ struct rs_combine_spec;
 const char *rs_method_name(rs_method method);
 bool rs_method_parse(const char *name, rs_method *out);
 
-/* Bits of one stored value of a factor or sparse value (float32). */
-#define RS_VALUE_BITS 32
 
 #define RS_PLAN_TT_MAX_D 8
 
@@ -201,6 +199,17 @@ bool rs_lowrank_pays(size_t rows, size_t cols, size_t rank);
 
 /* Storage bits of the dense layer (its source dtype's width). */
 uint64_t rs_layer_dense_bits(const rs_layer *layer);
+
+/*
+ * The dtype a compressed layer's values (factors, sparse values, kept
+ * channels, cores) are stored in, as plans cost them and apply writes
+ * them: the model's own F16 or BF16, else F32 (an F64 layer's parts are
+ * float32 arithmetic; GGUF's block types dequantise exactly to float32).
+ * A composed layer takes its first factor's.
+ */
+rs_dtype rs_layer_value_dtype(const rs_layer *layer);
+/* Its bits per value: 16 or 32. */
+unsigned rs_layer_value_bits(const rs_layer *layer);
 
 void rs_plan_figures_for(const rs_layer *layer, const rs_layer_analysis *analysis,
                          const rs_plan_entry *entry, rs_plan_figures *out);

@@ -21,7 +21,10 @@ local check = require "check"
 
 local QUANTIZERS = { "uniform-tensor", "uniform-channel", "kmeans", "binary", "ternary" }
 local FRACTIONS = { 0, 0.01, 0.1, 0.25, 1 / 3, 0.5, 0.75, 0.9, 0.99, 1 }
-local VALUE_BITS = 32
+-- a compressed layer's values are stored in its own F16 or BF16, else F32
+local function value_bits(layer)
+	return (layer.dtype == "F16" or layer.dtype == "BF16") and 16 or 32
+end
 
 local function num(x)
 	return string.format("%.17g", x)
@@ -29,9 +32,9 @@ end
 
 -- Bits of a sparse layer keeping nnz of m x n: values plus the cheaper of
 -- a bitmap and CSR (the bitmap on a tie).
-local function sparse_bits(m, n, nnz)
+local function sparse_bits(m, n, nnz, vbits)
 	local csr = 32 * (m + 1) + nnz * (n <= 65536 and 16 or 32)
-	return nnz * VALUE_BITS + math.min(m * n, csr)
+	return nnz * vbits + math.min(m * n, csr)
 end
 
 local function quant_bits(q, b, m, n)
@@ -54,6 +57,7 @@ for _, layer in ipairs(model:layers()) do
 	local count = m * n
 	local dense = layer:storage()
 	local dbits = dense // count
+	local vbits = value_bits(layer)
 	local fro, spec = layer:fro_norm(), layer:spec_norm()
 	local name = layer.name
 	print(string.format("figlayer %s %d %d %s %d", name, m, n,
@@ -87,7 +91,7 @@ for _, layer in ipairs(model:layers()) do
 	for _, nnz in ipairs({ 0, 1, count // 7, count // 2, count - 1, count }) do
 		local s = layer:storage(nnz)
 		print(string.format("rec %s storage %d %d", name, nnz, s))
-		check.eq(s, sparse_bits(m, n, nnz), string.format("%s: storage(%d)", name, nnz))
+		check.eq(s, sparse_bits(m, n, nnz, vbits), string.format("%s: storage(%d)", name, nnz))
 	end
 	print(string.format("rec %s storage - %d", name, dense))
 	check.raises(function() return layer:storage(count + 1) end, "nonzeros out of range",
@@ -131,7 +135,7 @@ for _, layer in ipairs(model:layers()) do
 		local f = plan:set(layer, { method = "prune", sparsity = p })
 		local nnz = count - math.floor(p * count)
 		compressed(f, { method = "prune", text = "prune:" .. num(p) }, layer:prune_error(p),
-			sparse_bits(m, n, nnz), nnz, string.format("%s prune %g", name, p))
+			sparse_bits(m, n, nnz, vbits), nnz, string.format("%s prune %g", name, p))
 		if p == 0 then check.eq(f.method, "dense", name .. ": prune at sparsity 0 stays dense") end
 		check.eq(f.sparsity, p, name .. ": figures carry the sparsity")
 		for _, side in ipairs({ "rows", "cols" }) do
@@ -141,7 +145,7 @@ for _, layer in ipairs(model:layers()) do
 			local kept = s - math.floor(p * s)
 			local err = side == "rows" and layer:prune_rows_error(p) or layer:prune_cols_error(p)
 			compressed(f, { method = method, text = method .. ":" .. num(p) }, err,
-				kept * other * VALUE_BITS + s, kept * other, string.format("%s %s %g", name, method, p))
+				kept * other * vbits + s, kept * other, string.format("%s %s %g", name, method, p))
 		end
 	end
 	for _, q in ipairs(QUANTIZERS) do
