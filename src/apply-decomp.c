@@ -16,6 +16,7 @@
 #include "apply-internal.h"
 #include "rankscope/cp.h"
 #include "rankscope/planrefine.h"
+#include "rankscope/plansolve.h"
 #include "rankscope/tt.h"
 #include "rankscope/tucker.h"
 #include "rankscope/util.h"
@@ -221,7 +222,7 @@ static rs_status
 tt_parts(const rs_model *model, const rs_layer *l, const rs_layer_analysis *a,
          const rs_plan_entry *e, const double *w, void **data, double *approx, rs_error *err)
 {
-	size_t caps[RS_PLAN_TT_MAX_D], k;
+	size_t k;
 	rs_refined_parts rp = {0};
 	rs_tt *tt;
 	rs_status st = RS_OK;
@@ -233,22 +234,14 @@ tt_parts(const rs_model *model, const rs_layer *l, const rs_layer_analysis *a,
 		tt = rp.tt;
 		rp.tt = NULL;
 		rs_refined_parts_free(&rp);
-	} else {
-		memcpy(caps, e->tt_ranks + 1, sizeof caps);
-		tt = rs_tt_svd(w, l->rows, l->cols, l->rows, e->tt_d, e->tt_rows, e->tt_cols, caps,
-		               -1.0, err);
-		if (tt == NULL) {
-			rs_error_prefix(err, "%s: layer '%s': ", model->path, l->name);
-			return err->code;
-		}
-		if (memcmp(tt->ranks, e->tt_ranks, (e->tt_d + 1) * sizeof *tt->ranks) != 0)
-			st = rs_error_set(err, RS_EINVAL, "%s: layer '%s': TT-SVD reaches other ranks "
-			                  "than the plan's; solve the plan again", model->path, l->name);
+	} else if ((tt = rs_plan_entry_tt(e, w, l->rows, l->cols, err)) == NULL) {
+		rs_error_prefix(err, "%s: layer '%s': ", model->path, l->name);
+		return err->code;
 	}
-	for (k = 0; st == RS_OK && k < e->tt_d; k++)
+	for (k = 0; k < e->tt_d; k++)
 		data[k] = to_float(tt->cores[k], tt->ranks[k] * tt->row_modes[k] *
 		                   tt->col_modes[k] * tt->ranks[k + 1], rs_layer_value_dtype(l));
-	if (st == RS_OK && (st = rs_tt_reconstruct(tt, approx, l->rows, err)) != RS_OK)
+	if ((st = rs_tt_reconstruct(tt, approx, l->rows, err)) != RS_OK)
 		rs_error_prefix(err, "%s: layer '%s': ", model->path, l->name);
 	rs_tt_free(tt);
 	return st;

@@ -12,6 +12,7 @@
 #include "rankscope/combine.h"
 #include "rankscope/outcurve.h"
 #include "rankscope/planrefine.h"
+#include "rankscope/plansolve.h"
 #include "rankscope/svd.h"
 #include "rankscope/util.h"
 #include "rankscope/whiten.h"
@@ -155,13 +156,8 @@ refine_tt(const rs_plan_entry *e, const double *w, size_t m, size_t n, const dou
 
 	if (err == NULL)
 		err = &local;   /* the kernel's code is read back from it */
-	p->tt = rs_tt_svd(w, m, n, m, e->tt_d, e->tt_rows, e->tt_cols, e->tt_ranks + 1, -1.0,
-	                  err);
-	if (p->tt == NULL)
+	if ((p->tt = rs_plan_entry_tt(e, w, m, n, err)) == NULL)
 		return err->code;
-	if (memcmp(p->tt->ranks, e->tt_ranks, (e->tt_d + 1) * sizeof *e->tt_ranks) != 0)
-		return rs_error_set(err, RS_EINVAL, "TT-SVD reaches other ranks than the plan's; "
-		                    "solve the plan again");
 	return rs_refine_tt(w, m, n, g, p->tt, sweeps, &p->result, err);
 }
 

@@ -119,6 +119,25 @@ solve_grouped(const rs_layer *layer, const rs_spectrum *sp, rs_plan_entry *e,
 	return RS_OK;
 }
 
+rs_tt *
+rs_plan_entry_tt(const rs_plan_entry *e, const double *w, size_t rows, size_t cols,
+                 rs_error *err)
+{
+	size_t caps[RS_PLAN_TT_MAX_D];
+	rs_tt *tt;
+
+	memcpy(caps, e->tt_ranks + 1, sizeof caps);
+	tt = rs_tt_svd(w, rows, cols, rows, e->tt_d, e->tt_rows, e->tt_cols, caps, -1.0, err);
+	if (tt != NULL &&
+	    memcmp(tt->ranks, e->tt_ranks, (e->tt_d + 1) * sizeof *tt->ranks) != 0) {
+		rs_tt_free(tt);
+		rs_error_set(err, RS_EINVAL, "TT-SVD reaches other ranks than the plan's; solve "
+		             "the plan again");
+		return NULL;
+	}
+	return tt;
+}
+
 rs_status
 rs_plan_entry_solve(const rs_layer *layer, const rs_spectrum *sp, rs_plan_entry *e,
                     const char *path, rs_error *err)

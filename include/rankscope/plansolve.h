@@ -25,6 +25,7 @@
 #include "rankscope/layer.h"
 #include "rankscope/plan.h"
 #include "rankscope/spectrum.h"
+#include "rankscope/tt.h"
 
 /*
  * Checks the entry's parameters against the layer (RS_EINVAL with a
@@ -44,5 +45,14 @@ rs_status rs_plan_entry_check(const rs_layer *layer, const rs_plan_entry *e,
  */
 rs_status rs_plan_entry_solve(const rs_layer *layer, const rs_spectrum *spectrum,
                               rs_plan_entry *e, const char *path, rs_error *err);
+
+/*
+ * A solved TT entry's TT-SVD again (deterministic) of w, column-major
+ * rows x cols, at the ranks the entry records as caps, for apply and the
+ * refinement to start from; NULL (RS_EINVAL) when it reaches other ranks
+ * than the entry's, or on the kernel's errors.  Free with rs_tt_free.
+ */
+rs_tt *rs_plan_entry_tt(const rs_plan_entry *e, const double *w, size_t rows, size_t cols,
+                        rs_error *err);
 
 #endif
