@@ -191,14 +191,14 @@ def write_safetensors(path, tensors, metadata):
 
 
 # The dtypes the sample files and rankscope apply's outputs use.
-_DTYPES = {"F32": "<f4", "I64": "<i8", "U8": "u1", "U16": "<u2"}
+_DTYPES = {"F32": "<f4", "I64": "<i8", "U8": "u1", "U16": "<u2", "U32": "<u4"}
 
 
 def read_safetensors(path):
     """Read a safetensors file; return (tensors, metadata).
 
     tensors is an ordered dict name -> torch.Tensor in header order.
-    F32 weights, and the I64/U8/U16 index and code tensors that
+    F32 weights, and the U8/U16/U32 bitmap, index and code tensors that
     rankscope apply writes for pruned and quantised layers, are accepted.
     """
     with open(path, "rb") as f:
@@ -216,7 +216,7 @@ def read_safetensors(path):
         dt = np.dtype(_DTYPES[info["dtype"]])
         array = np.frombuffer(data, dtype=dt, count=(end - begin) // dt.itemsize,
                               offset=base + begin)
-        # torch has no uint16: codes are widened to int64
+        # torch has no uint16 or uint32: indices are widened to int64
         if dt.kind == "u" and dt.itemsize > 1:
             array = array.astype(np.int64)
         tensors[name] = torch.from_numpy(array.reshape(info["shape"]).copy())

@@ -15,17 +15,18 @@ rs_quant_curve_build(const double *w, size_t rows, size_t cols, size_t ld,
 	unsigned b;
 	size_t i, j;
 	rs_status st = RS_OK;
+	/* the kernels report storage at F32; plans cost it in the value dtype */
+	uint64_t storage[RS_QUANT_CURVE_BITS + 1];
 
 	for (q = 0; q < RS_QUANT_COUNT; q++) {
 		bool fixed = q == RS_QUANT_BINARY || q == RS_QUANT_TERNARY;
 		rs_quant_result r;
 
 		out->err[q][0] = 1.0;
-		out->storage[q][0] = 0;
 		if (q == RS_QUANT_KMEANS) {
 			/* every width from one sort */
 			st = rs_quantize_kmeans_curve(w, rows, cols, ld, RS_QUANT_CURVE_BITS,
-			                              out->err[q], out->storage[q], err);
+			                              out->err[q], storage, err);
 			if (st != RS_OK) {
 				free(wt);
 				return st;
@@ -48,11 +49,11 @@ rs_quant_curve_build(const double *w, size_t rows, size_t cols, size_t ld,
 			if (channels && transposed)
 				st = rs_quantize_uniform_curve(wt, cols, rows, cols, true,
 				                               RS_QUANT_CURVE_BITS, out->err[q],
-				                               out->storage[q], err);
+				                               storage, err);
 			else
 				st = rs_quantize_uniform_curve(w, rows, cols, ld, channels,
 				                               RS_QUANT_CURVE_BITS, out->err[q],
-				                               out->storage[q], err);
+				                               storage, err);
 			if (st != RS_OK) {
 				free(wt);
 				return st;
@@ -63,7 +64,6 @@ rs_quant_curve_build(const double *w, size_t rows, size_t cols, size_t ld,
 			/* binary and ternary have no width: one run serves all */
 			if (fixed && b > 1) {
 				out->err[q][b] = out->err[q][1];
-				out->storage[q][b] = out->storage[q][1];
 				continue;
 			}
 			st = rs_quantize(w, rows, cols, ld, (rs_quantizer)q, b, NULL, NULL, NULL, &r, err);
@@ -72,7 +72,6 @@ rs_quant_curve_build(const double *w, size_t rows, size_t cols, size_t ld,
 				return st;
 			}
 			out->err[q][b] = r.rel_error;
-			out->storage[q][b] = r.storage_bits;
 		}
 	}
 	free(wt);

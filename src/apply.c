@@ -83,28 +83,70 @@ add_part(out_tensor *outs, size_t *n, const char *tensor, const char *suffix,
 	o->from_float = dtype == RS_DTYPE_F16 || dtype == RS_DTYPE_BF16;
 }
 
-/* Bytes of count codes of `width` bits packed (write_codes). */
+/* Bytes of count codes of `width` bits packed (write_codes), or of a
+ * bitmap of count bits (width 1). */
 static size_t
 packed_code_bytes(size_t count, unsigned width)
 {
 	return (count * width + 7) / 8;
 }
 
-/* A quantised part's two tensors, codes and codebook, as parts `part` and
- * `part` + 1 of layer i. */
+/* The index a sparse part of nnz values is stored with: the cheaper one,
+ * as the plan costs it (rs_sparse_storage_bits). */
+static rs_index_format
+sparse_format(const rs_layer *l, size_t nnz)
+{
+	rs_index_format format;
+
+	rs_sparse_storage_bits(l->rows, l->cols, nnz, rs_layer_value_bits(l), &format);
+	return format;
+}
+
+/* CSR's column indices: 16 bits while they fit, as the plan costs them. */
+static rs_dtype
+csr_col_dtype(const rs_layer *l)
+{
+	return l->cols <= 65536 ? RS_DTYPE_U16 : RS_DTYPE_U32;
+}
+
+/* A sparse part of nnz values as parts `part`.. of layer i: the values,
+ * then a bitmap of their positions or CSR over the matrix.  Returns the
+ * number of parts (2 or 3). */
+static int
+add_sparse_parts(out_tensor *outs, size_t *n, const char *name, size_t i, int part,
+                 const rs_layer *l, size_t nnz)
+{
+	add_part(outs, n, name, "sparse.values", i, part, rs_layer_value_dtype(l), nnz, 0);
+	if (sparse_format(l, nnz) == RS_INDEX_BITMAP) {
+		add_part(outs, n, name, "sparse.bitmap", i, part + 1, RS_DTYPE_U8,
+		         packed_code_bytes(l->rows * l->cols, 1), 0);
+		return 2;
+	}
+	add_part(outs, n, name, "sparse.row_ptr", i, part + 1, RS_DTYPE_U32, l->rows + 1, 0);
+	add_part(outs, n, name, "sparse.col", i, part + 2, csr_col_dtype(l), nnz, 0);
+	return 3;
+}
+
+/* A quantised part's two tensors, the codes and what gives the levels
+ * (rs_quant_storage_bits), as parts `part` and `part` + 1 of layer i. */
 static void
 add_quant_parts(out_tensor *outs, size_t *n, const char *name, size_t i, int part,
-                const rs_layer *l, const rs_plan_entry *e)
+                const rs_layer *l, const rs_plan_entry *e, bool full)
 {
 	unsigned width = rs_quantizer_bits(e->quantizer, e->bits), levels = 1u << width;
+	bool channel = e->quantizer == RS_QUANT_UNIFORM_CHANNEL;
 
 	/* the codes packed at their width (write_codes) */
 	add_part(outs, n, name, "quant.codes", i, part, RS_DTYPE_U8,
 	         packed_code_bytes(l->rows * l->cols, width), 0);
-	if (e->quantizer == RS_QUANT_UNIFORM_CHANNEL)
-		add_part(outs, n, name, "quant.codebook", i, part + 1, RS_DTYPE_F32, l->rows, levels);
+	if (rs_quant_spells_levels(e->quantizer, full))
+		add_part(outs, n, name, "quant.codebook", i, part + 1, rs_layer_value_dtype(l),
+		         channel ? l->rows : levels, channel ? levels : 0);
+	else if (e->quantizer == RS_QUANT_UNIFORM_TENSOR || channel)
+		add_part(outs, n, name, "quant.grid", i, part + 1, RS_DTYPE_F32,
+		         channel ? l->rows : 2, channel ? 2 : 0);
 	else
-		add_part(outs, n, name, "quant.codebook", i, part + 1, RS_DTYPE_F32, levels, 0);
+		add_part(outs, n, name, "quant.scale", i, part + 1, RS_DTYPE_F32, 1, 0);
 }
 
 /*
@@ -192,23 +234,22 @@ plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
 		add_part(outs, n, name, "lowrank.B", i, 1, vd, l->rows, f.rank);
 		break;
 	case RS_METHOD_PRUNE:
-		add_part(outs, n, name, "sparse.values", i, 0, vd, f.nonzeros, 0);
-		add_part(outs, n, name, "sparse.indices", i, 1, RS_DTYPE_I64, f.nonzeros, 0);
+		add_sparse_parts(outs, n, name, i, 0, l, f.nonzeros);
 		break;
 	case RS_METHOD_PRUNE_ROWS:
 		add_part(outs, n, name, "channels.values", i, 0, vd,
 		         f.nonzeros / l->cols, l->cols);
-		add_part(outs, n, name, "channels.index", i, 1, RS_DTYPE_I64,
-		         f.nonzeros / l->cols, 0);
+		add_part(outs, n, name, "channels.bitmap", i, 1, RS_DTYPE_U8,
+		         packed_code_bytes(l->rows, 1), 0);
 		break;
 	case RS_METHOD_PRUNE_COLS:
 		add_part(outs, n, name, "channels.values", i, 0, vd,
 		         l->rows, f.nonzeros / l->rows);
-		add_part(outs, n, name, "channels.index", i, 1, RS_DTYPE_I64,
-		         f.nonzeros / l->rows, 0);
+		add_part(outs, n, name, "channels.bitmap", i, 1, RS_DTYPE_U8,
+		         packed_code_bytes(l->cols, 1), 0);
 		break;
 	case RS_METHOD_QUANT:
-		add_quant_parts(outs, n, name, i, 0, l, &plan->entries[i]);
+		add_quant_parts(outs, n, name, i, 0, l, &plan->entries[i], plan->entries[i].refined);
 		break;
 	case RS_METHOD_GROUPED:
 	case RS_METHOD_TUCKER2:
@@ -236,10 +277,9 @@ plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
 			add_part(outs, n, name, "lowrank.A", i, part++, vd, f.rank, l->cols);
 			add_part(outs, n, name, "lowrank.B", i, part++, vd, l->rows, f.rank);
 		}
-		add_part(outs, n, name, "sparse.values", i, part++, vd, f.nonzeros, 0);
-		add_part(outs, n, name, "sparse.indices", i, part++, RS_DTYPE_I64, f.nonzeros, 0);
+		part += add_sparse_parts(outs, n, name, i, part, l, f.nonzeros);
 		if (rs_method_has_quant_part(f.method))
-			add_quant_parts(outs, n, name, i, part, l, e);
+			add_quant_parts(outs, n, name, i, part, l, e, false);
 		break;
 	}
 	default:
@@ -450,66 +490,125 @@ out:
 	return st;
 }
 
-static int
-compare_size(const void *x, const void *y)
+/* Sets bit k of a little-endian bit stream (bit t of byte y is bit 8 y + t). */
+static void
+set_bit(uint8_t *stream, size_t k)
 {
-	int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
-
-	return a < b ? -1 : a > b;
+	stream[k / 8] |= (uint8_t)(1u << (k % 8));
 }
 
-/* Sparse values and flat tensor indices (ascending) of the entries of s
- * (column-major m x n) that `keep` marks; approx += the float32 values. */
-static void
+/*
+ * A sparse part as written (rankscope-plan(5), Pruning): the entries of s
+ * (column-major m x n) that `keep` marks, nnz of them, as data[0] the
+ * values in the value dtype and, in the format sparse_format chose,
+ * either data[1] a bitmap of their positions in the tensor (values in
+ * ascending position) or data[1] CSR row pointers and data[2] column
+ * indices over the matrix (values row by row).  approx += the values as
+ * written.  Returns the number of parts (2 or 3).
+ */
+static int
 write_sparse(const rs_layer *l, const double *s, const unsigned char *keep, size_t nnz,
-             float *values, int64_t *indices, double *approx)
+             void **data, double *approx)
 {
 	size_t m = l->rows, n = l->cols, i, j, k = 0;
-	int64_t *pairs = rs_xmalloc(2 * (nnz ? nnz : 1) * sizeof *pairs);
+	rs_dtype vd = rs_layer_value_dtype(l);
+	float *values = data[0] = rs_xmalloc(nnz * sizeof(float) + 1);
 
-	/* sort (tensor index, element) pairs so the file lists ascending indices */
-	for (j = 0; j < n; j++)
-		for (i = 0; i < m; i++)
-			if (keep[i + j * m] && k < nnz) {
-				pairs[2 * k] = (int64_t)rs_layer_tensor_index(l, i, j);
-				pairs[2 * k + 1] = (int64_t)(i + j * m);
-				k++;
+	if (sparse_format(l, nnz) == RS_INDEX_BITMAP) {
+		/* a pass over tensor positions: the element of each, if kept */
+		size_t count = m * n, *element = rs_xmalloc(count * sizeof *element + 1);
+		uint8_t *bitmap = data[1] = rs_xcalloc(packed_code_bytes(count, 1) + 1, 1);
+		for (j = 0; j < n; j++)
+			for (i = 0; i < m; i++)
+				element[rs_layer_tensor_index(l, i, j)] = i + j * m;
+		for (i = 0; i < count && k < nnz; i++) {
+			size_t e = element[i];
+			if (!keep[e])
+				continue;
+			set_bit(bitmap, i);
+			values[k] = (float)rs_dtype_round(vd, s[e]);
+			approx[e] += (double)values[k++];
+		}
+		free(element);
+		return 2;
+	} else {
+		uint32_t *row_ptr = data[1] = rs_xmalloc((m + 1) * sizeof *row_ptr);
+		bool narrow = csr_col_dtype(l) == RS_DTYPE_U16;
+		void *col = data[2] = rs_xmalloc(nnz * (narrow ? 2 : 4) + 1);
+		for (i = 0; i < m; i++) {
+			row_ptr[i] = (uint32_t)k;
+			for (j = 0; j < n && k < nnz; j++) {
+				size_t e = i + j * m;
+				if (!keep[e])
+					continue;
+				if (narrow)
+					((uint16_t *)col)[k] = (uint16_t)j;
+				else
+					((uint32_t *)col)[k] = (uint32_t)j;
+				values[k] = (float)rs_dtype_round(vd, s[e]);
+				approx[e] += (double)values[k++];
 			}
-	qsort(pairs, k, 2 * sizeof *pairs, compare_size);
-	for (i = 0; i < k; i++) {
-		size_t e = (size_t)pairs[2 * i + 1];
-		indices[i] = pairs[2 * i];
-		values[i] = (float)rs_dtype_round(rs_layer_value_dtype(l), s[e]);
-		approx[e] += (double)values[i];
+		}
+		row_ptr[m] = (uint32_t)k;
+		return 3;
 	}
-	free(pairs);
 }
 
-/* A quantised part as written: the codes in the tensor's order, packed at
- * their width (packed_code_bytes: code k in bits k w .. k w + w - 1 of the
- * little-endian bit stream, bit b of byte y being bit 8 y + b), and the
- * codebook as float32; approx += the codebook value of every code. */
+/*
+ * A quantised part as written: data[0] the codes in the tensor's order,
+ * packed at their width (code k in bits k w .. k w + w - 1 of the
+ * little-endian bit stream), data[1] what gives the levels
+ * (add_quant_parts): the levels of book in the value dtype when they are
+ * spelt out (`full`, or k-means), else the quantiser's rule in F32 taken
+ * from them: offset book[0] and step (book[L-1] - book[0]) / (L - 1) per
+ * grid, or the scale alpha.  approx += the level of every code as the
+ * reader rebuilds it (rankscope-plan(5), Quantisation).
+ */
 static void
-write_codes(const rs_layer *l, rs_quantizer q, unsigned bits, const uint16_t *codes,
-            const double *book, void **codes_out, void **book_out, double *approx)
+write_codes(const rs_layer *l, rs_quantizer q, unsigned bits, bool full, const uint16_t *codes,
+            const double *book, void **data, double *approx)
 {
-	size_t m = l->rows, n = l->cols, count = m * n, i, j;
-	unsigned width = rs_quantizer_bits(q, bits), levels = 1u << width;
-	size_t nbook = q == RS_QUANT_UNIFORM_CHANNEL ? m * levels : levels;
-	float *fbook = *book_out = rs_xmalloc(nbook * sizeof(float) + 1);
-	uint8_t *packed = *codes_out = rs_xcalloc(packed_code_bytes(count, width) + 1, 1);
+	size_t m = l->rows, n = l->cols, count = m * n, i, j, r;
+	unsigned width = rs_quantizer_bits(q, bits), levels = 1u << width, c;
+	bool channel = q == RS_QUANT_UNIFORM_CHANNEL;
+	size_t grids = channel ? m : 1, nbook = grids * levels;
+	double *level = rs_xmalloc(nbook * sizeof *level);
+	uint8_t *packed = data[0] = rs_xcalloc(packed_code_bytes(count, width) + 1, 1);
 
-	for (i = 0; i < nbook; i++)
-		fbook[i] = (float)book[i];   /* F32, as the plan costs codebooks */
+	if (rs_quant_spells_levels(q, full)) {
+		float *out = data[1] = rs_xmalloc(nbook * sizeof(float));
+		for (i = 0; i < nbook; i++) {
+			out[i] = (float)rs_dtype_round(rs_layer_value_dtype(l), book[i]);
+			level[i] = out[i];
+		}
+	} else if (q == RS_QUANT_UNIFORM_TENSOR || channel) {
+		float *grid = data[1] = rs_xmalloc(2 * grids * sizeof(float));
+		for (r = 0; r < grids; r++) {
+			const double *b = book + r * levels;
+			grid[2 * r] = (float)b[0];
+			grid[2 * r + 1] = (float)((b[levels - 1] - b[0]) / (levels - 1));
+			for (c = 0; c < levels; c++)
+				level[r * levels + c] = (double)grid[2 * r] + c * (double)grid[2 * r + 1];
+		}
+	} else {
+		/* binary (-alpha, alpha), ternary (-alpha, 0, alpha) */
+		float *scale = data[1] = rs_xmalloc(sizeof(float));
+		scale[0] = (float)book[q == RS_QUANT_BINARY ? 1 : 2];
+		for (c = 0; c < levels; c++)
+			level[c] = 0;
+		level[0] = -(double)scale[0];
+		level[q == RS_QUANT_BINARY ? 1 : 2] = scale[0];
+	}
 	for (j = 0; j < n; j++)
 		for (i = 0; i < m; i++) {
 			size_t e = i + j * m, bit = rs_layer_tensor_index(l, i, j) * width, b;
 			uint16_t code = codes[e];
 			for (b = 0; b < width; b++)
 				if (code >> b & 1)
-					packed[(bit + b) / 8] |= (uint8_t)(1u << ((bit + b) % 8));
-			approx[e] += (double)fbook[q == RS_QUANT_UNIFORM_CHANNEL ? i * levels + code : code];
+					set_bit(packed, bit + b);
+			approx[e] += level[(channel ? i * levels : 0) + code];
 		}
+	free(level);
 }
 
 /* Computes the parts of one compressed layer and what they measure. */
@@ -588,20 +687,15 @@ refined_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 		write_factors(&rp, rs_layer_value_dtype(l), m, n, r, p->data, approx);
 		break;
 	case RS_METHOD_PRUNE:
-		p->data[0] = rs_xmalloc(f->nonzeros * sizeof(float) + 1);
-		p->data[1] = rs_xmalloc(f->nonzeros * sizeof(int64_t) + 1);
-		write_sparse(l, rp.wp, rp.keep, f->nonzeros, p->data[0], p->data[1], approx);
+		write_sparse(l, rp.wp, rp.keep, f->nonzeros, p->data, approx);
 		break;
 	case RS_METHOD_QUANT:
-		write_codes(l, e->quantizer, e->bits, rp.codes, rp.book, &p->data[0], &p->data[1],
-		            approx);
+		write_codes(l, e->quantizer, e->bits, true, rp.codes, rp.book, p->data, approx);
 		break;
 	case RS_METHOD_LOWRANK_SPARSE: {
 		/* file order: lowrank.A, lowrank.B, sparse.values, sparse.indices */
 		write_factors(&rp, rs_layer_value_dtype(l), m, n, r, p->data, approx);
-		p->data[2] = rs_xmalloc(f->nonzeros * sizeof(float) + 1);
-		p->data[3] = rs_xmalloc(f->nonzeros * sizeof(int64_t) + 1);
-		write_sparse(l, rp.wp, rp.keep, f->nonzeros, p->data[2], p->data[3], approx);
+		write_sparse(l, rp.wp, rp.keep, f->nonzeros, p->data + 2, approx);
 		break;
 	}
 	default:
@@ -728,9 +822,7 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 			}
 			keep = rs_xmalloc(count ? count : 1);
 			rs_out_scored_mask(a->out, count - f->nonzeros, keep);
-			p->data[0] = rs_xmalloc(f->nonzeros * sizeof(float) + 1);
-			p->data[1] = rs_xmalloc(f->nonzeros * sizeof(int64_t) + 1);
-			write_sparse(l, w, keep, f->nonzeros, p->data[0], p->data[1], approx);
+			write_sparse(l, w, keep, f->nonzeros, p->data, approx);
 			break;
 		}
 		if ((st = rs_layer_load_for_spectrum(l, x, &lr, &lc, model->path, err)) != RS_OK)
@@ -758,9 +850,7 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 			free(keep);
 			keep = wkeep;
 		}
-		p->data[0] = rs_xmalloc(f->nonzeros * sizeof(float) + 1);
-		p->data[1] = rs_xmalloc(f->nonzeros * sizeof(int64_t) + 1);
-		write_sparse(l, w, keep, f->nonzeros, p->data[0], p->data[1], approx);
+		write_sparse(l, w, keep, f->nonzeros, p->data, approx);
 		break;
 	}
 	case RS_METHOD_PRUNE_ROWS:
@@ -772,7 +862,7 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 		const uint32_t *order;
 		rs_magnitudes *mags;
 		float *values;
-		int64_t *index;
+		uint8_t *bitmap;
 		if ((st = rs_layer_load_for_spectrum(l, x, &lr, &lc, model->path, err)) != RS_OK)
 			break;
 		mags = rs_magnitudes_new(x, lr, lc, lr);
@@ -788,11 +878,12 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 			keep[order[c]] = 1;
 		rs_magnitudes_free(mags);
 		values = p->data[0] = rs_xmalloc(kept * other * sizeof(float) + 1);
-		index = p->data[1] = rs_xmalloc(kept * sizeof(int64_t) + 1);
+		/* the kept channels as a bitmap of the side (bit c: channel c) */
+		bitmap = p->data[1] = rs_xcalloc(packed_code_bytes(side, 1) + 1, 1);
 		for (c = 0; c < side; c++) {
 			if (!keep[c])
 				continue;
-			index[t] = (int64_t)c;
+			set_bit(bitmap, c);
 			for (i = 0; i < other; i++) {
 				size_t e2 = rows ? c + i * m : i + c * m;
 				/* kept rows (kept x cols) or kept columns (rows x kept),
@@ -816,8 +907,7 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 		rs_quant_result qr;
 		st = rs_quantize(w, m, n, m, e->quantizer, e->bits, NULL, codes, book, &qr, err);
 		if (st == RS_OK)
-			write_codes(l, e->quantizer, e->bits, codes, book, &p->data[0], &p->data[1],
-			            approx);
+			write_codes(l, e->quantizer, e->bits, false, codes, book, p->data, approx);
 		free(codes);
 		free(book);
 		break;
@@ -865,8 +955,6 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 				keep[i] = sparse[i] != 0;
 				nnz += keep[i];
 			}
-			p->data[part] = rs_xmalloc(f->nonzeros * sizeof(float) + 1);
-			p->data[part + 1] = rs_xcalloc(f->nonzeros ? f->nonzeros : 1, sizeof(int64_t));
 			/* S may have fewer nonzeros than budgeted (exact zeros): pad
 			 * with explicit zeros at the first unused positions */
 			for (i = 0; nnz < f->nonzeros && i < count; i++)
@@ -874,13 +962,11 @@ compute_parts(const rs_model *model, const rs_layer *l, const rs_plan_entry *e,
 					keep[i] = 1;
 					nnz++;
 				}
-			write_sparse(l, sparse, keep, f->nonzeros, p->data[part], p->data[part + 1],
-			             approx);
-			part += 2;
+			part += write_sparse(l, sparse, keep, f->nonzeros, p->data + part, approx);
 		}
 		if (st == RS_OK && spec.quantize)
-			write_codes(l, e->quantizer, e->bits, cp.codes, cp.codebook, &p->data[part],
-			            &p->data[part + 1], approx);
+			write_codes(l, e->quantizer, e->bits, false, cp.codes, cp.codebook,
+			            p->data + part, approx);
 		free(sparse);
 		free(cp.codes);
 		free(cp.codebook);
@@ -1048,8 +1134,9 @@ rs_status
 rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
          const rs_layer_analysis *analyses, const rs_plan *plan,
          const char *plan_json, const char *out_path, bool dense,
-         rs_apply_progress progress, void *userdata, rs_error *err)
+         rs_apply_progress progress, void *userdata, rs_apply_sizes *sizes, rs_error *err)
 {
+	rs_apply_sizes written = {0};
 	out_tensor *outs = rs_xcalloc(MAX_PARTS * model->ntensors + 1, sizeof *outs);
 	size_t nouts = 0, i, hlen;
 	char *header = NULL;
@@ -1079,6 +1166,20 @@ rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
 	if (dense && (st = join_views(model, outs, nouts, err)) != RS_OK)
 		goto done;
 	header = build_header(model, outs, nouts, plan_json, dense, &hlen);
+	written.header = hlen;
+	for (i = 0; i < nouts; i++) {
+		if (outs[i].source != NULL) {
+			written.other += outs[i].nbytes;
+			continue;
+		}
+		written.layers += outs[i].nbytes;
+		if (outs[i].part == 0) {
+			rs_plan_figures fig;
+			rs_plan_figures_for(&layers[outs[i].layer], &analyses[outs[i].layer],
+			                    &plan->entries[outs[i].layer], &fig);
+			written.plan_bits += fig.bits;
+		}
+	}
 
 	/* written beside out_path and renamed over it when complete (file.h) */
 	if ((st = rs_file_out_open(&out, out_path, err)) != RS_OK)
@@ -1117,6 +1218,8 @@ rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
 		st = rs_file_out_commit(&out, true, err);
 	else
 		rs_file_out_abort(&out);
+	if (st == RS_OK && sizes != NULL)
+		*sizes = written;
 done:
 	parts_free(&parts);
 	for (i = 0; i < nouts; i++)

@@ -22,6 +22,7 @@
  * rather than drop the stack) has no statistics. */
 #include "config.h"
 
+#include <cblas.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -40,10 +41,12 @@
 /* Tolerances of the checks (calib.h). */
 #define CALIB_SYMMETRY_TOL 1e-6
 #define CALIB_PSD_TOL 1e-6
+/* Input vectors summed into G this many values at a time (load_inputs). */
+#define CALIB_INPUT_BLOCK ((size_t)1 << 20)
 
 /* Every tensor name a layer's statistics can end in (rs_calib_unmatched). */
-static const char *const suffixes[] = {".gram", ".diag", ".count", ".in_sum2", ".counts",
-                                       ".in_sum", ".mean_abs"};
+static const char *const suffixes[] = {".gram", ".inputs", ".diag", ".count", ".in_sum2",
+                                       ".counts", ".in_sum", ".mean_abs"};
 /* Those a stack's statistics can have for its expert views. */
 static const char *const stack_suffixes[] = {".diag", ".count", ".in_sum2", ".counts",
                                              ".in_sum", ".mean_abs"};
@@ -480,7 +483,7 @@ rs_calib_kind_for(const rs_calib *c, const rs_layer *layer)
 	rs_calib_kind kind = RS_CALIB_NONE;
 	diag_ref ref;
 
-	if (find_stat(c, layer->name, ".gram"))
+	if (find_stat(c, layer->name, ".gram") || find_stat(c, layer->name, ".inputs"))
 		return RS_CALIB_FULL;
 	if (find_diag(c, layer->name, &ref))
 		kind = never_reached(c, &ref, layer) ? RS_CALIB_NONE : RS_CALIB_DIAG;
@@ -574,6 +577,65 @@ load_full(const rs_calib *c, const rs_layer *layer, const rs_tensor *t, size_t n
 	return ref_count(c, &own, 1, count, err);
 }
 
+/*
+ * A layer's Gram matrix from the input vectors themselves, PREFIX.inputs
+ * (s, n): G = X^T X summed in double precision (dsyrk), the count s unless
+ * PREFIX.count says otherwise; checked as a given Gram matrix is.  Users
+ * who record activations need not reduce them first.
+ */
+static rs_status
+load_inputs(const rs_calib *c, const rs_layer *layer, const rs_tensor *t, size_t n,
+            double *g, double *count, rs_error *err)
+{
+	diag_ref own = {.naming = &namings[0], .owner = (char *)layer->name};
+	char name[96], lname[96];
+	size_t s, i, j, first, rows, block;
+	double *x;
+	rs_status st = RS_OK;
+
+	rs_printable(name, sizeof name, t->name);
+	rs_printable(lname, sizeof lname, layer->name);
+	if (t->ndim != 2 || t->shape[1] != n || t->shape[0] == 0)
+		return rs_error_set(err, RS_EFORMAT,
+		    "%s: tensor '%s': layer '%s' has %zu inputs, so its input vectors are "
+		    "(samples, %zu) with at least one sample, not a %zu-D tensor of %zu x %zu",
+		    c->path, name, lname, n, n, t->ndim, t->ndim >= 1 ? t->shape[0] : 0,
+		    t->ndim >= 2 ? t->shape[1] : 0);
+	s = t->shape[0];
+	/* a block of rows at a time (about 8 MiB), summed into G */
+	block = n < CALIB_INPUT_BLOCK ? CALIB_INPUT_BLOCK / n : 1;
+	x = malloc((block < s ? block : s) * n * sizeof *x);
+	if (!x)
+		return rs_error_set(err, RS_ENOMEM, "%s: tensor '%s': out of memory for %zu x %zu",
+		                    c->path, name, block, n);
+	memset(g, 0, n * n * sizeof *g);
+	for (first = 0; st == RS_OK && first < s; first += rows) {
+		rows = s - first < block ? s - first : block;
+		/* row-major (rows, n) is column-major X^T (n x rows) */
+		st = load_range(c, t, first * n, rows * n, x, err);
+		for (i = 0; st == RS_OK && i < rows * n; i++)
+			if (!isfinite(x[i]))
+				st = rs_error_set(err, RS_ENUMERIC, "%s: tensor '%s': sample %zu, input "
+				                  "%zu is %g: inputs must be finite", c->path, name,
+				                  first + i / n, i % n, x[i]);
+		if (st == RS_OK)
+			cblas_dsyrk(CblasColMajor, CblasUpper, CblasNoTrans, (blasint)n, (blasint)rows,
+			            1.0, x, (blasint)n, 1.0, g, (blasint)n);
+	}
+	if (st == RS_OK) {
+		for (j = 0; j < n; j++)
+			for (i = j + 1; i < n; i++)
+				g[i + j * n] = g[j + i * n];
+		st = check_gram(c, t, g, n, err);
+	}
+	free(x);
+	if (st != RS_OK)
+		return st;
+	if ((st = ref_count(c, &own, 1, count, err)) == RS_OK && isnan(*count))
+		*count = (double)s;
+	return st;
+}
+
 /* A layer's diagonal (its own, or its row of a stack's), checked, on g's
  * diagonal; *none when it is an expert the data never reached. */
 static rs_status
@@ -618,6 +680,7 @@ rs_calib_load(const rs_calib *c, const rs_layer *layer, rs_calib_kind *kind,
               double **gram, double *count, rs_error *err)
 {
 	const rs_tensor *full = find_stat(c, layer->name, ".gram");
+	const rs_tensor *inputs = full ? NULL : find_stat(c, layer->name, ".inputs");
 	diag_ref ref = {0};
 	const char *why;
 	size_t n;
@@ -629,6 +692,8 @@ rs_calib_load(const rs_calib *c, const rs_layer *layer, rs_calib_kind *kind,
 	*gram = NULL;
 	*count = NAN;
 	*kind = RS_CALIB_NONE;
+	if (inputs)
+		full = inputs;
 	if (full)
 		*kind = RS_CALIB_FULL;
 	else if (find_diag(c, layer->name, &ref))
@@ -651,8 +716,12 @@ rs_calib_load(const rs_calib *c, const rs_layer *layer, rs_calib_kind *kind,
 		diag_ref_free(&ref);
 		return st;
 	}
-	st = full ? load_full(c, layer, full, n, g, count, err)
-	          : load_diag(c, layer, &ref, n, g, count, &none, err);
+	if (inputs)
+		st = load_inputs(c, layer, inputs, n, g, count, err);
+	else if (full)
+		st = load_full(c, layer, full, n, g, count, err);
+	else
+		st = load_diag(c, layer, &ref, n, g, count, &none, err);
 	diag_ref_free(&ref);
 	if (st != RS_OK || none) {
 		free(g);

@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,12 +54,29 @@ report(void *userdata, const rs_apply_report *r)
 	fflush(stdout);
 }
 
+/* Where the file's bytes went, beside what the plan costs: the parts take
+ * its storage_bits, up to the byte each bit-packed tensor is rounded to. */
+static void
+print_sizes(const rs_apply_sizes *z, bool dense)
+{
+	uint64_t total = z->header + z->layers + z->other;
+
+	printf("bytes %" PRIu64 " = header %" PRIu64 " + compressed layers %" PRIu64,
+	       total, z->header, z->layers);
+	if (!dense)
+		printf(" (the plan's %" PRIu64 " bits = %.1f bytes, + %.1f rounding bit-packed "
+		       "tensors to whole bytes)", z->plan_bits, (double)z->plan_bits / 8,
+		       (double)z->layers - (double)z->plan_bits / 8);
+	printf(" + other tensors %" PRIu64 "\n", z->other);
+}
+
 static int
 apply_run(const cmd_entry *self, cmd_options *opts)
 {
 	const char *plan_path = opts->args[0], *path = opts->args[1];
 	rs_layer_analysis *analyses;
 	apply_state state = {5, 0, false};
+	rs_apply_sizes sizes;
 	rs_plan_origin origin;
 	cmd_session s;
 	rs_plan plan;
@@ -84,13 +102,14 @@ apply_run(const cmd_entry *self, cmd_options *opts)
 	       "err_F pred", "err_F meas", "err_2 pred", "err_2 meas",
 	       state.calibrated ? "   out pred     out meas" : "");
 	if (rs_apply(s.model, s.layers, s.nlayers, analyses, &plan, json, opts->output,
-	             opts->dense, report, &state, &err) != RS_OK) {
+	             opts->dense, report, &state, &sizes, &err) != RS_OK) {
 		fprintf(stderr, "rankscope: %s\n", err.msg);
 		status = CMD_EXIT_FAILURE;
 	} else {
 		printf("wrote %s; largest |measured - predicted| %.3g (%s)\n", opts->output,
 		       state.worst_gap, opts->dense ? "dense layers in their own dtype" :
 		       "parts in each layer's value dtype");
+		print_sizes(&sizes, opts->dense);
 	}
 	free(json);
 	free(analyses);

@@ -109,21 +109,11 @@
 
 /* ---- storage ------------------------------------------------------------ */
 
+/* The quantised part's codes and grid, centres or scale in the value dtype. */
 static uint64_t
-quant_storage_bits(size_t rows, size_t cols, rs_quantizer q, unsigned bits)
+quant_storage_bits(size_t rows, size_t cols, const rs_combine_spec *spec, unsigned bits)
 {
-	uint64_t count = (uint64_t)rows * cols, b = rs_quantizer_bits(q, bits);
-
-	switch (q) {
-	case RS_QUANT_UNIFORM_TENSOR:
-		return b * count + 64;
-	case RS_QUANT_UNIFORM_CHANNEL:
-		return b * count + 64 * (uint64_t)rows;
-	case RS_QUANT_KMEANS:
-		return b * count + (b < 64 ? (uint64_t)32 << b : UINT64_MAX / 2);
-	default:                /* binary, ternary: one scale */
-		return b * count + 32;
-	}
+	return rs_quant_storage_bits(rows, cols, spec->quantizer, bits, spec->value_bits, false);
 }
 
 uint64_t
@@ -134,7 +124,7 @@ rs_combine_storage_bits(size_t rows, size_t cols, const rs_combine_spec *spec)
 	if (spec->nonzeros > 0)
 		bits += rs_sparse_storage_bits(rows, cols, spec->nonzeros, spec->value_bits, NULL);
 	if (spec->quantize)
-		bits += quant_storage_bits(rows, cols, spec->quantizer, spec->bits);
+		bits += quant_storage_bits(rows, cols, spec, spec->bits);
 	return bits;
 }
 
@@ -569,7 +559,7 @@ single_parts(combine *c, uint64_t budget, candidates *best, rs_error *err)
 	if (spec->quantize && parts > 1) {
 		unsigned b;
 		for (b = MAX_QUANT_BITS; b >= 1; b--)
-			if (quant_storage_bits(c->m, c->n, spec->quantizer, b) <= budget)
+			if (quant_storage_bits(c->m, c->n, spec, b) <= budget)
 				break;
 		if (b >= 1) {
 			rs_quant_result qr;

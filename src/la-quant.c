@@ -83,6 +83,43 @@ rs_quantizer_bits(rs_quantizer q, unsigned bits)
 	return bits;
 }
 
+uint64_t
+rs_quant_codebook_values(size_t rows, rs_quantizer q, unsigned bits, bool full_codebook)
+{
+	unsigned b = rs_quantizer_bits(q, bits);
+	uint64_t levels = b < 63 ? (uint64_t)1 << b : UINT64_MAX / 4;
+	uint64_t per = q == RS_QUANT_UNIFORM_CHANNEL ? (uint64_t)rows : 1;
+
+	if (full_codebook)
+		return per * levels;
+	switch (q) {
+	case RS_QUANT_UNIFORM_TENSOR:
+	case RS_QUANT_UNIFORM_CHANNEL:
+		return 2 * per;                 /* offset and step */
+	case RS_QUANT_KMEANS:
+		return levels;                  /* the centres */
+	default:
+		return 1;                       /* binary, ternary: the scale */
+	}
+}
+
+bool
+rs_quant_spells_levels(rs_quantizer q, bool full_codebook)
+{
+	return full_codebook || q == RS_QUANT_KMEANS;
+}
+
+uint64_t
+rs_quant_storage_bits(size_t rows, size_t cols, rs_quantizer q, unsigned bits,
+                      unsigned value_bits, bool full_codebook)
+{
+	uint64_t count = (uint64_t)rows * cols;
+	unsigned book_bits = rs_quant_spells_levels(q, full_codebook) ? value_bits : 32;
+
+	return rs_quantizer_bits(q, bits) * count +
+	       rs_quant_codebook_values(rows, q, bits, full_codebook) * book_bits;
+}
+
 /* ---- output ------------------------------------------------------------- */
 
 typedef struct qjob {
@@ -328,7 +365,8 @@ rs_quantize_uniform_curve(const double *w, size_t rows, size_t cols, size_t ld,
 		}
 	for (b = 1; b <= max_bits; b++) {
 		rel_errors[b] = total > 0 ? sqrt(esq[b] / total) : 0.0;
-		storage[b] = (uint64_t)b * n + 64 * (uint64_t)nr;
+		storage[b] = rs_quant_storage_bits(rows, cols, per_channel ? RS_QUANT_UNIFORM_CHANNEL :
+		                                   RS_QUANT_UNIFORM_TENSOR, b, 32, false);
 	}
 	free(lo);
 	free(hi);
@@ -1016,7 +1054,7 @@ rs_quantize_kmeans_curve(const double *w, size_t rows, size_t cols, size_t ld,
 			sse += (kd.p0[i + 1] - kd.p0[i]) * e * e;
 		}
 		rel_errors[b] = total > 0 ? sqrt(sse / total) : 0.0;
-		storage[b] = (uint64_t)b * n + 32 * ((uint64_t)1 << b);
+		storage[b] = rs_quant_storage_bits(rows, cols, RS_QUANT_KMEANS, b, 32, false);
 	}
 	free(c);
 	kdata_free(&kd);
@@ -1049,7 +1087,6 @@ rs_quantize(const double *w, size_t rows, size_t cols, size_t ld,
 	rs_quant_result r = {0};
 	size_t n, levels = 0, iterations = 0;
 	unsigned b = rs_quantizer_bits(q, bits);
-	uint64_t extra = 0;
 	rs_status st = RS_OK;
 
 	if ((unsigned)q >= RS_QUANT_COUNT)
@@ -1071,22 +1108,18 @@ rs_quantize(const double *w, size_t rows, size_t cols, size_t ld,
 		bool per_channel = q == RS_QUANT_UNIFORM_CHANNEL;
 		st = quant_uniform(&job, b, per_channel, codebook, err);
 		levels = (size_t)1 << b;
-		extra = 64 * (uint64_t)(per_channel ? rows : 1);
 		break;
 	}
 	case RS_QUANT_KMEANS:
 		st = quant_kmeans(&job, b, codebook, &levels, &iterations, err);
-		extra = 32 * ((uint64_t)1 << b);
 		break;
 	case RS_QUANT_BINARY:
 		quant_binary(&job, codebook);
 		levels = 2;
-		extra = 32;
 		break;
 	case RS_QUANT_TERNARY:
 		st = quant_ternary(&job, codebook, err);
 		levels = 3;
-		extra = 32;
 		break;
 	case RS_QUANT_COUNT:
 		break;
@@ -1094,7 +1127,7 @@ rs_quantize(const double *w, size_t rows, size_t cols, size_t ld,
 	if (st != RS_OK)
 		return st;
 	r.rel_error = job.total_sq > 0 ? sqrt(job.err_sq / job.total_sq) : 0.0;
-	r.storage_bits = (uint64_t)b * n + extra;
+	r.storage_bits = rs_quant_storage_bits(rows, cols, q, bits, 32, false);
 	r.bits_per_weight = n ? (double)r.storage_bits / (double)n : 0.0;
 	r.levels = (unsigned)levels;
 	r.iterations = iterations;

@@ -384,7 +384,11 @@ layer_quant_storage(lua_State *L)
 	const rs_layer_analysis *a = need_statistics(L, i);
 	rs_quantizer q = check_quantizer(L, 2);
 
-	lua_pushinteger(L, (lua_Integer)a->quant->storage[q][check_bits(L, 3)]);
+	const rs_layer *l = &rsl_script(L)->host.layers[i];
+
+	(void)a;   /* statistics are needed, as for quant_error */
+	lua_pushinteger(L, (lua_Integer)rs_quant_storage_bits(l->rows, l->cols, q, check_bits(L, 3),
+	                                                      rs_layer_value_bits(l), false));
 	return 1;
 }
 

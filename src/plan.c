@@ -480,7 +480,9 @@ figures_for(const rs_layer *layer, const rs_layer_analysis *a,
 		if (a->quant == NULL || entry->bits < 1 || entry->bits > RS_QUANT_CURVE_BITS ||
 		    (unsigned)entry->quantizer >= RS_QUANT_COUNT)
 			break;
-		f.bits = a->quant->storage[entry->quantizer][entry->bits];
+		/* a refined codebook is stored whole (its levels follow no rule) */
+		f.bits = rs_quant_storage_bits(m, n, entry->quantizer, entry->bits,
+		                               rs_layer_value_bits(layer), entry->refined);
 		finish_compressed(&f, a, a->quant->err[entry->quantizer][entry->bits]);
 		if (a->out != NULL)
 			f.out_err = rs_out_quant_error(a->out, entry->quantizer, entry->bits);

@@ -117,6 +117,9 @@ key_reverse_sort(tui *t)
 {
 	t->sort_reverse = !t->sort_reverse;
 	tui_table_refresh(t);
+	/* Said, so that the change is visible even when the order looks alike. */
+	tui_message(t, false, "sorted by %s%s", tui_sort_name(t->sort),
+	            t->sort_reverse ? ", reversed" : "");
 }
 
 /* Weight or output figures: what is shown, sorted by, and what a rank edit

@@ -119,6 +119,11 @@ def write_calib(model, calib, diag=None):
     for name, x in xs.items():
         prefix = name[:-len(".weight")]
         g = x.T @ x
+        if diag == "inputs":
+            # the input vectors themselves: rankscope sums G = X^T X, the
+            # count is the number of rows
+            out[prefix + ".inputs"] = x
+            continue
         if diag == "meanabs":
             out[prefix + ".mean_abs"] = np.abs(x).mean(axis=0)
         elif diag:
@@ -153,6 +158,9 @@ def write_hostile(model, out):
         "bad-count": {"fc1.gram": g, "fc1.count": np.array([1, 2], dtype=np.int64)},
         "negative-count": {"fc1.gram": g, "fc1.count": np.array(-5, dtype=np.int64)},
         "integer-gram": {"fc1.gram": np.ones((64, 64), dtype=np.uint8)},
+        "inputs-width": {"fc1.inputs": x[:, :63].copy()},
+        "inputs-nan": {"fc1.inputs": np.where(np.arange(x.size).reshape(x.shape) == 70,
+                                              np.nan, x)},
         "no-match": {"encoder.fc1.gram": g},
         "extra": {"fc1.gram": g, "decoder.gram": g},
     }
@@ -345,7 +353,7 @@ def check_rebuilt(c, model, plan_path, applied):
     w, xs = layer_inputs(model)
     plan = json.load(open(plan_path))
     st = SafeTensors(applied)
-    tensors = {n: torch.from_numpy(st.values(n).copy()) for n in st.entries}
+    tensors = apply_plan.from_numpy({n: st.values(n) for n in st.entries})
     state = apply_plan.rebuild(tensors, plan, {n: v.shape for n, v in w.items()})
     done = 0
     for layer in plan["layers"]:

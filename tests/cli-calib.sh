@@ -24,6 +24,11 @@ for m in mlp cnn; do
 	printf '%s\n' "$out" >"$d/$m-info.json"
 	py_checks "$m info" calibcheck.py info "$model" "$d/$m-info.json" "$d/$m-spectra.json"
 	contains "$out" '"sha256"' "$m info: the calibration file's digest"
+	# the input vectors themselves: the same figures, G summed by rankscope
+	run 0 cc write "$model" "$d/$m-inputs.safetensors" inputs
+	run 0 "$RANKSCOPE" spectra --format json --no-cache -C "$d/$m-inputs.safetensors" "$model"
+	printf '%s\n' "$out" >"$d/$m-inputs-spectra.json"
+	py_checks "$m spectra from inputs" calibcheck.py spectra "$model" "$d/$m-inputs-spectra.json"
 
 	# the shipped helper: its Gram matrices are X^T X of the same inputs
 	if "$python" -c 'import torch' 2>/dev/null; then
@@ -53,8 +58,18 @@ jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))'
 fi
 run 0 "$RANKSCOPE" apply --no-cache -C "$d/mlp.safetensors" -o "$d/applied.safetensors" \
 	"$d/plan.json" "$mlp"
+printf '%s\n' "$out" >"$d/apply-out.txt"
 contains "$out" "out meas" "apply: output error columns"
 py_checks "applied" calibcheck.py applied "$mlp" "$d/plan.json" "$d/applied.safetensors"
+# planned and measured on the samples themselves: the same plan, the same
+# predicted and measured output errors as on their Gram matrices
+run 0 "$RANKSCOPE" run budget-minimax -q --no-cache -p budget=0.3 \
+	-C "$d/mlp-inputs.safetensors" -o "$d/plan-inputs.json" "$mlp"
+run 0 "$RANKSCOPE" apply --no-cache -C "$d/mlp-inputs.safetensors" \
+	-o "$d/applied-inputs.safetensors" "$d/plan-inputs.json" "$mlp"
+equals "$(printf '%s\n' "$out" | awk '$1 != "wrote" && $1 != "bytes"')" \
+	"$(awk '$1 != "wrote" && $1 != "bytes"' "$d/apply-out.txt")" \
+	"apply on the input vectors: what it predicts and measures on their Gram matrices"
 run 0 "$RANKSCOPE" show --no-cache -C "$d/mlp.safetensors" "$d/plan.json" "$mlp"
 contains "$out" "worst layer output error" "show: the output total"
 run 1 "$RANKSCOPE" show --no-cache "$d/plan.json" "$mlp"
@@ -280,6 +295,8 @@ expect_refusal negative-diag "is -1: a sum of squares"
 expect_refusal bad-count "a count is one number"
 expect_refusal negative-count "is not a count"
 expect_refusal integer-gram "not a number type"
+expect_refusal inputs-width "its input vectors are (samples, 64)"
+expect_refusal inputs-nan "sample 1, input 6 is nan: inputs must be finite"
 expect_refusal no-match "no statistics for any of the 3 layers"
 run 0 "$RANKSCOPE" info --no-cache -C "$d/extra.safetensors" "$mlp"
 contains "$err" "1 tensor belongs to no layer, e.g. 'decoder.gram'" "extra: warned"

@@ -1,6 +1,6 @@
 #!/bin/sh
-# cli-dense.sh — what apply writes: the factored methods' parts in the
-# bytes the plan costs (the model's own F16/BF16 or F32), and `apply --dense`: every compressed layer written back as
+# cli-dense.sh — what apply writes: every method's parts in the bytes
+# the plan costs (the model's own F16/BF16 or F32), and `apply --dense`: every compressed layer written back as
 # one tensor of its own name, shape and dtype, checked by
 # tests/densecheck.py against the parts apply writes without --dense
 # (rebuilt by samples/apply_plan.py) and against the model: every method,
@@ -80,34 +80,76 @@ done
 run 0 "$python" "$TESTS_SRCDIR/densecheck.py" write in-out "$mlp" "$d/mlp-inout.safetensors"
 one_case mlp-inout "$d/mlp-inout.safetensors" "$d/mlp-inout.lua" --layout '*.weight=in,out'
 
-# the factored methods write the bytes the plan costs, in the model's own
-# 16-bit dtype where it has one
-cat >"$d/mlp-fact.lua" <<'LUA'
+# every method writes the bytes the plan costs (up to the byte each bit
+# stream is rounded to), in the model's own 16-bit dtype where it has one:
+# bitmap and CSR indices, channel bitmaps, every quantiser's codes with its
+# grid, scale or centres, the combinations, the decompositions, refined
+# codebooks spelt out; apply's 'bytes' line agrees
+cat >"$d/b-sparse.lua" <<'LUA'
+return { name = "sparse", run = function(model, plan)
+	plan:set(model:layer("fc1.weight"), { method = "prune", sparsity = 0.7 })     -- bitmap
+	plan:set(model:layer("fc2.weight"), { method = "prune", sparsity = 0.99 })    -- CSR
+	plan:set(model:layer("fc3.weight"), { method = "quant", quantizer = "uniform-tensor", bits = 4 })
+	return "sparse" end }
+LUA
+cat >"$d/b-channels.lua" <<'LUA'
+return { name = "channels", run = function(model, plan)
+	plan:set(model:layer("fc1.weight"), { method = "prune-rows", sparsity = 0.3 })
+	plan:set(model:layer("fc2.weight"), { method = "prune-cols", sparsity = 0.5 })
+	plan:set(model:layer("fc3.weight"), { method = "quant", quantizer = "uniform-channel", bits = 3 })
+	return "channels" end }
+LUA
+cat >"$d/b-quant.lua" <<'LUA'
+return { name = "quant", run = function(model, plan)
+	plan:set(model:layer("fc1.weight"), { method = "quant", quantizer = "kmeans", bits = 3 })
+	plan:set(model:layer("fc2.weight"), { method = "quant", quantizer = "binary", bits = 1 })
+	plan:set(model:layer("fc3.weight"), { method = "quant", quantizer = "ternary", bits = 2 })
+	return "quant" end }
+LUA
+cat >"$d/b-combos.lua" <<'LUA'
+return { name = "combos", run = function(model, plan)
+	plan:set(model:layer("fc1.weight"), { method = "lowrank+sparse", rank = 8, sparsity = 0.95 })
+	plan:set(model:layer("fc2.weight"), { method = "quant+sparse", quantizer = "ternary", bits = 2,
+		sparsity = 0.99 })
+	plan:set(model:layer("fc3.weight"), { method = "lowrank+sparse+quant", rank = 2,
+		sparsity = 0.99, quantizer = "uniform-tensor", bits = 3 })
+	return "combos" end }
+LUA
+cat >"$d/b-fact.lua" <<'LUA'
 return { name = "fact", run = function(model, plan)
 	plan:set(model:layer("fc1.weight"), { rank = 8 })
 	plan:set(model:layer("fc2.weight"), { method = "tt", d = 2, ranks = { 16 } })
 	plan:set(model:layer("fc3.weight"), { method = "grouped", rank = 2, groups = 4 })
 	return "fact" end }
 LUA
-cat >"$d/mlp-q.lua" <<'LUA'
-return { name = "q", run = function(model, plan)
-	plan:set(model:layer("fc1.weight"), { method = "quant", quantizer = "kmeans", bits = 3 })
-	plan:set(model:layer("fc2.weight"), { method = "quant", quantizer = "binary", bits = 1 })
-	plan:set(model:layer("fc3.weight"), { method = "quant", quantizer = "ternary", bits = 2 })
-	return "q" end }
+cat >"$d/b-refined.lua" <<'LUA'
+return { name = "refined", run = function(model, plan)
+	plan:set(model:layer("fc1.weight"), { method = "quant", quantizer = "uniform-channel",
+		bits = 3, refined = true })
+	plan:set(model:layer("fc2.weight"), { method = "prune", sparsity = 0.99, refined = true })
+	plan:set(model:layer("fc3.weight"), { method = "quant", quantizer = "binary", bits = 1,
+		refined = true })
+	return "refined" end }
 LUA
-run 0 "$RANKSCOPE" run -q --no-cache -o "$d/q.json" "$d/mlp-q.lua" "$mlp"
-run 0 "$RANKSCOPE" apply -q --no-cache -o "$d/q.safetensors" "$d/q.json" "$mlp"
-py_checks "packed codes" densecheck.py bytes "$mlp" "$d/q.safetensors" "$d/q.json"
+# bytes_case NAME MODEL LUA [OPTIONS]: planned, applied, checked
+bytes_case() {
+	name=$1 model=$2 lua=$3
+	shift 3
+	run 0 "$RANKSCOPE" run -q --no-cache "$@" -o "$d/$name.json" "$lua" "$model"
+	run 0 "$RANKSCOPE" apply -q --no-cache "$@" -o "$d/$name.safetensors" "$d/$name.json" "$model"
+	printf '%s\n' "$out" >"$d/$name-apply.txt"
+	py_checks "bytes $name" densecheck.py bytes "$model" "$d/$name.safetensors" \
+		"$d/$name.json" "$d/$name-apply.txt"
+}
 for kind in f32 f16 bf16; do
 	model=$mlp
 	[ $kind = f32 ] || model=$d/mlp-$kind.safetensors
-	run 0 "$RANKSCOPE" run -q --no-cache -o "$d/fact-$kind.json" "$d/mlp-fact.lua" "$model"
-	run 0 "$RANKSCOPE" apply -q --no-cache -o "$d/fact-$kind.safetensors" "$d/fact-$kind.json" \
-		"$model"
-	py_checks "bytes $kind" densecheck.py bytes "$model" "$d/fact-$kind.safetensors" \
-		"$d/fact-$kind.json"
+	for plan in sparse channels quant combos fact; do
+		bytes_case "$plan-$kind" "$model" "$d/b-$plan.lua"
+	done
 done
+bytes_case refined "$mlp" "$d/b-refined.lua" -C "$SAMPLES/digits-mlp.calib.safetensors"
+bytes_case cnn-bytes "$cnn" "$d/cnn.lua"
 
 # the samples' accuracy is the same through the dense file and the parts
 if find_python numpy torch sklearn; then

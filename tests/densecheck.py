@@ -3,8 +3,9 @@
     densecheck.py write KIND IN OUT        an F16, BF16 or in,out copy of IN,
                                            made by torch
     densecheck.py check IN PARTS DENSE PLAN APPLY_OUT
-    densecheck.py bytes IN PARTS PLAN      the parts' bytes are the plan's (quantised
-                                           layers: their packed codes)
+    densecheck.py bytes IN PARTS PLAN [APPLY_OUT]
+                                           the parts' bytes are the plan's, for
+                                           every method
 
 check compares the dense file with the model it came from and with the
 parts file apply writes without --dense, rebuilt by samples/apply_plan.py
@@ -63,7 +64,7 @@ def ulp(r, dtype):
 def rebuilt(parts, plan):
     import apply_plan
     import torch
-    tensors = {n: torch.from_numpy(parts.values(n).copy()) for n in parts.entries}
+    tensors = apply_plan.from_numpy({n: parts.values(n) for n in parts.entries})
     shapes = {l["name"]: tuple(l["shape"]) for l in plan["layers"]}
     state = apply_plan.rebuild(tensors, plan, shapes)
     out = {}
@@ -84,7 +85,7 @@ def measured_fro(apply_out):
     got = {}
     for line in open(apply_out):
         f = line.split()
-        if len(f) >= 4 and f[0] != "layer" and not line.startswith("wrote"):
+        if len(f) >= 4 and f[0] != "layer" and not line.startswith(("wrote", "bytes")):
             try:
                 got[f[0]] = float(f[3])
             except ValueError:
@@ -144,56 +145,78 @@ def check(c, src, parts_path, dense_path, plan_path, apply_out):
     c.check(len(meas) > 0, "apply printed its table")
 
 
-FACTORED = ("lowrank", "grouped", "tucker2", "cp", "tt")
+def part_kind(suffix):
+    """What a part holds (rankscope-plan(5), COMPRESSED MODELS): 'packed'
+    for bit streams (codes, bitmaps: U8, rounded up to a byte), 'index' for
+    CSR's integers, 'rule' for a quantiser's F32 numbers (grid, scale),
+    'value' for everything in the layer's value dtype."""
+    if suffix in ("quant.codes", "sparse.bitmap", "channels.bitmap"):
+        return "packed"
+    if suffix in ("sparse.row_ptr", "sparse.col"):
+        return "index"
+    if suffix in ("quant.grid", "quant.scale"):
+        return "rule"
+    return "value"
 
 
-def check_bytes(c, src, parts_path, plan_path):
-    """For the factored methods the bytes written are the bytes the plan
-    costs (predicted.storage_bits / 8), in the layer's value dtype (F16 and
-    BF16 models keep theirs, others F32); and the whole data section is
-    the plan's bits_after plus the tensors that are not layers, so the file
-    shrinks by what the plan said."""
+def check_bytes(c, src, parts_path, plan_path, apply_out=None):
+    """For every method the bytes written are the bytes the plan costs
+    (predicted.storage_bits / 8), up to the byte each bit-packed tensor is
+    rounded to: values in the layer's value dtype (F16 and BF16 models keep
+    theirs, others F32), bit streams as U8, CSR's row pointers U32 and
+    columns U16, a quantiser's grid or scale F32.  The whole data section
+    is the plan's bits_after plus the tensors that are not layers and that
+    rounding, so the file shrinks by what the plan said; apply's closing
+    'bytes' line says the same."""
     model, parts = SafeTensors(src), SafeTensors(parts_path)
     plan = json.load(open(plan_path))
     layer_names = set()
-    quantised = False
+    rounding = 0          # bits added by rounding bit streams up to bytes
+    compressed_bytes = compressed_bits = 0
     for layer in plan["layers"]:
         name = layer["name"]
         layer_names.add(name)
         if layer["method"] == "dense":
             continue
-        if layer["method"] == "quant":
-            # the codes packed at the plan's width: N b bits, to the byte
-            count = int(np.prod(layer["shape"]))
-            codes = parts.entries[name + ".quant.codes"]
-            want = (count * layer["bits"] + 7) // 8
-            c.check(codes["dtype"] == "U8" and codes["shape"] == [want],
-                    f"{name}: {count} codes of {layer['bits']} bits in {want} bytes, got "
-                    f"{codes['dtype']} {codes['shape']}")
-            quantised = True
-            continue
-        c.check(layer["method"] in FACTORED, f"{name}: {layer['method']} is a factored method")
         dtype = model.entries[name]["dtype"]
         vd = dtype if dtype in ("F16", "BF16") else "F32"
         mine = [k for k in parts.entries if k.startswith(name + ".")]
         c.check(len(mine) >= 2, f"{name}: its parts {mine}")
+        packed = 0
         for k in mine:
-            c.check(parts.entries[k]["dtype"] == vd, f"{k}: {parts.entries[k]['dtype']}, "
-                    f"expected {vd}")
+            kind, dt = part_kind(k[len(name) + 1:]), parts.entries[k]["dtype"]
+            want = {"packed": ("U8",), "index": ("U32", "U16"), "rule": ("F32",),
+                    "value": (vd,)}[kind]
+            c.check(dt in want, f"{k} ({kind}): {dt}, expected {' or '.join(want)}")
+            packed += kind == "packed"
         written = sum(len(parts.raw(k)) for k in mine)
-        c.check(written * 8 == layer["predicted"]["storage_bits"],
-                f"{name}: {written} bytes written, the plan costs "
-                f"{layer['predicted']['storage_bits'] / 8}")
-    if quantised:
-        return   # codebooks are still written whole (F32 levels), not as costed
+        bits = layer["predicted"]["storage_bits"]
+        extra = written * 8 - bits
+        c.check(0 <= extra < 8 * max(packed, 1) and (packed > 0 or extra == 0),
+                f"{name} ({layer['method']}): {written} bytes written, the plan costs "
+                f"{bits / 8} ({packed} bit-packed tensors may round up by < 1 byte each)")
+        rounding += extra
+        compressed_bytes += written
+        compressed_bits += bits
     rest = sum(len(model.raw(k)) for k in model.entries if k not in layer_names)
+    dense_kept = sum(len(model.raw(l["name"])) for l in plan["layers"] if l["method"] == "dense")
     data = sum(len(parts.raw(k)) for k in parts.entries)
     t = plan["totals"]
-    c.check(data * 8 == t["bits_after"] + 8 * rest,
+    c.check(data * 8 == t["bits_after"] + 8 * rest + rounding,
             f"data section {data} bytes = bits_after / 8 {t['bits_after'] / 8} + the "
-            f"{rest} bytes of the other tensors")
+            f"{rest} bytes of the other tensors + {rounding / 8} bytes of rounding")
     before = sum(len(model.raw(k)) for k in model.entries)
     c.check(before * 8 == t["bits_before"] + 8 * rest, "the model's side of the ratio")
+    if apply_out is not None:
+        line = [x for x in open(apply_out).read().splitlines() if x.startswith("bytes ")]
+        if c.check(len(line) == 1, "apply printed its 'bytes' line"):
+            size = os.path.getsize(parts_path)
+            header = size - data
+            want = (f"bytes {size} = header {header} + compressed layers {compressed_bytes} "
+                    f"(the plan's {compressed_bits} bits = {compressed_bits / 8:.1f} bytes, + "
+                    f"{compressed_bytes - compressed_bits / 8:.1f} rounding bit-packed tensors "
+                    f"to whole bytes) + other tensors {rest + dense_kept}")
+            c.check(line[0] == want, f"apply's bytes line '{line[0]}', expected '{want}'")
 
 
 def main():

@@ -154,10 +154,23 @@ def quant_width(q, b):
     return {"binary": 1, "ternary": 2}.get(q, b)
 
 
-def quant_bits(q, b, m, n):
-    extra = {"uniform-tensor": 64, "uniform-channel": 64 * m, "kmeans": 32 * 2 ** b,
-             "binary": 32, "ternary": 32}[q]
-    return quant_width(q, b) * m * n + extra
+def sparse_format(m, n, nnz):
+    """The index a sparse part is stored with: the cheaper one, the bitmap
+    on a tie (rankscope-plan(5), storage_bits)."""
+    csr = 32 * (m + 1) + nnz * (16 if n <= 65536 else 32)
+    return "bitmap" if m * n <= csr else "csr"
+
+
+def quant_bits(q, b, m, n, vbits=32, full=False):
+    """Codes, plus the levels spelt out (k-means, or a refined codebook) in
+    the value dtype, or the rule's F32 numbers (grid, scale)."""
+    width = quant_width(q, b)
+    per = m if q == "uniform-channel" else 1
+    if full or q == "kmeans":
+        extra = per * 2 ** width * vbits
+    else:
+        extra = {"uniform-tensor": 64, "uniform-channel": 64 * m, "binary": 32, "ternary": 32}[q]
+    return width * m * n + extra
 
 
 def round_half_away(v):
@@ -302,7 +315,7 @@ def cmd_figures(log_path, model_path):
                 want = L.dense if args[0] == "-" else sparse_bits(m, n, int(args[0]), L.vbits)
                 c.check(int(value) == want, f"{what}: got {value}, expected {want}")
             elif kind == "quant_storage":
-                want = quant_bits(args[0], int(args[1]), m, n)
+                want = quant_bits(args[0], int(args[1]), m, n, L.vbits)
                 c.check(int(value) == want, f"{what}: got {value}, expected {want}")
             elif kind == "quant_error":
                 q, b = args[0], int(args[1])
@@ -345,7 +358,7 @@ def cmd_figures(log_path, model_path):
             err = L.quant_error(q, b)
             if err is None:      # k-means: the layer query's, checked above
                 err = L.reported.get((q, b), math.nan)
-            choice = {"bits": quant_bits(q, b, m, n), "err_fro": err}
+            choice = {"bits": quant_bits(q, b, m, n, L.vbits), "err_fro": err}
         elif method == "lowrank":
             r = int(parts[1])
             sv = L.sv
@@ -371,6 +384,20 @@ def cmd_figures(log_path, model_path):
 
 # ---- apply --------------------------------------------------------------------------
 
+def sparse_suffixes(l):
+    m, n = l["matrix"]
+    if sparse_format(m, n, l["predicted"]["nonzeros"]) == "bitmap":
+        return ["sparse.values", "sparse.bitmap"]
+    return ["sparse.values", "sparse.row_ptr", "sparse.col"]
+
+
+def quant_suffixes(l):
+    q = l["quantizer"]
+    if l.get("refined") or q == "kmeans":
+        return ["quant.codes", "quant.codebook"]
+    return ["quant.codes", "quant.grid" if q.startswith("uniform") else "quant.scale"]
+
+
 def part_names(l):
     """The tensors apply writes for plan entry l, in their order
     (rankscope-plan(5), COMPRESSED MODELS); the name itself when dense."""
@@ -379,16 +406,20 @@ def part_names(l):
     if method == "tt":
         tt = l.get("tt") or {}
         return [f"{name}.tt.{k}" for k in range(len(tt.get("rows", [])))] or [name]
+    if method == "dense":
+        return [name]
+    lowrank = ["lowrank.A", "lowrank.B"]
+    sparse = sparse_suffixes(l) if "sparse" in method or method == "prune" else []
+    quant = quant_suffixes(l) if "quant" in method else []
     return [name + "." + s for s in {
-        "lowrank": ["lowrank.A", "lowrank.B"],
-        "prune": ["sparse.values", "sparse.indices"],
-        "prune-rows": ["channels.values", "channels.index"],
-        "prune-cols": ["channels.values", "channels.index"],
-        "quant": ["quant.codes", "quant.codebook"],
-        "lowrank+sparse": ["lowrank.A", "lowrank.B", "sparse.values", "sparse.indices"],
-        "quant+sparse": ["sparse.values", "sparse.indices", "quant.codes", "quant.codebook"],
-        "lowrank+sparse+quant": ["lowrank.A", "lowrank.B", "sparse.values", "sparse.indices",
-                                 "quant.codes", "quant.codebook"],
+        "lowrank": lowrank,
+        "prune": sparse,
+        "prune-rows": ["channels.values", "channels.bitmap"],
+        "prune-cols": ["channels.values", "channels.bitmap"],
+        "quant": quant,
+        "lowrank+sparse": lowrank + sparse,
+        "quant+sparse": sparse + quant,
+        "lowrank+sparse+quant": lowrank + sparse + quant,
         "grouped": ["grouped.A", "grouped.B"],
         "tucker2": ["tucker.first", "tucker.core", "tucker.last"],
         "cp": (["cp.first", "cp.vertical", "cp.horizontal", "cp.last"] if conv
@@ -403,7 +434,7 @@ def parse_apply_log(path):
     with open(path) as f:
         for line in f:
             t = line.split()
-            if not t or t[0] == "layer":
+            if not t or t[0] in ("layer", "bytes"):
                 continue
             if t[0] == "wrote":
                 gap = float(line.rsplit("predicted|", 1)[1].split()[0])
@@ -417,23 +448,90 @@ def parse_apply_log(path):
     return rows, gap
 
 
-def check_sparse(c, name, out, shape, scheme, values_name, indices_name, nnz, w_flat, vd):
-    """The sparse part: shapes, ascending indices, and its dense scatter as
-    the layer matrix."""
-    vi, ii = out.entries[values_name], out.entries[indices_name]
+def bits_of(packed, count):
+    """The first count bits of a little-endian bit stream, as booleans."""
+    return np.unpackbits(packed.astype(np.uint8), bitorder="little")[:count].astype(bool)
+
+
+def check_sparse(c, name, out, l, shape, scheme, nnz, vd):
+    """The sparse part, read from either index (rankscope-plan(5), Pruning):
+    a bitmap of tensor positions with the values in ascending position, or
+    CSR over the layer matrix with the values row by row.  Returns its
+    dense scatter as the layer matrix, and the kept values and their flat
+    tensor positions, ascending."""
+    m, n = l["matrix"]
+    count = m * n
+    vi = out.entries[name + ".sparse.values"]
     c.check(vi["dtype"] == vd and vi["shape"] == [nnz],
-            f"{values_name}: {vd} [{nnz}], got {vi['dtype']} {vi['shape']}")
-    c.check(ii["dtype"] == "I64" and ii["shape"] == [nnz],
-            f"{indices_name}: I64 [{nnz}], got {ii['dtype']} {ii['shape']}")
-    vals, idx = out.values(values_name).ravel(), out.values(indices_name).ravel()
-    ok = c.check(vals.size == idx.size == nnz, f"{name}: {nnz} sparse values and indices")
-    ok = c.check(ok and (nnz == 0 or (idx[0] >= 0 and idx[-1] < w_flat.size)),
-                 f"{name}: sparse indices within the tensor") and ok
-    c.check(ok and bool(np.all(np.diff(idx) > 0)), f"{name}: sparse indices strictly ascending")
-    flat = np.zeros(w_flat.size)
+            f"{name}.sparse.values: {vd} [{nnz}], got {vi['dtype']} {vi['shape']}")
+    vals = out.values(name + ".sparse.values").ravel()
+    fmt = sparse_format(m, n, nnz)
+    flatpos = np.arange(count).reshape(shape)
+    pos_of = fold(flatpos, scheme).astype(np.int64)     # matrix (i, j) -> tensor position
+    if fmt == "bitmap":
+        bi = out.entries[name + ".sparse.bitmap"]
+        want = (count + 7) // 8
+        ok = c.check(bi["dtype"] == "U8" and bi["shape"] == [want],
+                     f"{name}.sparse.bitmap: U8 [{want}], got {bi['dtype']} {bi['shape']}")
+        mask = bits_of(out.values(name + ".sparse.bitmap"), count) if ok else np.zeros(count, bool)
+        c.check(not ok or int(mask.sum()) == nnz, f"{name}: the bitmap marks {nnz} positions")
+        c.check(not ok or not np.any(np.unpackbits(out.values(name + ".sparse.bitmap")
+                                                   .astype(np.uint8), bitorder="little")[count:]),
+                f"{name}: the bitmap's unused bits are 0")
+        idx = np.flatnonzero(mask)
+    else:
+        ri, ci = out.entries[name + ".sparse.row_ptr"], out.entries[name + ".sparse.col"]
+        cdt = "U16" if n <= 65536 else "U32"
+        c.check(ri["dtype"] == "U32" and ri["shape"] == [m + 1],
+                f"{name}.sparse.row_ptr: U32 [{m + 1}], got {ri['dtype']} {ri['shape']}")
+        c.check(ci["dtype"] == cdt and ci["shape"] == [nnz],
+                f"{name}.sparse.col: {cdt} [{nnz}], got {ci['dtype']} {ci['shape']}")
+        ptr = out.values(name + ".sparse.row_ptr").astype(np.int64)
+        col = out.values(name + ".sparse.col").astype(np.int64)
+        ok = c.check(ptr[0] == 0 and ptr[-1] == nnz and bool(np.all(np.diff(ptr) >= 0)),
+                     f"{name}: CSR row pointers from 0 to {nnz}, non-decreasing")
+        rows = np.repeat(np.arange(m), np.diff(ptr)) if ok else np.zeros(0, np.int64)
+        ok = ok and c.check(col.size == 0 or (col.min() >= 0 and col.max() < n),
+                            f"{name}: CSR columns within 0..{n - 1}")
+        if ok:
+            for i in range(m):
+                seg = col[ptr[i]:ptr[i + 1]]
+                ok &= bool(np.all(np.diff(seg) > 0))
+            c.check(ok, f"{name}: CSR columns strictly ascending in each row")
+        pos = pos_of[rows, col] if ok else np.zeros(0, np.int64)
+        order = np.argsort(pos, kind="stable")
+        idx, vals = pos[order], vals[order] if ok else vals
+    ok = c.check(vals.size == idx.size == nnz, f"{name}: {nnz} sparse values and positions")
+    flat = np.zeros(count)
     if ok:
         flat[idx] = vals
     return fold(flat.reshape(shape), scheme), vals, idx
+
+
+def quant_levels(c, out, l, m, vd):
+    """The levels of a quantised part (rankscope-plan(5), Quantisation):
+    the codebook spelt out, or rebuilt in double precision from the F32
+    grid (offset + k step) or scale (binary -a, a; ternary -a, 0, a)."""
+    name, q, width = l["name"], l["quantizer"], quant_width(l["quantizer"], l["bits"])
+    levels = 2 ** width
+    per = m if q == "uniform-channel" else None
+    if l.get("refined") or q == "kmeans":
+        bshape = [m, levels] if per else [levels]
+        book = value_part(c, out, vd, name + ".quant.codebook", bshape)
+        return book
+    if q.startswith("uniform"):
+        gshape = [m, 2] if per else [2]
+        grid = value_part(c, out, "F32", name + ".quant.grid", gshape)
+        if grid is None:
+            return None
+        g = grid.reshape(-1, 2)
+        book = g[:, :1] + np.arange(levels)[None, :] * g[:, 1:]
+        return book if per else book[0]
+    scale = value_part(c, out, "F32", name + ".quant.scale", [1])
+    if scale is None:
+        return None
+    a = float(scale[0])
+    return np.array([-a, a]) if q == "binary" else np.array([-a, 0.0, a, 0.0])
 
 
 # ---- the decompositions (rankscope-plan(5), DECOMPOSITIONS and COMPRESSED
@@ -742,8 +840,7 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
         if method in ("prune", "lowrank+sparse", "quant+sparse", "lowrank+sparse+quant"):
             nnz = count - dropped(count, l["sparsity"])
             c.check(p["nonzeros"] == nnz, f"{name}: predicted.nonzeros {p['nonzeros']} vs {nnz}")
-            s, vals, idx = check_sparse(c, name, out, shape, scheme, name + ".sparse.values",
-                                        name + ".sparse.indices", nnz, t.ravel(), vd)
+            s, vals, idx = check_sparse(c, name, out, l, shape, scheme, nnz, vd)
             if method == "prune":
                 approx = s
                 flat = t.ravel()
@@ -763,19 +860,18 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
             c.check(p["nonzeros"] == kept * other,
                     f"{name}: predicted.nonzeros {p['nonzeros']} vs {kept * other}")
             vi = out.entries[name + ".channels.values"]
-            ii = out.entries[name + ".channels.index"]
+            ii = out.entries[name + ".channels.bitmap"]
             vshape = [kept, n] if rows else [m, kept]
+            nb = (side + 7) // 8
             c.check(vi["dtype"] == vd and vi["shape"] == vshape,
                     f"{name}.channels.values: {vd} {vshape}, got {vi['dtype']} {vi['shape']}")
-            c.check(ii["dtype"] == "I64" and ii["shape"] == [kept],
-                    f"{name}.channels.index: I64 [{kept}], got {ii['dtype']} {ii['shape']}")
-            if vi["shape"] != vshape or ii["shape"] != [kept]:
+            c.check(ii["dtype"] == "U8" and ii["shape"] == [nb],
+                    f"{name}.channels.bitmap: U8 [{nb}], got {ii['dtype']} {ii['shape']}")
+            if vi["shape"] != vshape or ii["shape"] != [nb]:
                 continue
-            vals, idx = out.values(name + ".channels.values"), out.values(name + ".channels.index")
-            ok = c.check(kept == 0 or (np.all(np.diff(idx) > 0) and idx[0] >= 0 and
-                                       idx[-1] < side),
-                         f"{name}: channel indices ascending within 0..{side - 1}")
-            if not ok:
+            vals = out.values(name + ".channels.values")
+            idx = np.flatnonzero(bits_of(out.values(name + ".channels.bitmap"), side))
+            if not c.check(idx.size == kept, f"{name}: the bitmap marks {kept} channels"):
                 continue
             approx = np.zeros_like(w)
             norms = (w * w).sum(axis=1 if rows else 0)
@@ -796,27 +892,23 @@ def cmd_apply(plan_path, model_path, out_path, log_path):
             q, b = l["quantizer"], l["bits"]
             width = quant_width(q, b)
             levels = 2 ** width
-            ci, bi = out.entries[name + ".quant.codes"], out.entries[name + ".quant.codebook"]
-            bshape = [m, levels] if q == "uniform-channel" else [levels]
+            ci = out.entries[name + ".quant.codes"]
             nbytes = (count * width + 7) // 8
             c.check(ci["dtype"] == "U8" and ci["shape"] == [nbytes],
                     f"{name}.quant.codes: U8 [{nbytes}] ({count} codes of {width} bits), "
                     f"got {ci['dtype']} {ci['shape']}")
-            # codebooks are F32 whatever the model (the plan costs them so)
-            c.check(bi["dtype"] == "F32" and bi["shape"] == bshape,
-                    f"{name}.quant.codebook: F32 {bshape}, got {bi['dtype']} {bi['shape']}")
-            if ci["shape"] != [nbytes] or bi["shape"] != bshape:
+            book = quant_levels(c, out, l, m, vd)
+            if ci["shape"] != [nbytes] or book is None:
                 continue
             codes = fold(unpack_codes(out.values(name + ".quant.codes"), count, width)
                          .reshape(shape), scheme).astype(np.int64)
-            book = out.values(name + ".quant.codebook")
             if not c.check(codes.min() >= 0 and codes.max() < levels,
                            f"{name}: codes within 0..{levels - 1}"):
                 continue
             looked_up = (np.take_along_axis(book, codes, axis=1) if q == "uniform-channel"
                          else book[codes])
             if method == "quant":
-                check_codebook(c, name, q, width, w, codes, book, "F32")
+                check_codebook(c, name, q, width, w, codes, book, vd if q == "kmeans" else "F32")
                 approx = looked_up
             else:
                 # the quantised part codes what the other parts leave
@@ -981,8 +1073,9 @@ def cmd_global_prune(plan_path, model_path, out_path, sparsity):
             continue
         c.check(l["predicted"]["nonzeros"] == nnz,
                 f"{name}: {l['predicted']['nonzeros']} nonzeros, expected {nnz}")
-        idx = out.values(name + ".sparse.indices").ravel()
         flat = src.values(name).ravel()
+        _, _, idx = check_sparse(c, name, out, l, src.entries[name]["shape"], l["fold"],
+                                 nnz, value_dtype(src.entries[name]["dtype"]))
         keep = np.zeros(flat.size, dtype=bool)
         keep[idx] = True
         if keep.any():

@@ -284,11 +284,11 @@ check_apply(const char *dir)
 		if (lowrank)
 			plan.entries[0] = rs_plan_entry_lowrank(4);
 		CHECK(rs_apply(o.model, o.layers, o.nlayers, analyses, &plan, NULL, out, false,
-		               NULL, NULL, &err) == RS_OK, "apply on the intact file: %s", err.msg);
+		               NULL, NULL, NULL, &err) == RS_OK, "apply on the intact file: %s", err.msg);
 		test_write_file(out, "old output", 10);
 		shrink(path, 0);
 		check_shrank(rs_apply(o.model, o.layers, o.nlayers, analyses, &plan, NULL, out,
-		                      false, NULL, NULL, &err), &err, path, "a.weight",
+		                      false, NULL, NULL, NULL, &err), &err, path, "a.weight",
 		             lowrank ? "apply, low rank" : "apply, copies");
 		CHECK(rs_file_read_all(out, 100, &old, &olen, NULL) == RS_OK && olen == 10 &&
 		      memcmp(old, "old output", 10) == 0, "the old output is untouched");

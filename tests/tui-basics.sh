@@ -78,6 +78,7 @@ see "sorted by size" "sort by size"
 first=$(screen | grep -E '^[> ]fc[0-9]' | head -1 | cut -c2-11)
 equals "$first" "fc2.weight" "largest layer first"
 keys O
+see "sorted by size, reversed" "reverse message"
 first=$(screen | grep -E '^[> ]fc[0-9]' | head -1 | cut -c2-11)
 equals "$first" "fc3.weight" "reversed: smallest first"
 

@@ -28,8 +28,7 @@
 
 typedef struct rs_quant_curve {
 	double err[RS_QUANT_COUNT][RS_QUANT_CURVE_BITS + 1];       /* [quantiser][bits] */
-	uint64_t storage[RS_QUANT_COUNT][RS_QUANT_CURVE_BITS + 1];
-} rs_quant_curve;
+} rs_quant_curve;   /* storage: rs_quant_storage_bits, in the layer's value dtype */
 
 /* Tabulates every quantiser at 1..8 bits (binary and ternary once, copied
  * across).  w is column-major m x n with leading dimension ld; when

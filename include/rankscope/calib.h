@@ -10,6 +10,9 @@
  *                         row of X) the layer saw; n = the layer's columns
  *                         (a conv kernel's under fold 0: c kh kw, in
  *                         torch.nn.functional.unfold's order)
+ *   PREFIX.inputs (s, n)  or the s input vectors themselves, one per row:
+ *                         G = X^T X is summed from them in double precision
+ *                         (the count s unless PREFIX.count is given)
  *   PREFIX.diag   (n)     only G's diagonal, sum of x_j^2 (a weaker mode:
  *                         figures are exact for diag(G), an estimate of the
  *                         true output error)

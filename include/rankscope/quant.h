@@ -45,9 +45,32 @@ bool rs_quantizer_parse(const char *name, rs_quantizer *out);
  * ternary 2, the others `bits`). */
 unsigned rs_quantizer_bits(rs_quantizer q, unsigned bits);
 
+/*
+ * The bits a quantised m x n matrix is stored in: b' bits per weight
+ * (b' = rs_quantizer_bits) and what gives the levels.  Levels spelt out
+ * (k-means' 2^b' centres; any codebook that was refined, whose levels no
+ * longer follow the quantiser's rule: 2^b' levels, a row of them per
+ * matrix row for uniform-channel) take value_bits each, the layer's value
+ * dtype (32 for F32): each level is rounded on its own, by half an ulp.
+ * A rule's numbers are F32 whatever the model, because a rounded step
+ * would move level k by k times its rounding: an offset and a step for
+ * uniform-tensor (64 bits), one pair per row for uniform-channel, one
+ * scale for binary and ternary (32).  The one formula plans, scripts,
+ * combinations and apply's files follow (rankscope-plan(5), storage_bits).
+ */
+uint64_t rs_quant_storage_bits(size_t rows, size_t cols, rs_quantizer q, unsigned bits,
+                               unsigned value_bits, bool full_codebook);
+/* Whether the levels are spelt out (k-means, or a full codebook) rather
+ * than given by a rule (a grid or a scale). */
+bool rs_quant_spells_levels(rs_quantizer q, bool full_codebook);
+/* The numbers stored beside the codes: levels, or the rule's F32 numbers. */
+uint64_t rs_quant_codebook_values(size_t rows, rs_quantizer q, unsigned bits,
+                                  bool full_codebook);
+
 typedef struct rs_quant_result {
 	double rel_error;           /* ||W - Q(W)||_F / ||W||_F */
-	uint64_t storage_bits;      /* codes + codebook / scales */
+	uint64_t storage_bits;      /* codes + codebook / scales, F32
+	                             * (rs_quant_storage_bits at 32) */
 	double bits_per_weight;     /* storage_bits / N */
 	unsigned levels;            /* distinct values available */
 	size_t iterations;          /* Lloyd iterations (k-means), else 0 */

@@ -37,11 +37,12 @@ local function sparse_bits(m, n, nnz, vbits)
 	return nnz * vbits + math.min(m * n, csr)
 end
 
-local function quant_bits(q, b, m, n)
+-- k-means' centres in the value dtype; the rules' numbers (grid, scale) F32
+local function quant_bits(q, b, m, n, vbits)
 	local count = m * n
 	if q == "uniform-tensor" then return b * count + 64 end
 	if q == "uniform-channel" then return b * count + 64 * m end
-	if q == "kmeans" then return b * count + 32 * 2 ^ b // 1 end
+	if q == "kmeans" then return b * count + vbits * 2 ^ b // 1 end
 	if q == "binary" then return count + 32 end
 	return 2 * count + 32   -- ternary
 end
@@ -101,7 +102,7 @@ for _, layer in ipairs(model:layers()) do
 			local e, s = layer:quant_error(q, b), layer:quant_storage(q, b)
 			print(string.format("rec %s quant_error %s %d %s", name, q, b, num(e)))
 			print(string.format("rec %s quant_storage %s %d %d", name, q, b, s))
-			check.eq(s, quant_bits(q, b, m, n), string.format("%s: %s/%d storage", name, q, b))
+			check.eq(s, quant_bits(q, b, m, n, vbits), string.format("%s: %s/%d storage", name, q, b))
 		end
 	end
 	check.raises(function() return layer:quant_error("lloyd", 3) end, "unknown quantizer",
@@ -152,7 +153,7 @@ for _, layer in ipairs(model:layers()) do
 		for b = 1, 8 do
 			local f = plan:set(layer, { method = "quant", quantizer = q, bits = b })
 			compressed(f, { method = "quant", text = "quant:" .. q .. ":" .. b },
-				layer:quant_error(q, b), quant_bits(q, b, m, n), count,
+				layer:quant_error(q, b), quant_bits(q, b, m, n, vbits), count,
 				string.format("%s %s/%d", name, q, b))
 			check.eq(f.quantizer, q, name .. ": figures carry the quantizer")
 			check.eq(f.quant_bits, q == "binary" and 1 or q == "ternary" and 2 or b,
