@@ -50,7 +50,9 @@ report(void *userdata, const rs_apply_report *r)
 		else
 			printf(" %12.6f", r->measured_out);
 	}
-	printf("\n");
+	/* what rounding the values to their dtype added to err_F: the
+	 * prediction is that of the parts in double precision */
+	printf(" %+10.1e\n", r->measured_fro - r->predicted_fro);
 	fflush(stdout);
 }
 
@@ -98,9 +100,9 @@ apply_run(const cmd_entry *self, cmd_options *opts)
 		if (strlen(s.layers[i].name) > state.width)
 			state.width = strlen(s.layers[i].name);
 	state.calibrated = s.calib != NULL;
-	printf("%-*s %-14s %12s %12s   %12s %12s%s\n", (int)state.width, "layer", "method",
+	printf("%-*s %-14s %12s %12s   %12s %12s%s %10s\n", (int)state.width, "layer", "method",
 	       "err_F pred", "err_F meas", "err_2 pred", "err_2 meas",
-	       state.calibrated ? "   out pred     out meas" : "");
+	       state.calibrated ? "   out pred     out meas" : "", "cast");
 	if (rs_apply(s.model, s.layers, s.nlayers, analyses, &plan, json, opts->output,
 	             opts->dense, report, &state, &sizes, &err) != RS_OK) {
 		fprintf(stderr, "rankscope: %s\n", err.msg);

@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "rankscope/dtype.h"
 #include "rankscope/util.h"
 
 const cmd_option_info cmd_option_table[OPT_COUNT] = {
@@ -60,6 +62,9 @@ const cmd_option_info cmd_option_table[OPT_COUNT] = {
 	[OPT_DENSE] = {"dense", 0, NULL,
 	    "write each compressed layer back as one tensor of its own name, shape and dtype "
 	    "(a drop-in state_dict) instead of its parts"},
+	[OPT_DTYPE] = {"dtype", 0, "T",
+	    "store compressed layers' values (factors, kept weights, codebooks) as T: f16, "
+	    "bf16 or f32 (default: the model's F16/BF16, else F32); plans cost them so"},
 	[OPT_HELP] = {"help", 'h', NULL, "show this help and exit"},
 };
 
@@ -220,6 +225,22 @@ cmd_parse(const cmd_entry *entry, int argc, char **argv, cmd_options *opts,
 		case OPT_NO_CACHE: opts->no_cache = true; break;
 		case OPT_OUTPUT: opts->output = optarg; break;
 		case OPT_DENSE: opts->dense = true; break;
+		case OPT_DTYPE: {
+			char upper[8] = "";
+			size_t k;
+			rs_dtype d;
+			for (k = 0; optarg[k] != '\0' && k + 1 < sizeof upper; k++)
+				upper[k] = (char)toupper((unsigned char)optarg[k]);
+			upper[k] = '\0';
+			if (strlen(optarg) >= sizeof upper || !rs_dtype_parse(upper, &d) ||
+			    (d != RS_DTYPE_F16 && d != RS_DTYPE_BF16 && d != RS_DTYPE_F32)) {
+				*exit_status = usage_error(entry,
+				    "--dtype takes f16, bf16 or f32, not '%s'", optarg);
+				goto fail;
+			}
+			opts->value_dtype = rs_dtype_get(d)->name;
+			break;
+		}
 		case OPT_PLAN: opts->plan = optarg; break;
 		case OPT_CALIBRATION: opts->calibration = optarg; break;
 		case OPT_PARAM: push(&opts->params, &opts->nparams, optarg); break;

@@ -187,6 +187,42 @@ open_calibration(cmd_session *s, const char *path)
 	return true;
 }
 
+/*
+ * --dtype, or the one the plan being opened was made with: the dtype every
+ * layer's compressed values are costed and written in.  The two must
+ * agree, since the plan's figures were costed in its own.
+ */
+static bool
+choose_value_dtype(cmd_session *s, const cmd_options *opts)
+{
+	char *planned = NULL;
+	const char *chosen = opts->value_dtype;
+	rs_dtype d;
+	rs_error err;
+	size_t i;
+
+	if (opts->plan != NULL && rs_plan_read_value_dtype(opts->plan, &planned, &err) != RS_OK) {
+		fprintf(stderr, "rankscope: %s\n", err.msg);
+		return false;
+	}
+	if (planned != NULL && chosen != NULL && strcmp(planned, chosen) != 0) {
+		fprintf(stderr, "rankscope: %s: the plan costs its values as %s; --dtype %s would "
+		        "change its figures: make the plan again with --dtype %s\n", opts->plan,
+		        planned, chosen, chosen);
+		free(planned);
+		return false;
+	}
+	if (chosen == NULL)
+		chosen = planned;
+	if (chosen != NULL && rs_dtype_parse(chosen, &d))
+		for (i = 0; i < s->nlayers; i++) {
+			s->layers[i].value_dtype_chosen = true;
+			s->layers[i].value_dtype = d;
+		}
+	free(planned);
+	return true;
+}
+
 bool
 cmd_session_load(cmd_session *s, const char *path, const cmd_options *opts)
 {
@@ -226,6 +262,10 @@ cmd_session_load(cmd_session *s, const char *path, const cmd_options *opts)
 	if (s->nlayers == 0 && opts->ninclude > 0) {
 		fprintf(stderr, "rankscope: %s: no layer matches --layer '%s'%s\n",
 		        path, opts->include[0], opts->ninclude > 1 ? " (or the others)" : "");
+		cmd_session_close(s);
+		return false;
+	}
+	if (!choose_value_dtype(s, opts)) {
 		cmd_session_close(s);
 		return false;
 	}

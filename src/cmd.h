@@ -28,7 +28,7 @@ enum {
 typedef enum cmd_option_id {
 	OPT_LAYER, OPT_EXCLUDE, OPT_FOLD, OPT_THREADS, OPT_METHOD, OPT_NO_CACHE,
 	OPT_FORMAT, OPT_QUIET, OPT_PARAM, OPT_STRATEGY_PATH, OPT_OUTPUT, OPT_PLAN,
-	OPT_COMPOSE, OPT_LUA_MEMORY, OPT_LAYOUT, OPT_KIND, OPT_SPLIT, OPT_CALIBRATION, OPT_DENSE, OPT_HELP,
+	OPT_COMPOSE, OPT_LUA_MEMORY, OPT_LAYOUT, OPT_KIND, OPT_SPLIT, OPT_CALIBRATION, OPT_DENSE, OPT_DTYPE, OPT_HELP,
 	OPT_COUNT
 } cmd_option_id;
 
@@ -37,7 +37,7 @@ typedef enum cmd_option_id {
     OPT_BIT(OPT_FOLD) | OPT_BIT(OPT_THREADS) | OPT_BIT(OPT_METHOD) | \
     OPT_BIT(OPT_NO_CACHE) | OPT_BIT(OPT_QUIET) | OPT_BIT(OPT_COMPOSE) | \
     OPT_BIT(OPT_LAYOUT) | OPT_BIT(OPT_KIND) | OPT_BIT(OPT_SPLIT) | OPT_BIT(OPT_CALIBRATION) | \
-    OPT_BIT(OPT_HELP))
+    OPT_BIT(OPT_DTYPE) | OPT_BIT(OPT_HELP))
 
 typedef struct cmd_option_info {
 	const char *long_name;
@@ -78,6 +78,7 @@ typedef struct cmd_options {
 	const char *calibration;  /* --calibration FILE (calib.h) */
 	bool statistics;          /* also build pruning/quantisation statistics */
 	bool dense;               /* apply --dense */
+	const char *value_dtype;  /* --dtype: F16, BF16 or F32; NULL = the model's */
 	char **args;              /* positional arguments */
 	int nargs;
 } cmd_options;

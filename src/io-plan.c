@@ -278,6 +278,10 @@ rs_plan_to_json(const rs_model *model, const rs_layer *layers, size_t nlayers,
 		json_object_set_new(c, "sha256", json_string(analyses[0].calib->sha256));
 		json_object_set_new(root, "calibration", c);
 	}
+	if (nlayers > 0 && layers[0].value_dtype_chosen)
+		/* --dtype: what the values are costed and written in */
+		json_object_set_new(root, "value_dtype",
+		                    json_string(rs_dtype_get(layers[0].value_dtype)->name));
 	if (model->nsplits > 0) {
 		/* the --split rules that made the layers named NAME.PART */
 		json_t *splits = json_array();
@@ -441,6 +445,27 @@ rs_plan_read_compose(const char *path, char ***patterns, size_t *npatterns, rs_e
 	if ((st = read_plan_json(path, &root, err)) != RS_OK)
 		return st;
 	st = read_strings(path, root, "compose", patterns, npatterns, err);
+	json_decref(root);
+	return st;
+}
+
+rs_status
+rs_plan_read_value_dtype(const char *path, char **name, rs_error *err)
+{
+	json_t *root, *v;
+	rs_status st = RS_OK;
+	rs_dtype d;
+
+	*name = NULL;
+	if ((st = read_plan_json(path, &root, err)) != RS_OK)
+		return st;
+	v = json_object_get(root, "value_dtype");
+	if (v != NULL && (!json_is_string(v) || !rs_dtype_parse(json_string_value(v), &d) ||
+	                  (d != RS_DTYPE_F16 && d != RS_DTYPE_BF16 && d != RS_DTYPE_F32)))
+		st = rs_error_set(err, RS_EFORMAT, "%s: \"value_dtype\" must be \"F16\", \"BF16\" "
+		                  "or \"F32\"", path);
+	else if (v != NULL)
+		*name = rs_xstrdup(json_string_value(v));
 	json_decref(root);
 	return st;
 }

@@ -294,6 +294,8 @@ rs_layer_value_dtype(const rs_layer *layer)
 {
 	rs_dtype d = layer->group != NULL ? layer->group->factors[0]->dtype : layer->tensor->dtype;
 
+	if (layer->value_dtype_chosen)
+		return layer->value_dtype;
 	return d == RS_DTYPE_F16 || d == RS_DTYPE_BF16 ? d : RS_DTYPE_F32;
 }
 

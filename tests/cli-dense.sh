@@ -149,6 +149,24 @@ for kind in f32 f16 bf16; do
 	done
 done
 bytes_case refined "$mlp" "$d/b-refined.lua" -C "$SAMPLES/digits-mlp.calib.safetensors"
+# --dtype: the values in the chosen dtype whatever the model's, costed so,
+# recorded in the plan; apply reports what the cast adds
+for dt in f16 bf16; do
+	for plan in sparse combos fact; do
+		bytes_case "$plan-as-$dt" "$mlp" "$d/b-$plan.lua" --dtype "$dt"
+	done
+done
+bytes_case "quant-bf16-as-f32" "$d/mlp-bf16.safetensors" "$d/b-quant.lua" --dtype f32
+contains "$(cat "$d/fact-as-f16.json")" '"value_dtype": "F16"' "--dtype: recorded in the plan"
+cast=$(awk '$1 == "fc1.weight" { print $NF }' "$d/fact-as-bf16-apply.txt")
+check "--dtype bf16: the cast adds to err_F ($cast)" \
+	awk -v c="$cast" 'BEGIN { exit !(c + 0 > 1e-6 && c + 0 < 1e-2) }'
+run 1 "$RANKSCOPE" apply -q --no-cache --dtype f32 -o "$d/x.safetensors" "$d/fact-as-f16.json" "$mlp"
+contains "$err" "the plan costs its values as F16; --dtype F32 would change its figures" \
+	"--dtype against the plan's: refused"
+[ ! -e "$d/x.safetensors" ] || fail "a refused apply wrote its output"
+run 2 "$RANKSCOPE" run -q --dtype fp8 uniform "$mlp"
+contains "$err" "--dtype takes f16, bf16 or f32, not 'fp8'" "--dtype: an unknown type"
 bytes_case cnn-bytes "$cnn" "$d/cnn.lua"
 
 # the samples' accuracy is the same through the dense file and the parts

@@ -497,7 +497,7 @@ apply_ok() {
 	shift 4
 	run 0 "$RANKSCOPE" apply "$@" "$ap" "$am" -o "$ao"
 	cp "$scratch/out" "$d/apply.txt"
-	equals "$(head -1 "$d/apply.txt" | tr -s ' ')" "layer method err_F pred err_F meas err_2 pred err_2 meas" \
+	equals "$(head -1 "$d/apply.txt" | tr -s ' ')" "layer method err_F pred err_F meas err_2 pred err_2 meas cast" \
 	       "$aw: apply header"
 	contains "$out" "wrote $ao; largest |measured - predicted|" "$aw: apply summary"
 	checks=$((checks + 1))

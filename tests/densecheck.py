@@ -179,7 +179,8 @@ def check_bytes(c, src, parts_path, plan_path, apply_out=None):
         if layer["method"] == "dense":
             continue
         dtype = model.entries[name]["dtype"]
-        vd = dtype if dtype in ("F16", "BF16") else "F32"
+        # --dtype's (recorded in the plan), else the model's F16/BF16, else F32
+        vd = plan.get("value_dtype") or (dtype if dtype in ("F16", "BF16") else "F32")
         mine = [k for k in parts.entries if k.startswith(name + ".")]
         c.check(len(mine) >= 2, f"{name}: its parts {mine}")
         packed = 0

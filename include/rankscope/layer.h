@@ -48,6 +48,8 @@ typedef struct rs_layer {
 	size_t groups;            /* conv: its group count (1 = ordinary);
 	                             > 1 (depthwise, grouped): only the methods a
 	                             runtime can run on it (rs_layer_method_refusal) */
+	bool value_dtype_chosen;  /* --dtype: values stored in value_dtype ... */
+	rs_dtype value_dtype;     /* ... instead of the model's (rs_layer_value_dtype) */
 } rs_layer;
 
 /* Name filters: a layer is kept when it matches some include pattern (or

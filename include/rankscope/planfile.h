@@ -76,6 +76,9 @@ rs_status rs_plan_load(const char *path, const rs_model *model, const rs_layer *
  */
 rs_status rs_plan_read_roles(const char *path, char ***layouts, size_t *nlayouts,
                              char ***kinds, size_t *nkinds, rs_error *err);
+/* The plan's "value_dtype" (--dtype it was made with): *name NULL when
+ * absent (the model's dtypes), else rs_xmalloc'd "F16", "BF16" or "F32". */
+rs_status rs_plan_read_value_dtype(const char *path, char **name, rs_error *err);
 /* The plan's "split" rules (role.h), as given to --split; none when absent. */
 rs_status rs_plan_read_splits(const char *path, char ***rules, size_t *nrules,
                               rs_error *err);

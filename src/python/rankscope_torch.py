@@ -534,13 +534,18 @@ class _Unfit(Exception):
     """This structure does not fit the module: rebuild instead."""
 
 
-def _linear(weight, bias=None):
-    m = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+def _filled(m, weight, bias):
+    """Layer m with the given weight and bias (None: it has none)."""
     with torch.no_grad():
         m.weight.copy_(weight)
         if bias is not None:
             m.bias.copy_(bias)
     return m
+
+
+def _linear(weight, bias=None):
+    return _filled(nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None),
+                   weight, bias)
 
 
 def _conv_geometry(conv):
@@ -571,11 +576,7 @@ def _conv(weight4, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, bia
         m = nn.Conv2d(i * groups, o, (kh, kw), stride=stride, padding=padding,
                       dilation=dilation, groups=groups, bias=bias is not None)
         w = weight4
-    with torch.no_grad():
-        m.weight.copy_(w)
-        if bias is not None:
-            m.bias.copy_(bias)
-    return m
+    return _filled(m, w, bias)
 
 
 def _vertical(g):
