@@ -63,6 +63,21 @@ done:
 	return st;
 }
 
+/* The output error of B A + S against W (fro_err recorded in p->result);
+ * ba and t are m x n scratch. */
+static void
+lowrank_sparse_error(const double *w, const double *g, rs_refined_parts *p, size_t m,
+                     size_t n, size_t rank, double *ba, double *t, double *out_err)
+{
+	size_t i;
+
+	cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)rank, 1.0,
+	            p->b, (int)m, p->a, (int)rank, 0.0, ba, (int)m);
+	for (i = 0; i < m * n; i++)
+		t[i] = ba[i] + p->wp[i];
+	rs_refine_measure(w, t, m, n, g, out_err, &p->result.fro_err);
+}
+
 /*
  * Low rank + sparse: the combination's solve, then alternating blocks on
  * the same objective, each an exact minimiser: the factors with S fixed
@@ -73,7 +88,8 @@ static rs_status
 refine_lowrank_sparse(const rs_layer *layer, const rs_plan_entry *e, const double *w,
                       const double *g, size_t sweeps, rs_refined_parts *p, rs_error *err)
 {
-	size_t m = layer->rows, n = layer->cols, count = m * n, i, nnz = 0, s;
+	size_t m = layer->rows, n = layer->cols, count = m * n, i, nnz = 0;
+	double out_err;
 	rs_combine_spec spec;
 	rs_combine_result cr;
 	rs_combine_parts cp = {0};
@@ -113,22 +129,10 @@ refine_lowrank_sparse(const rs_layer *layer, const rs_plan_entry *e, const doubl
 	if ((st = plain_factors(lr, m, n, e->rank, p->b, p->a, err)) != RS_OK)
 		goto done;
 	memset(&p->result, 0, sizeof p->result);
-	for (s = 0; s <= sweeps; s++) {
-		double out_err, fro_err;
-
-		/* the error of B A + S against W */
-		cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n,
-		            (int)e->rank, 1.0, p->b, (int)m, p->a, (int)e->rank, 0.0, ba, (int)m);
-		for (i = 0; i < count; i++)
-			t[i] = ba[i] + p->wp[i];
-		rs_refine_measure(w, t, m, n, g, &out_err, &fro_err);
-		p->result.history[s] = out_err;
-		p->result.sweeps = s;
-		p->result.out_err = out_err;
-		p->result.fro_err = fro_err;
-		if (s == sweeps || (s > 0 && p->result.history[s - 1] * p->result.history[s - 1] -
-		                     out_err * out_err <= 1e-12 * out_err * out_err))
-			break;
+	lowrank_sparse_error(w, g, p, m, n, e->rank, ba, t, &out_err);
+	p->result.history[0] = p->result.out_err = out_err;
+	while (p->result.sweeps < sweeps) {
+		/* the factors with S fixed, then S on its support with B A fixed */
 		for (i = 0; i < count; i++)
 			t[i] = w[i] - p->wp[i];
 		if ((st = rs_refine_lowrank(t, m, n, g, e->rank, p->b, p->a, 1, &step, err)) != RS_OK)
@@ -139,6 +143,10 @@ refine_lowrank_sparse(const rs_layer *layer, const rs_plan_entry *e, const doubl
 			t[i] = w[i] - ba[i];
 		if ((st = rs_refine_sparse(t, m, n, g, p->keep, p->wp, &step, err)) != RS_OK)
 			goto done;
+		lowrank_sparse_error(w, g, p, m, n, e->rank, ba, t, &out_err);
+		/* the stopping rule every refinement shares */
+		if (rs_refine_record_sweep(&p->result, out_err))
+			break;
 	}
 done:
 	free(t);
