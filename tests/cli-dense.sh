@@ -18,51 +18,32 @@ mkdir "$d"
 mlp=$SAMPLES/digits-mlp.safetensors
 cnn=$SAMPLES/digits-cnn.safetensors
 
-cat >"$d/mlp-all.lua" <<'LUA'
-return { name = "all", run = function(model, plan)
-	plan:set(model:layer("fc1.weight"), { method = "tt", d = 2, ranks = { 8 } })
-	plan:set(model:layer("fc2.weight"), { method = "lowrank+sparse", rank = 16, sparsity = 0.99 })
-	plan:set(model:layer("fc3.weight"), { method = "quant", quantizer = "kmeans", bits = 3 })
-	return "all" end }
-LUA
-cat >"$d/mlp-simple.lua" <<'LUA'
-return { name = "simple", run = function(model, plan)
-	plan:set(model:layer("fc1.weight"), { method = "prune", sparsity = 0.7 })
-	plan:set(model:layer("fc2.weight"), { method = "quant", quantizer = "uniform-channel", bits = 4 })
-	plan:set(model:layer("fc3.weight"), { rank = 4 })
-	return "simple" end }
-LUA
-cat >"$d/mlp-inout.lua" <<'LUA'
-return { name = "inout", run = function(model, plan)
-	plan:set(model:layer("fc1.weight"), { rank = 8 })
-	plan:set(model:layer("fc2.weight"), { method = "prune", sparsity = 0.5 })
-	plan:set(model:layer("fc3.weight"), { method = "prune-cols", sparsity = 0.25 })
-	return "inout" end }
-LUA
-cat >"$d/cnn.lua" <<'LUA'
-return { name = "cnn", run = function(model, plan)
-	plan:set(model:layer("conv2.weight"), { method = "tucker2", ranks = { 8, 8 } })
-	plan:set(model:layer("conv3.weight"), { method = "cp", rank = 24 })
-	plan:set(model:layer("fc1.weight"), { method = "grouped", rank = 8, groups = 4 })
-	plan:set(model:layer("fc2.weight"), { method = "prune-rows", sparsity = 0.3 })
-	return "cnn" end }
-LUA
-cat >"$d/split.lua" <<'LUA'
-return { name = "split", run = function(model, plan)
-	plan:set(model:layer("fc1.weight.a"), { rank = 8 })
-	plan:set(model:layer("fc2.weight"), { method = "prune", sparsity = 0.5 })
-	return "split" end }
-LUA
+plan_lua "$d/mlp-all.lua" all \
+	'fc1.weight { method = "tt", d = 2, ranks = { 8 } }' \
+	'fc2.weight { method = "lowrank+sparse", rank = 16, sparsity = 0.99 }' \
+	'fc3.weight { method = "quant", quantizer = "kmeans", bits = 3 }'
+plan_lua "$d/mlp-simple.lua" simple \
+	'fc1.weight { method = "prune", sparsity = 0.7 }' \
+	'fc2.weight { method = "quant", quantizer = "uniform-channel", bits = 4 }' \
+	'fc3.weight { rank = 4 }'
+plan_lua "$d/mlp-inout.lua" inout \
+	'fc1.weight { rank = 8 }' \
+	'fc2.weight { method = "prune", sparsity = 0.5 }' \
+	'fc3.weight { method = "prune-cols", sparsity = 0.25 }'
+plan_lua "$d/cnn.lua" cnn \
+	'conv2.weight { method = "tucker2", ranks = { 8, 8 } }' \
+	'conv3.weight { method = "cp", rank = 24 }' \
+	'fc1.weight { method = "grouped", rank = 8, groups = 4 }' \
+	'fc2.weight { method = "prune-rows", sparsity = 0.3 }'
+plan_lua "$d/split.lua" split \
+	'fc1.weight.a { rank = 8 }' \
+	'fc2.weight { method = "prune", sparsity = 0.5 }'
 
 # one_case NAME MODEL LUA [OPTIONS...]: plan, apply both ways, check
 one_case() {
 	name=$1 model=$2 lua=$3
 	shift 3
-	run 0 "$RANKSCOPE" run -q --no-cache "$@" -o "$d/$name.json" "$lua" "$model"
-	run 0 "$RANKSCOPE" apply -q --no-cache "$@" -o "$d/$name-parts.safetensors" \
-		"$d/$name.json" "$model"
-	run 0 "$RANKSCOPE" apply -q --no-cache --dense "$@" -o "$d/$name-dense.safetensors" \
-		"$d/$name.json" "$model"
+	plan_apply "$d/$name" "$model" "$lua" "$@"
 	printf '%s\n' "$out" >"$d/$name-apply.txt"
 	contains "$out" "dense layers in their own dtype" "$name: apply --dense says so"
 	py_checks "$name" densecheck.py check "$model" "$d/$name-parts.safetensors" \
@@ -85,52 +66,31 @@ one_case mlp-inout "$d/mlp-inout.safetensors" "$d/mlp-inout.lua" --layout '*.wei
 # bitmap and CSR indices, channel bitmaps, every quantiser's codes with its
 # grid, scale or centres, the combinations, the decompositions, refined
 # codebooks spelt out; apply's 'bytes' line agrees
-cat >"$d/b-sparse.lua" <<'LUA'
-return { name = "sparse", run = function(model, plan)
-	plan:set(model:layer("fc1.weight"), { method = "prune", sparsity = 0.7 })     -- bitmap
-	plan:set(model:layer("fc2.weight"), { method = "prune", sparsity = 0.99 })    -- CSR
-	plan:set(model:layer("fc3.weight"), { method = "quant", quantizer = "uniform-tensor", bits = 4 })
-	return "sparse" end }
-LUA
-cat >"$d/b-channels.lua" <<'LUA'
-return { name = "channels", run = function(model, plan)
-	plan:set(model:layer("fc1.weight"), { method = "prune-rows", sparsity = 0.3 })
-	plan:set(model:layer("fc2.weight"), { method = "prune-cols", sparsity = 0.5 })
-	plan:set(model:layer("fc3.weight"), { method = "quant", quantizer = "uniform-channel", bits = 3 })
-	return "channels" end }
-LUA
-cat >"$d/b-quant.lua" <<'LUA'
-return { name = "quant", run = function(model, plan)
-	plan:set(model:layer("fc1.weight"), { method = "quant", quantizer = "kmeans", bits = 3 })
-	plan:set(model:layer("fc2.weight"), { method = "quant", quantizer = "binary", bits = 1 })
-	plan:set(model:layer("fc3.weight"), { method = "quant", quantizer = "ternary", bits = 2 })
-	return "quant" end }
-LUA
-cat >"$d/b-combos.lua" <<'LUA'
-return { name = "combos", run = function(model, plan)
-	plan:set(model:layer("fc1.weight"), { method = "lowrank+sparse", rank = 8, sparsity = 0.95 })
-	plan:set(model:layer("fc2.weight"), { method = "quant+sparse", quantizer = "ternary", bits = 2,
-		sparsity = 0.99 })
-	plan:set(model:layer("fc3.weight"), { method = "lowrank+sparse+quant", rank = 2,
-		sparsity = 0.99, quantizer = "uniform-tensor", bits = 3 })
-	return "combos" end }
-LUA
-cat >"$d/b-fact.lua" <<'LUA'
-return { name = "fact", run = function(model, plan)
-	plan:set(model:layer("fc1.weight"), { rank = 8 })
-	plan:set(model:layer("fc2.weight"), { method = "tt", d = 2, ranks = { 16 } })
-	plan:set(model:layer("fc3.weight"), { method = "grouped", rank = 2, groups = 4 })
-	return "fact" end }
-LUA
-cat >"$d/b-refined.lua" <<'LUA'
-return { name = "refined", run = function(model, plan)
-	plan:set(model:layer("fc1.weight"), { method = "quant", quantizer = "uniform-channel",
-		bits = 3, refined = true })
-	plan:set(model:layer("fc2.weight"), { method = "prune", sparsity = 0.99, refined = true })
-	plan:set(model:layer("fc3.weight"), { method = "quant", quantizer = "binary", bits = 1,
-		refined = true })
-	return "refined" end }
-LUA
+# (prune 0.7 of fc1 takes a bitmap, 0.99 of fc2 CSR)
+plan_lua "$d/b-sparse.lua" sparse \
+	'fc1.weight { method = "prune", sparsity = 0.7 }' \
+	'fc2.weight { method = "prune", sparsity = 0.99 }' \
+	'fc3.weight { method = "quant", quantizer = "uniform-tensor", bits = 4 }'
+plan_lua "$d/b-channels.lua" channels \
+	'fc1.weight { method = "prune-rows", sparsity = 0.3 }' \
+	'fc2.weight { method = "prune-cols", sparsity = 0.5 }' \
+	'fc3.weight { method = "quant", quantizer = "uniform-channel", bits = 3 }'
+plan_lua "$d/b-quant.lua" quant \
+	'fc1.weight { method = "quant", quantizer = "kmeans", bits = 3 }' \
+	'fc2.weight { method = "quant", quantizer = "binary", bits = 1 }' \
+	'fc3.weight { method = "quant", quantizer = "ternary", bits = 2 }'
+plan_lua "$d/b-combos.lua" combos \
+	'fc1.weight { method = "lowrank+sparse", rank = 8, sparsity = 0.95 }' \
+	'fc2.weight { method = "quant+sparse", quantizer = "ternary", bits = 2, sparsity = 0.99 }' \
+	'fc3.weight { method = "lowrank+sparse+quant", rank = 2, sparsity = 0.99, quantizer = "uniform-tensor", bits = 3 }'
+plan_lua "$d/b-fact.lua" fact \
+	'fc1.weight { rank = 8 }' \
+	'fc2.weight { method = "tt", d = 2, ranks = { 16 } }' \
+	'fc3.weight { method = "grouped", rank = 2, groups = 4 }'
+plan_lua "$d/b-refined.lua" refined \
+	'fc1.weight { method = "quant", quantizer = "uniform-channel", bits = 3, refined = true }' \
+	'fc2.weight { method = "prune", sparsity = 0.99, refined = true }' \
+	'fc3.weight { method = "quant", quantizer = "binary", bits = 1, refined = true }'
 # bytes_case NAME MODEL LUA [OPTIONS]: planned, applied, checked
 bytes_case() {
 	name=$1 model=$2 lua=$3

@@ -17,17 +17,11 @@ mkdir "$d"
 zoo=$d/zoo.pt
 run 0 "$python" "$TESTS_SRCDIR/torchcheck.py" make "$zoo"
 
-# plan_lua NAME 'LAYER SPEC' ...: a strategy setting each layer's spec
-plan_lua() {
-	pname=$1
+# zoo_plan NAME 'LAYER SPEC' ...: the strategy NAME.lua (lib.sh's plan_lua)
+zoo_plan() {
+	zname=$1
 	shift
-	{
-		printf 'return { name = "%s", run = function(model, plan)\n' "$pname"
-		for pair in "$@"; do
-			printf '\tplan:set(model:layer("%s"), %s)\n' "${pair%% *}" "${pair#* }"
-		done
-		printf '\treturn "%s" end }\n' "$pname"
-	} >"$d/$pname.lua"
+	plan_lua "$d/$zname.lua" "$zname" "$@"
 }
 
 # torch_case NAME EXPECT [OPTIONS]: NAME.lua planned, applied as parts and
@@ -35,17 +29,13 @@ plan_lua() {
 torch_case() {
 	cname=$1 expect=$2
 	shift 2
-	run 0 "$RANKSCOPE" run -q --no-cache "$@" -o "$d/$cname.json" "$d/${cname%@*}.lua" "$zoo"
-	run 0 "$RANKSCOPE" apply -q --no-cache "$@" -o "$d/$cname-parts.safetensors" \
-		"$d/$cname.json" "$zoo"
-	run 0 "$RANKSCOPE" apply -q --no-cache --dense "$@" -o "$d/$cname-dense.safetensors" \
-		"$d/$cname.json" "$zoo"
+	plan_apply "$d/$cname" "$zoo" "$d/${cname%@*}.lua" "$@"
 	py_checks "torch $cname" torchcheck.py compare "$d/$cname-parts.safetensors" \
 		"$d/$cname-dense.safetensors" "$expect"
 }
 
 R=structured
-plan_lua lowrank \
+zoo_plan lowrank \
 	'stem.0.weight { rank = 3 }' 'blocks.a.weight { rank = 6 }' \
 	'blocks.b.weight { rank = 4 }' 'c1d.weight { rank = 5 }' \
 	'head.0.weight { rank = 8 }' 'head.2.weight { rank = 3 }'
@@ -54,14 +44,14 @@ for fold in 0 1 2 3; do
 	torch_case "lowrank@$fold" "stem.0=$R,blocks.a=$R,blocks.b=rebuilt,c1d=$R,head.0=$R,head.2=$R" \
 		--fold "$fold"
 done
-plan_lua decomp \
+zoo_plan decomp \
 	'stem.0.weight { method = "tucker2", ranks = { 6, 2 } }' \
 	'blocks.a.weight { method = "cp", rank = 12 }' \
 	'c1d.weight { method = "tucker2", ranks = { 8, 6 } }' \
 	'head.0.weight { method = "tt", d = 2, ranks = { 6 } }' \
 	'head.2.weight { method = "grouped", rank = 2, groups = 4 }'
 torch_case decomp "stem.0=$R,blocks.a=$R,c1d=$R,head.0=$R,head.2=$R"
-plan_lua decomp2 \
+zoo_plan decomp2 \
 	'stem.0.weight { method = "cp", rank = 6 }' \
 	'blocks.a.weight { method = "grouped", rank = 4, groups = 2 }' \
 	'c1d.weight { method = "cp", rank = 8 }' \
@@ -70,7 +60,7 @@ plan_lua decomp2 \
 for fold in 0 1 2 3; do
 	torch_case "decomp2@$fold" "stem.0=$R,blocks.a=$R,c1d=$R,head.0=$R,head.2=$R" --fold "$fold"
 done
-plan_lua prune \
+zoo_plan prune \
 	'stem.0.weight { method = "prune", sparsity = 0.5 }' \
 	'blocks.a.weight { method = "prune-rows", sparsity = 0.25 }' \
 	'blocks.b.weight { method = "prune-cols", sparsity = 0.5 }' \
@@ -79,12 +69,12 @@ plan_lua prune \
 	'head.2.weight { method = "prune-cols", sparsity = 0.4 }'
 torch_case "prune@0" "stem.0=rebuilt,blocks.a=$R,blocks.b=rebuilt,c1d=$R,head.0=$R,head.2=$R" \
 	--fold 0
-plan_lua cols \
+zoo_plan cols \
 	'blocks.a.weight { method = "prune-cols", sparsity = 0.5 }' \
 	'c1d.weight { method = "prune-cols", sparsity = 0.25 }' \
 	'head.0.weight { method = "prune-rows", sparsity = 0.5 }'
 torch_case "cols@3" "blocks.a=$R,c1d=$R,head.0=$R" --fold 3
-plan_lua quant \
+zoo_plan quant \
 	'stem.0.weight { method = "quant", quantizer = "uniform-tensor", bits = 4 }' \
 	'blocks.a.weight { method = "quant", quantizer = "uniform-channel", bits = 3 }' \
 	'blocks.b.weight { method = "quant", quantizer = "kmeans", bits = 3 }' \
@@ -92,7 +82,7 @@ plan_lua quant \
 	'head.0.weight { method = "quant", quantizer = "ternary", bits = 2 }' \
 	'head.2.weight { method = "quant", quantizer = "uniform-channel", bits = 2 }'
 torch_case quant ""
-plan_lua combos \
+zoo_plan combos \
 	'stem.0.weight { method = "lowrank+sparse", rank = 2, sparsity = 0.9 }' \
 	'blocks.a.weight { method = "quant+sparse", quantizer = "ternary", bits = 2, sparsity = 0.95 }' \
 	'c1d.weight { method = "lowrank+sparse+quant", rank = 2, sparsity = 0.97, quantizer = "uniform-tensor", bits = 3 }' \
@@ -103,7 +93,7 @@ for fold in 0 2; do
 	torch_case "combos@$fold" "head.0=$R" --fold "$fold"
 done
 # a weight split by rows: its views side by side
-plan_lua split 'head.0.weight.a { rank = 4 }' 'head.0.weight.b { method = "prune", sparsity = 0.5 }'
+zoo_plan split 'head.0.weight.a { rank = 4 }' 'head.0.weight.b { method = "prune", sparsity = 0.5 }'
 torch_case split "" --split 'head.0.weight=a,b'
 
 # a --dense file loads as a plain state_dict, nothing replaced; a network
@@ -127,10 +117,10 @@ contains "$err" "the network has no module 'stem.0'" "another network: named"
 if find_python numpy torch sklearn; then
 	mlp=$SAMPLES/digits-mlp.safetensors
 	cnn=$SAMPLES/digits-cnn.safetensors
-	plan_lua mlp 'fc1.weight { method = "tt", d = 2, ranks = { 8 } }' \
+	zoo_plan mlp 'fc1.weight { method = "tt", d = 2, ranks = { 8 } }' \
 		'fc2.weight { method = "lowrank+sparse", rank = 16, sparsity = 0.99 }' \
 		'fc3.weight { method = "quant", quantizer = "kmeans", bits = 3 }'
-	plan_lua cnn 'conv1.weight { method = "prune-rows", sparsity = 0.25 }' \
+	zoo_plan cnn 'conv1.weight { method = "prune-rows", sparsity = 0.25 }' \
 		'conv2.weight { method = "tucker2", ranks = { 8, 8 } }' \
 		'conv3.weight { method = "cp", rank = 24 }' \
 		'fc1.weight { method = "grouped", rank = 8, groups = 4 }' \
@@ -138,10 +128,7 @@ if find_python numpy torch sklearn; then
 	for c in mlp cnn; do
 		model=$mlp
 		[ $c = cnn ] && model=$cnn
-		run 0 "$RANKSCOPE" run -q --no-cache -o "$d/s-$c.json" "$d/$c.lua" "$model"
-		run 0 "$RANKSCOPE" apply -q --no-cache -o "$d/s-$c-parts.safetensors" "$d/s-$c.json" "$model"
-		run 0 "$RANKSCOPE" apply -q --no-cache --dense -o "$d/s-$c-dense.safetensors" \
-			"$d/s-$c.json" "$model"
+		plan_apply "$d/s-$c" "$model" "$d/$c.lua"
 		py_checks "sample $c" torchcheck.py samples "$d/s-$c-parts.safetensors" \
 			"$d/s-$c-dense.safetensors"
 	done

@@ -128,6 +128,33 @@ make_nan_model() {
 	} >"$1"
 }
 
+# plan_lua FILE NAME 'LAYER SPEC'...: writes to FILE a strategy NAME that
+# sets each LAYER to SPEC (a plan:set table, as Lua text).
+plan_lua() {
+	plfile=$1 plname=$2
+	shift 2
+	{
+		printf 'return { name = "%s", run = function(model, plan)\n' "$plname"
+		for pair in "$@"; do
+			printf '\tplan:set(model:layer("%s"), %s)\n' "${pair%% *}" "${pair#* }"
+		done
+		printf '\treturn "%s" end }\n' "$plname"
+	} >"$plfile"
+}
+
+# plan_apply PREFIX MODEL LUA [OPTIONS...]: PREFIX.json planned by LUA,
+# applied as parts (PREFIX-parts.safetensors) and --dense
+# (PREFIX-dense.safetensors); $out is the --dense apply's output.
+plan_apply() {
+	papre=$1 pamodel=$2 palua=$3
+	shift 3
+	run 0 "$RANKSCOPE" run -q --no-cache "$@" -o "$papre.json" "$palua" "$pamodel"
+	run 0 "$RANKSCOPE" apply -q --no-cache "$@" -o "$papre-parts.safetensors" \
+		"$papre.json" "$pamodel"
+	run 0 "$RANKSCOPE" apply -q --no-cache --dense "$@" -o "$papre-dense.safetensors" \
+		"$papre.json" "$pamodel"
+}
+
 finish() {
 	echo "$(basename "$0"): $checks checks, $failures failed"
 	[ "$failures" -eq 0 ]
