@@ -266,7 +266,7 @@ draw_title(tui *t)
 {
 	static const char spinner[] = "|/-\\";
 	static unsigned tick;
-	char params[16], norm[32], line[512];
+	char params[16], norm[32], values[32] = "", line[512];
 	const char *dash = t->utf8 ? "\u2014" : "-";
 	size_t total = 0, i;
 
@@ -276,12 +276,16 @@ draw_title(tui *t)
 	/* with calibration, the norm the figures are in (n switches); the
 	 * path last: it is the part a narrow terminal can best lose */
 	snprintf(norm, sizeof norm, " %s %s norm", dash, t->output_norm ? "output" : "weight");
+	/* --dtype: every size shown is costed in it */
+	if (t->nlayers > 0 && t->layers[0].value_dtype_chosen)
+		snprintf(values, sizeof values, " %s values %s", dash,
+		         rs_dtype_get(t->layers[0].value_dtype)->name);
 	snprintf(line, sizeof line, " rankscope %c spectra %zu/%zu stats %zu/%zu %s %zu layers "
-	         "%s %s params%s %s %s",
+	         "%s %s params%s%s %s %s",
 	         t->finished < t->nlayers || t->with_statistics < t->nlayers ?
 	         spinner[tick++ % 4] : ' ', t->finished, t->nlayers, t->with_statistics,
-	         t->nlayers, dash, t->nlayers, dash, params, t->calibrated ? norm : "", dash,
-	         t->path);
+	         t->nlayers, dash, t->nlayers, dash, params, t->calibrated ? norm : "", values,
+	         dash, t->path);
 	attron(tui_attr(t, TUI_PAIR_TITLE));
 	mvprintw(0, 0, "%-*.*s", COLS, COLS, line);
 	attroff(tui_attr(t, TUI_PAIR_TITLE));

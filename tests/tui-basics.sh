@@ -125,4 +125,14 @@ keys q
 checks=$((checks + 1))
 wait_exit || fail "q quits without asking when nothing was edited"
 
+# --dtype: the title says it, and sizes are costed in it: fc3 (10x512) at
+# rank 5 is 5 (10 + 512) values of 2 bytes
+tui_start 130 36 "$RANKSCOPE" --dtype f16 "$mlp"
+see "values F16" "--dtype in the title"
+keys : 'plan:set(model:layer("fc3.weight"), 5)' Enter
+see "5.1 KiB" "fc3 at rank 5 in F16"
+keys q y
+checks=$((checks + 1))
+wait_exit || fail "q y quits after --dtype"
+
 finish
