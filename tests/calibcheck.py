@@ -349,7 +349,6 @@ def check_rebuilt(c, model, plan_path, applied):
     samples = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "samples")
     sys.path.insert(0, samples)
     import apply_plan  # noqa: E402  (torch)
-    import torch  # noqa: E402
     w, xs = layer_inputs(model)
     plan = json.load(open(plan_path))
     st = SafeTensors(applied)

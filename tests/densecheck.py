@@ -63,7 +63,6 @@ def ulp(r, dtype):
 
 def rebuilt(parts, plan):
     import apply_plan
-    import torch
     tensors = apply_plan.from_numpy({n: parts.values(n) for n in parts.entries})
     shapes = {l["name"]: tuple(l["shape"]) for l in plan["layers"]}
     state = apply_plan.rebuild(tensors, plan, shapes)

@@ -32,14 +32,13 @@ Each subcommand prints "NAME: N checks, F failed" and exits 1 when F > 0
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 
 sys.dont_write_bytecode = True   # leave no __pycache__ in tests/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checklib import (DTYPES, FLOATS, Checker, SafeTensors,  # noqa: E402
+from checklib import (DTYPES, Checker, SafeTensors,  # noqa: E402
                       write_safetensors)
 
 TOL_FIG = 1e-9       # figures recomputed in float64 from the same weights

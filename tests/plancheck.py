@@ -26,7 +26,7 @@ import numpy as np
 
 sys.dont_write_bytecode = True   # leave no __pycache__ in tests/
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checklib import DTYPES, FLOATS, Checker, SafeTensors  # noqa: E402
+from checklib import DTYPES, Checker, SafeTensors  # noqa: E402
 
 TOL_PREDICT = 1e-9
 TOL_APPLY = 1e-5
