@@ -113,6 +113,10 @@ except rt.CompressedError as e:
 	"$d/lowrank@0-parts.safetensors" "$TESTS_SRCDIR"
 contains "$err" "the network has no module 'stem.0'" "another network: named"
 
+# damaged files: refused, naming the file or tensor and the problem
+mkdir "$d/hostile"
+py_checks "hostile" torchcheck.py hostile "$d/lowrank@0-parts.safetensors" "$d/hostile"
+
 # the samples: the same accuracy through the package as through --dense
 if find_python numpy torch sklearn; then
 	mlp=$SAMPLES/digits-mlp.safetensors

@@ -15,6 +15,10 @@ compressed by `rankscope apply` in PyTorch (cli-torchrun.sh).
     torchcheck.py samples PARTS DENSE
         a sample network (digits_models): its test accuracy and outputs
         through the package equal those through the dense file
+    torchcheck.py hostile PARTS DIR
+        damaged copies of PARTS (truncated, a header that is not JSON, a
+        part of the wrong shape, a part missing) refused by load() with a
+        CompressedError naming the file or tensor and the problem
 
 The reference is the dense file rankscope's C code writes, loaded as a
 plain state_dict by torch: two implementations, one check.
@@ -153,9 +157,59 @@ def cmd_samples(parts, dense):
     return c.done()
 
 
+def damaged(parts, out_dir):
+    """Copies of PARTS broken one way each: {name: (path, what the error
+    must say)}; header edits keep the data section as it is."""
+    import struct
+    blob = open(parts, "rb").read()
+    (n,) = struct.unpack_from("<Q", blob, 0)
+    header, data = json.loads(blob[8:8 + n]), blob[8 + n:]
+    cases = {}
+
+    def put(name, raw):
+        path = os.path.join(out_dir, name + ".safetensors")
+        with open(path, "wb") as f:
+            f.write(raw)
+        return path
+
+    def with_header(name, h):
+        text = json.dumps(h).encode()
+        text += b" " * (-(8 + len(text)) % 8)
+        return put(name, struct.pack("<Q", len(text)) + text + data)
+
+    cases["truncated"] = (put("truncated", blob[: len(blob) // 2]), "beyond the file's end")
+    cases["header"] = (put("header", blob[:8] + b"{not json" + blob[17:]), "header is not JSON")
+    a = next(k for k in header if k.endswith(".lowrank.A"))
+    h = json.loads(json.dumps(header))
+    h[a]["shape"] = h[a]["shape"][::-1]          # the same bytes, transposed
+    cases["shape"] = (with_header("shape", h), a + ": shape")
+    b = next(k for k in header if k.endswith(".lowrank.B"))
+    h = {(k[:-1] + "X" if k == b else k): v for k, v in header.items()}
+    cases["missing"] = (with_header("missing", h), b + ": missing")
+    return cases
+
+
+def cmd_hostile(parts, out_dir):
+    """Damaged copies of a parts file: load() refuses each with a
+    CompressedError naming the file, or the tensor, and the problem."""
+    c = Checker("torchcheck")
+    for name, (path, says) in damaged(parts, out_dir).items():
+        try:
+            rt.load(Zoo(), path)
+            c.check(False, f"{name}: loaded")
+        except rt.CompressedError as e:
+            msg = str(e)
+            c.check(says in msg, f"{name}: '{says}' in '{msg}'")
+            c.check(msg.startswith(path + ": "), f"{name}: names the file: {msg}")
+        except Exception as e:     # anything else is a crash, not a refusal
+            c.check(False, f"{name}: {type(e).__name__}: {e}")
+    return c.done()
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
-    fn = {"make": cmd_make, "compare": cmd_compare, "samples": cmd_samples}.get(cmd)
+    fn = {"make": cmd_make, "compare": cmd_compare, "samples": cmd_samples,
+          "hostile": cmd_hostile}.get(cmd)
     if fn is None:
         sys.exit(f"torchcheck.py: unknown command {cmd}")
     return fn(*args)

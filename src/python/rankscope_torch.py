@@ -913,12 +913,17 @@ def load(net, path, structured=True):
         consumed.update(parts)
         dtype = module.weight.dtype
         why = "structured=False"
-        if structured:
-            try:
-                return _cast(_build(layer, parts, module, dtype, bias), dtype), True, ""
-            except _Unfit as e:
-                why = str(e)
-        return _cast(Rebuilt(module, layer, parts, dtype, bias), dtype), False, why
+        try:
+            if structured:
+                try:
+                    return _cast(_build(layer, parts, module, dtype, bias), dtype), True, ""
+                except _Unfit as e:
+                    why = str(e)
+            new = Rebuilt(module, layer, parts, dtype, bias)
+            new.weight()    # the parts must make the weight: fail here, not at the first call
+            return _cast(new, dtype), False, why
+        except CompressedError as e:
+            raise CompressedError(f"{path}: {e}") from None
 
     for tensor_name in list(views) + [n for n in layers if n not in view_of]:
         if tensor_name in views:
