@@ -1002,13 +1002,26 @@ get_number(json_t *obj, const char *key, double *out)
 	return true;
 }
 
+/* A count (parameters) from a number a file gave: whole, finite and in
+ * 0..2^53, where a double holds every integer exactly (and far below
+ * LLONG_MAX, so the conversion is defined). */
+static bool
+get_count(json_t *obj, const char *key, long long *out)
+{
+	double d;
+
+	if (!get_number(obj, key, &d) || !(d >= 0 && d <= 9007199254740992.0) || d != floor(d))
+		return false;
+	*out = (long long)d;
+	return true;
+}
+
 rs_status
 rs_plan_summary_read(const char *path, rs_plan_summary *out, rs_error *err)
 {
 	size_t i;
 	json_t *root, *v, *ls, *model, *totals;
 	rs_status st;
-	double d;
 
 	memset(out, 0, sizeof *out);
 	if ((st = read_plan_json(path, &root, err)) != RS_OK)
@@ -1034,15 +1047,20 @@ rs_plan_summary_read(const char *path, rs_plan_summary *out, rs_error *err)
 		rs_plan_summary_layer *l = &out->layers[out->nlayers];
 		json_t *name = json_object_get(v, "name"), *method = json_object_get(v, "method");
 		json_t *rank = json_object_get(v, "rank"), *pred = json_object_get(v, "predicted");
-		double params;
 
 		if (!json_is_string(name) || !json_is_string(method) || !json_is_object(pred) ||
 		    !get_number(pred, "rel_fro", &l->rel_fro) ||
 		    !get_number(pred, "rel_spec", &l->rel_spec) ||
-		    !get_number(pred, "params", &params) ||
+		    !json_is_number(json_object_get(pred, "params")) ||
 		    !(json_is_integer(rank) || json_is_null(rank))) {
 			st = rs_error_set(err, RS_EFORMAT, "%s: layers[%zu] needs name, method, rank "
 			                  "and predicted {rel_fro, rel_spec, params}", path, i);
+			goto out;
+		}
+		if (!get_count(pred, "params", &l->params)) {
+			st = rs_error_set(err, RS_EFORMAT, "%s: layers[%zu].predicted.params must be a "
+			                  "whole number from 0 to 2^53, not %g", path, i,
+			                  json_number_value(json_object_get(pred, "params")));
 			goto out;
 		}
 		l->name = rs_xstrdup(json_string_value(name));
@@ -1058,23 +1076,26 @@ rs_plan_summary_read(const char *path, rs_plan_summary *out, rs_error *err)
 				snprintf(l->detail, sizeof l->detail, "p=%.4g", json_number_value(sp));
 		}
 		l->rank = json_is_integer(rank) ? json_integer_value(rank) : -1;
-		l->params = (long long)params;
 		out->nlayers++;
 	}
 	totals = json_object_get(root, "totals");
 	if (!json_is_object(totals) || !get_number(totals, "ratio", &out->ratio) ||
 	    !get_number(totals, "max_rel_spec", &out->max_rel_spec) ||
-	    !get_number(totals, "params_before", &d)) {
+	    !json_is_number(json_object_get(totals, "params_before")) ||
+	    !json_is_number(json_object_get(totals, "params_after"))) {
 		st = rs_error_set(err, RS_EFORMAT, "%s: \"totals\" needs params_before, "
 		                  "params_after, ratio and max_rel_spec", path);
 		goto out;
 	}
-	out->params_before = (long long)d;
-	if (!get_number(totals, "params_after", &d)) {
-		st = rs_error_set(err, RS_EFORMAT, "%s: \"totals\" needs params_after", path);
+	if (!get_count(totals, "params_before", &out->params_before) ||
+	    !get_count(totals, "params_after", &out->params_after)) {
+		const char *key = get_count(totals, "params_before", &out->params_before) ?
+		                  "params_after" : "params_before";
+		st = rs_error_set(err, RS_EFORMAT, "%s: totals.%s must be a whole number from 0 "
+		                  "to 2^53, not %g", path, key,
+		                  json_number_value(json_object_get(totals, key)));
 		goto out;
 	}
-	out->params_after = (long long)d;
 out:
 	json_decref(root);
 	if (st != RS_OK)

@@ -486,6 +486,17 @@ edit "$d/mlp.json" "$bad" '"version": 1' '"version": 2'
 refuse "diff of a version 2 plan" "$bad" "" "version" "$RANKSCOPE" diff "$d/mlp.json" "$bad"
 head -c 100 "$d/mlp.json" >"$bad"
 refuse "diff of a truncated plan" "$bad" "" "not valid JSON" "$RANKSCOPE" diff "$bad" "$d/mlp.json"
+# counts beyond what a double holds exactly (or any long long) are refused,
+# not converted (that conversion is undefined behaviour)
+edit "$d/mlp.json" "$bad" '"params_before": ' '"params_before": 5e268, "was": '
+refuse "diff: params_before 5e268" "$bad" "" "totals.params_before must be a whole number from 0 to 2^53, not 5e+268" \
+	"$RANKSCOPE" diff "$bad" "$d/mlp.json"
+edit "$d/mlp.json" "$bad" '"params_after": ' '"params_after": -1, "was": '
+refuse "diff: params_after -1" "$bad" "" "totals.params_after must be a whole number" \
+	"$RANKSCOPE" diff "$d/mlp.json" "$bad"
+edit_entry "$d/mlp.json" "$bad" fc1.weight '"params": ' '"params": 2.5, "was": '
+refuse "diff: a layer's params 2.5" "$bad" "" "layers[0].predicted.params must be a whole number from 0 to 2^53, not 2.5" \
+	"$RANKSCOPE" diff "$bad" "$d/mlp.json"
 
 # ---- apply ---------------------------------------------------------------------
 

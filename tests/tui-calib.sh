@@ -209,7 +209,7 @@ see "method for fc2.weight" "solver: the method menu"
 keys Down Down Down Down Down Down Enter
 see "fc2.weight: lowrank+sparse" "solver: lowrank+sparse chosen"
 checks=$((checks + 1))
-wait_for "low rank + sparse solved in" 600 || wait_for "beats the combination" 10 ||
+wait_for_either "low rank + sparse solved in" "beats the combination" 600 ||
 	fail "solver: the solve finishes: $(screen | tail -3)"
 keys : 'string.format("out=%s", tostring(plan:get("fc2.weight").out_err ~= nil))' Enter
 see "out=true" "solver: the solved entry carries its output error"

@@ -67,7 +67,7 @@ see "method for fc2.weight" "the menu again"
 keys Down Down Down Enter
 see "fc2.weight: lowrank+sparse" "lowrank+sparse chosen"
 checks=$((checks + 1))
-wait_for "low rank + sparse solved in" 600 || wait_for "beats the combination" 10 ||
+wait_for_either "low rank + sparse solved in" "beats the combination" 600 ||
 	fail "the solve finishes: $(screen | tail -3)"
 lacks "$(row fc2.weight)" "queued" "no longer queued"
 
@@ -122,7 +122,7 @@ keys M
 see "quant+sparse" "the menu lists quant+sparse"
 keys Down Down Enter
 checks=$((checks + 1))
-wait_for "quant+sparse solved in" 300 || wait_for "quantisation alone beats" 10 ||
+wait_for_either "quant+sparse solved in" "quantisation alone beats" 300 ||
 	fail "the quant+sparse solve finishes: $(screen | tail -3)"
 case "$(row conv3.weight)" in
 *"Q2+S 0.95"* | *km*) checks=$((checks + 1)) ;;

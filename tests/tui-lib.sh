@@ -69,6 +69,19 @@ wait_for() {
 	return 1
 }
 
+# wait_for_either A B [TENTHS]: until A or B is on screen (default 10 s),
+# whichever comes first: an outcome with two wordings is not waited for
+# twice.
+wait_for_either() {
+	n=0
+	while [ "$n" -lt "${3:-100}" ]; do
+		case "$(screen)" in *"$1"* | *"$2"*) return 0 ;; esac
+		sleep 0.1
+		n=$((n + 1))
+	done
+	return 1
+}
+
 # see TEXT WHAT: a check that TEXT appears (waiting up to 5 s).
 see() {
 	checks=$((checks + 1))
