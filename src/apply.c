@@ -44,6 +44,7 @@ typedef struct out_tensor {
 	size_t span;                   /* ... and the bytes of all its views */
 	bool segment;                  /* a later view: data only */
 	bool from_float;               /* data are floats, written as dtype (F16, BF16) */
+	uint64_t plan_bits;            /* part 0: the layer's storage_bits (rs_apply_sizes) */
 } out_tensor;
 
 /* The parts of one compressed layer, computed together. */
@@ -186,7 +187,7 @@ plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
              const rs_layer_analysis *analyses, const rs_plan *plan, bool dense,
              out_tensor *outs, size_t *n)
 {
-	size_t i = 0, k;
+	size_t i = 0, k, first;
 	rs_plan_figures f;
 	const rs_layer *l = rs_layer_of_tensor(layers, nlayers, t);
 	const char *name;
@@ -215,6 +216,7 @@ plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
 	}
 	name = l->name;
 	vd = rs_layer_value_dtype(l);
+	first = *n;
 	if (dense) {
 		out_tensor *o = &outs[*n];
 		add_part(outs, n, name, "", i, 0, dense_dtype(t), 1, 1);
@@ -285,6 +287,8 @@ plan_outputs(const rs_tensor *t, const rs_layer *layers, size_t nlayers,
 	default:
 		break;
 	}
+	if (*n > first)
+		outs[first].plan_bits = f.bits;
 }
 
 /*
@@ -1173,12 +1177,7 @@ rs_apply(const rs_model *model, const rs_layer *layers, size_t nlayers,
 			continue;
 		}
 		written.layers += outs[i].nbytes;
-		if (outs[i].part == 0) {
-			rs_plan_figures fig;
-			rs_plan_figures_for(&layers[outs[i].layer], &analyses[outs[i].layer],
-			                    &plan->entries[outs[i].layer], &fig);
-			written.plan_bits += fig.bits;
-		}
+		written.plan_bits += outs[i].plan_bits;
 	}
 
 	/* written beside out_path and renamed over it when complete (file.h) */

@@ -63,16 +63,22 @@ done:
 	return st;
 }
 
-/* The output error of B A + S against W (fro_err recorded in p->result);
- * ba and t are m x n scratch. */
+/* ba = B A (m x n). */
+static void
+lowrank_product(const rs_refined_parts *p, size_t m, size_t n, size_t rank, double *ba)
+{
+	cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)rank, 1.0,
+	            p->b, (int)m, p->a, (int)rank, 0.0, ba, (int)m);
+}
+
+/* The output error of B A + S against W, ba = B A given (fro_err recorded
+ * in p->result); t is m x n scratch. */
 static void
 lowrank_sparse_error(const double *w, const double *g, rs_refined_parts *p, size_t m,
-                     size_t n, size_t rank, double *ba, double *t, double *out_err)
+                     size_t n, const double *ba, double *t, double *out_err)
 {
 	size_t i;
 
-	cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)rank, 1.0,
-	            p->b, (int)m, p->a, (int)rank, 0.0, ba, (int)m);
 	for (i = 0; i < m * n; i++)
 		t[i] = ba[i] + p->wp[i];
 	rs_refine_measure(w, t, m, n, g, out_err, &p->result.fro_err);
@@ -129,7 +135,8 @@ refine_lowrank_sparse(const rs_layer *layer, const rs_plan_entry *e, const doubl
 	if ((st = plain_factors(lr, m, n, e->rank, p->b, p->a, err)) != RS_OK)
 		goto done;
 	memset(&p->result, 0, sizeof p->result);
-	lowrank_sparse_error(w, g, p, m, n, e->rank, ba, t, &out_err);
+	lowrank_product(p, m, n, e->rank, ba);
+	lowrank_sparse_error(w, g, p, m, n, ba, t, &out_err);
 	p->result.history[0] = p->result.out_err = out_err;
 	while (p->result.sweeps < sweeps) {
 		/* the factors with S fixed, then S on its support with B A fixed */
@@ -137,13 +144,13 @@ refine_lowrank_sparse(const rs_layer *layer, const rs_plan_entry *e, const doubl
 			t[i] = w[i] - p->wp[i];
 		if ((st = rs_refine_lowrank(t, m, n, g, e->rank, p->b, p->a, 1, &step, err)) != RS_OK)
 			goto done;
-		cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n,
-		            (int)e->rank, 1.0, p->b, (int)m, p->a, (int)e->rank, 0.0, ba, (int)m);
+		lowrank_product(p, m, n, e->rank, ba);
 		for (i = 0; i < count; i++)
 			t[i] = w[i] - ba[i];
 		if ((st = rs_refine_sparse(t, m, n, g, p->keep, p->wp, &step, err)) != RS_OK)
 			goto done;
-		lowrank_sparse_error(w, g, p, m, n, e->rank, ba, t, &out_err);
+		/* B A is unchanged by the sparse step */
+		lowrank_sparse_error(w, g, p, m, n, ba, t, &out_err);
 		/* the stopping rule every refinement shares */
 		if (rs_refine_record_sweep(&p->result, out_err))
 			break;
